@@ -1,0 +1,1 @@
+"""dlt ingestion of the four raw sources into the warehouse's `raw` schema."""

@@ -1,0 +1,72 @@
+"""Rows that cannot be parsed at all are kept here, never dropped silently.
+
+Every source routes such rows to one append-only table, `raw._rejected_rows`,
+from inside its own resource (so they land in the same load as the good rows):
+
+    yield rejected_rows("users", "users", [
+        {"location": "users-0001.csv:17", "reason": "wrong_field_count", "payload": raw_line},
+    ])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+import pyarrow as pa
+
+REJECTED_TABLE = "_rejected_rows"
+
+REJECTED_COLUMNS = {
+    "source": {"data_type": "text", "nullable": False},
+    "resource": {"data_type": "text", "nullable": False},
+    "location": {"data_type": "text", "nullable": False},
+    "reason": {"data_type": "text", "nullable": False},
+    "payload": {"data_type": "text", "nullable": True},
+    "rejected_at": {"data_type": "timestamp", "nullable": False},
+}
+
+_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("resource", pa.string()),
+        ("location", pa.string()),
+        ("reason", pa.string()),
+        ("payload", pa.string()),
+        ("rejected_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def rejected_rows(source: str, resource: str, rows: Iterable[dict[str, Any]]) -> Any:
+    """Mark rejected rows (dicts with location, reason, payload) for `raw._rejected_rows`.
+
+    dlt adds `_dlt_load_id`, which ties each rejected row to the load it came
+    with. Yield the returned item from the resource that found the rows.
+    """
+    now = datetime.now(UTC)
+    rows = list(rows)
+    table = pa.Table.from_pylist(
+        [
+            {
+                "source": source,
+                "resource": resource,
+                "location": str(r["location"]),
+                "reason": str(r["reason"]),
+                "payload": r.get("payload"),
+                "rejected_at": now,
+            }
+            for r in rows
+        ],
+        schema=_SCHEMA,
+    )
+    return dlt.mark.with_hints(
+        table,
+        dlt.mark.make_hints(
+            table_name=REJECTED_TABLE,
+            write_disposition="append",
+            columns=REJECTED_COLUMNS,
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Deterministic sample data with known defects, and the demo orders API."""
