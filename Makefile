@@ -1,0 +1,48 @@
+# Two commands from a fresh clone:  make run   and   make test
+# Both bootstrap .venv (reinstalled only when pyproject.toml changes).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export DBT_PROFILES_DIR := profiles
+export WAREHOUSE_PATH ?= data/warehouse.duckdb
+
+.PHONY: run test lint format venv sample dbt-build monitor clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+## make run: sample data (if missing) -> ingest -> dbt build -> monitor, on data/warehouse.duckdb
+run: venv
+	$(PY) -m pipeline demo
+
+## make test: lint, then every test (what CI runs)
+test: lint
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/sqlfluff lint models macros tests/dbt --disable-progress-bar --nocolor
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/sqlfluff fix models macros tests/dbt --disable-progress-bar --nocolor
+
+sample: venv
+	$(PY) -m ingestion.sample --out data/inbox --users 1000 --seed 42
+
+dbt-build: venv
+	$(VENV)/bin/dbt build
+
+monitor: venv
+	$(PY) -m monitoring
+
+clean:
+	rm -rf data target logs .pytest_cache

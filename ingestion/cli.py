@@ -1,0 +1,273 @@
+"""`python -m ingestion`: load the raw sources into the warehouse with dlt.
+
+Each source runs as its own dlt pipeline, one after the other (DuckDB takes one
+writer at a time). A failing source does not stop the others; the exit code
+says what happened: 0 all loaded, 1 some source failed, 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+
+from .rejected import REJECTED_TABLE
+from .warehouse import make_pipeline, warehouse_path
+
+SOURCE_NAMES = ("users", "orders", "events", "products")
+
+EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class SourceReport:
+    """What one source did in this run: the row of the summary table."""
+
+    name: str
+    status: str = "ok"
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_collapsed: int = 0
+    new_columns: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _make_source(name: str, args: argparse.Namespace) -> Any:
+    """Build the dlt source for `name`, with CLI overrides on top of .dlt/config.toml."""
+    inbox = Path(args.inbox) if args.inbox else None
+    if name == "users":
+        from .sources.users import users_source
+
+        return users_source(**({"inbox": str(inbox / "users")} if inbox else {}))
+    if name == "events":
+        from .sources.events import events_source
+
+        return events_source(**({"inbox": str(inbox / "events")} if inbox else {}))
+    if name == "products":
+        from .sources.products import products_source
+
+        db = inbox / "products" / "products.db" if inbox else None
+        return products_source(**({"credentials": f"sqlite:///{db}"} if db else {}))
+    if name == "orders":
+        from .sources.orders import orders_source
+
+        return orders_source(**({"base_url": args.api_url} if args.api_url else {}))
+    raise ValueError(f"unknown source {name!r}")
+
+
+def _known_columns(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, set[str]]:
+    """Columns per table that the pipeline's schema already had before this run."""
+    if schema_name not in pipeline.schema_names:
+        return {}
+    schema = pipeline.schemas[schema_name]
+    return {name: set(table.get("columns", {})) for name, table in schema.tables.items()}
+
+
+def _new_columns(load_info: Any, known: dict[str, set[str]]) -> list[str]:
+    """Columns this run added to tables that existed before (schema evolution)."""
+    added = []
+    for package in load_info.load_packages:
+        for table, update in (package.schema_update or {}).items():
+            if table not in known:
+                continue
+            for column in update.get("columns", {}):
+                if column not in known[table] and not column.startswith("_dlt"):
+                    added.append(f"{table}.{column}")
+    return sorted(set(added))
+
+
+def _last_run_counts(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, int]:
+    """Sum the per-resource `last_run` counters the sources keep in dlt state."""
+    resources = pipeline.state.get("sources", {}).get(schema_name, {}).get("resources", {})
+    totals = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
+    for state in resources.values():
+        for key in totals:
+            totals[key] += int(state.get("last_run", {}).get(key, 0))
+    return totals
+
+
+def _loaded_rows(pipeline: dlt.Pipeline) -> tuple[int, int]:
+    """Rows written by this run: (data rows, rejected rows), from dlt's normalize step."""
+    info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    counts = info.row_counts if info else {}
+    data = sum(n for table, n in counts.items() if not table.startswith("_dlt"))
+    rejected = counts.get(REJECTED_TABLE, 0)
+    return data - rejected, rejected
+
+
+def run_source(name: str, args: argparse.Namespace) -> SourceReport:
+    """Extract, normalize and load one source; errors become a one-line report."""
+    report = SourceReport(name)
+    started = time.monotonic()
+    try:
+        pipeline = make_pipeline(name)
+        source = _make_source(name, args)
+        known = _known_columns(pipeline, source.name)
+        load_info = pipeline.run(
+            source,
+            refresh="drop_sources" if args.full_refresh else None,
+            **({"progress": dlt.progress.log(10, logger=sys.stderr)} if args.progress else {}),
+        )
+        report.new_columns = _new_columns(load_info, known)
+        counts = _last_run_counts(pipeline, source.name)
+        report.rows_read = counts["rows_read"]
+        report.rows_collapsed = counts["rows_collapsed"]
+        report.rows_loaded, report.rows_rejected = _loaded_rows(pipeline)
+    except Exception as exc:  # one line per failed source; the others still load
+        if args.debug:
+            logging.exception("source %s failed", name)
+        report.status = "failed"
+        report.error = describe_error(name, exc)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps (dlt wraps step failures)."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
+    return seen
+
+
+def locked_warehouse_message(error_text: str) -> str | None:
+    """One line naming the process DuckDB says holds the warehouse, if that is the error."""
+    match = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error_text)
+    if not match:
+        return None
+    return (
+        f"warehouse {warehouse_path()} is locked by PID {match.group(2)} ({match.group(1)}); "
+        "close that process or wait for it, then re-run"
+    )
+
+
+def describe_error(source: str, exc: BaseException) -> str:
+    """One line that says what failed and what to do, without secrets."""
+    chain = _chain(exc)
+    for err in chain:
+        locked = locked_warehouse_message(str(err))
+        if locked:
+            return locked
+        if isinstance(err, FileNotFoundError):
+            return str(err)
+        response = getattr(err, "response", None)
+        status = getattr(response, "status_code", None)
+        if status in (401, 403):
+            return (
+                f"{source} API refused the token ({status}): check SOURCES__ORDERS__API_TOKEN "
+                "or .dlt/secrets.toml"
+            )
+        if status is not None:
+            return f"{source} API answered {status} after retries: {response.reason}"
+        if type(err).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout"):
+            return (
+                f"{source} API unreachable ({type(err).__name__}): is the server up? "
+                f"check --api-url / sources.{source}.base_url"
+            )
+        if type(err).__name__ == "ConfigFieldMissingException":
+            fields = ", ".join(getattr(err, "fields", []) or [])
+            env = f"SOURCES__{source.upper()}__{fields.upper()}" if fields else "the env var"
+            return f"{source}: missing configuration {fields}: set {env} or .dlt/secrets.toml"
+    root = chain[-1]
+    first_line = (str(root).strip().splitlines() or [""])[0]
+    return f"{source}: {type(root).__name__}: {first_line}"
+
+
+def redact(text: str) -> str:
+    """Remove secret values (from env) from anything we print."""
+    for key, value in os.environ.items():
+        if value and len(value) >= 4 and re.search(r"TOKEN|SECRET|PASSWORD|CREDENTIALS", key):
+            text = text.replace(value, "***")
+    return text
+
+
+def check_warehouse_writable(path: Path) -> str | None:
+    """Fail fast, before any source runs, when another process holds the warehouse."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.Error as exc:
+        return locked_warehouse_message(str(exc)) or (
+            f"cannot open warehouse {path}: {str(exc).splitlines()[0]}"
+        )
+    return None
+
+
+def format_summary(reports: list[SourceReport]) -> str:
+    """A markdown-style table, one row per source."""
+    header = "| source | status | read | loaded | rejected | collapsed | new columns | seconds |"
+    lines = [header, "|" + "---|" * 8]
+    for r in reports:
+        lines.append(
+            f"| {r.name} | {r.status} | {r.rows_read} | {r.rows_loaded} | {r.rows_rejected} "
+            f"| {r.rows_collapsed} | {', '.join(r.new_columns) or '-'} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ingestion",
+        description="Load raw snapshots (users CSV, orders API, events stream, products DB) "
+        "into the warehouse's raw schema.",
+    )
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help=f"sources to load (default: all of {', '.join(SOURCE_NAMES)})",
+    )
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="drop the sources' raw tables and state, then reload",
+    )
+    parser.add_argument(
+        "--inbox",
+        help="root folder with users/, events/, products/products.db (overrides .dlt/config.toml)",
+    )
+    parser.add_argument(
+        "--api-url", help="base URL of the orders API (overrides sources.orders.base_url)"
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="log extract/normalize/load progress every 10 s"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.sources if name not in SOURCE_NAMES]
+    if unknown:
+        parser.error(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCE_NAMES)}")
+    return args
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    names = list(dict.fromkeys(args.sources)) or list(SOURCE_NAMES)
+    problem = check_warehouse_writable(warehouse_path())
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_SOURCE_FAILED
+    reports = []
+    for name in names:
+        if args.progress:
+            print(f"loading {name} ...", file=sys.stderr)
+        reports.append(run_source(name, args))
+    out(redact(format_summary(reports)))
+    for r in reports:
+        if r.error:
+            print(redact(f"error: {r.name}: {r.error}"), file=sys.stderr)
+    return EXIT_SOURCE_FAILED if any(r.status == "failed" for r in reports) else EXIT_OK

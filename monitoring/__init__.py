@@ -1,0 +1,1 @@
+"""Post-run quality monitor for the warehouse: python -m monitoring."""

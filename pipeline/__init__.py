@@ -1,0 +1,1 @@
+"""Orchestration: python -m pipeline."""
