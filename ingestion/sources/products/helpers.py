@@ -1,0 +1,132 @@
+"""Config checks, type mapping and run bookkeeping for the products source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import dlt
+import sqlalchemy as sa
+from dlt.extract.items_transform import MapItem
+from dlt.sources.sql_database import TableLoader
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .settings import (
+    CREDENTIALS_KEY,
+    LAST_RUN_KEY,
+    LOADED_AT_COLUMN,
+    SCHEMA_CONTRACT_KEY,
+    SCHEMA_CONTRACTS,
+    TABLE_KEY,
+)
+
+
+class ProductsConfigError(ValueError):
+    """Bad products config (URL, table, contract): the message says which key to fix."""
+
+
+def check_credentials(credentials: str) -> str:
+    """Fail early and clearly on a bad URL or a missing SQLite file; return the URL unchanged.
+
+    SQLite creates an empty database when asked to open a missing file, which would turn a
+    typo into a silent "0 products". Messages never echo the URL (it may hold a password).
+    """
+    try:
+        url = make_url(credentials)
+    except (ArgumentError, ValueError) as exc:
+        raise ProductsConfigError(
+            f"{CREDENTIALS_KEY} is not a valid SQLAlchemy URL (e.g. sqlite:///path/to/file.db)"
+        ) from exc
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+        if not in_memory and not database.startswith("file:"):
+            path = Path(database)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"products database {path} does not exist: run `python -m ingestion.sample`"
+                    f" or set {CREDENTIALS_KEY} to an existing database"
+                )
+    return credentials
+
+
+def contract_for(schema_contract: str) -> Any:
+    """The dlt schema contract for our config word ("evolve" or "freeze")."""
+    try:
+        return SCHEMA_CONTRACTS[schema_contract]
+    except KeyError:
+        raise ProductsConfigError(
+            f"{SCHEMA_CONTRACT_KEY} must be one of {sorted(SCHEMA_CONTRACTS)},"
+            f" got {schema_contract!r}"
+        ) from None
+
+
+def missing_table_error(table: str) -> ProductsConfigError:
+    """The error for a source table that reflection cannot find."""
+    return ProductsConfigError(f"table {table!r} not found in the products database ({TABLE_KEY})")
+
+
+def adapt_type(sql_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any] | None:
+    """Map reflected types to the raw types SPEC.md asks for.
+
+    SQLAlchemy 2.1's Float is no longer a Numeric, so dlt would leave REAL columns untyped;
+    declare them as float-returning numerics (double). Naive DATETIMEs hold UTC, so the raw
+    column is a timezone-aware timestamp like every other raw timestamp.
+    """
+    if isinstance(sql_type, sa.Float) and not sql_type.asdecimal:
+        return sa.Numeric(asdecimal=False)
+    if isinstance(sql_type, sa.DateTime) and not sql_type.timezone:
+        return sa.DateTime(timezone=True)
+    return sql_type
+
+
+class AfterIncrementalMap(MapItem):
+    """A map step that dlt places after the incremental filter (plain `add_map` goes before)."""
+
+    # dlt orders steps by affinity: Incremental is 1, `add_limit` is 1.1.
+    placement_affinity: ClassVar[float] = 1.05
+
+
+class RunRecorder:
+    """Counts the rows one run reads and stamps them with `_loaded_at`.
+
+    The counter runs after dlt's incremental filter, so rows re-read at the cursor boundary
+    and dropped as already loaded are not counted. `start` is called before the first row
+    is read, so a run that reads nothing still records zeros.
+    """
+
+    def __init__(self) -> None:
+        self._last_run: dict[str, int] = {}
+        self._loaded_at = datetime.now(UTC)
+
+    def start(self) -> None:
+        self._loaded_at = datetime.now(UTC)
+        self._last_run = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
+        dlt.current.resource_state()[LAST_RUN_KEY] = self._last_run
+
+    def stamp(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Count one row, add `_loaded_at` and make naive datetimes explicit UTC."""
+        self._last_run["rows_read"] += 1
+        for name, value in row.items():
+            if isinstance(value, datetime) and value.tzinfo is None:
+                row[name] = value.replace(tzinfo=UTC)
+        row[LOADED_AT_COLUMN] = self._loaded_at
+        return row
+
+    def step(self) -> AfterIncrementalMap:
+        """The pipe step that counts and stamps the rows the incremental filter let through."""
+        return AfterIncrementalMap(self.stamp)
+
+    def loader_class(self) -> type[TableLoader]:
+        """A sql_database table loader that starts this recorder when the read begins."""
+        recorder = self
+
+        class RecordingTableLoader(TableLoader):
+            def load_rows(self, backend_kwargs: dict[str, Any] | None = None) -> Iterator[Any]:
+                recorder.start()
+                yield from super().load_rows(backend_kwargs)
+
+        return RecordingTableLoader
