@@ -1,0 +1,58 @@
+"""Constants of the orders source: the API contract and the shape of raw.orders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+RESOURCE_NAME = "orders"
+ENDPOINT = "orders"
+
+# Query parameters and response fields of `GET /orders` (see ingestion/sample/api.py).
+UPDATED_SINCE_PARAM = "updated_since"
+PAGE_PARAM = "page"
+PAGE_SIZE_PARAM = "per_page"
+DATA_PATH = "data"
+NEXT_PAGE_PATH = "next_page"
+FIRST_PAGE = 1
+MAX_PAGE_SIZE = 1000
+
+CURSOR_COLUMN = "updated_at"
+PRIMARY_KEY = "order_id"
+# Before any order can exist: the first run asks for everything.
+INITIAL_UPDATED_AT = "1970-01-01T00:00:00Z"
+
+LOADED_AT_COLUMN = "_loaded_at"
+
+# Fields the API sends and their raw types; unknown fields are kept with inferred types.
+ARROW_FIELDS: dict[str, pa.DataType] = {
+    "order_id": pa.int64(),
+    "user_id": pa.int64(),
+    "product_id": pa.int64(),
+    "amount": pa.float64(),
+    "currency": pa.string(),
+    "status": pa.string(),
+    "created_at": pa.timestamp("us", tz="UTC"),
+    "updated_at": pa.timestamp("us", tz="UTC"),
+}
+
+COLUMNS: dict[str, Any] = {
+    "order_id": {"data_type": "bigint", "nullable": False},
+    "user_id": {"data_type": "bigint", "nullable": True},
+    "product_id": {"data_type": "bigint", "nullable": True},
+    "amount": {"data_type": "double", "nullable": True},
+    "currency": {"data_type": "text", "nullable": True},
+    "status": {"data_type": "text", "nullable": True},
+    "created_at": {"data_type": "timestamp", "nullable": True},
+    # dedup_sort: if one run sees an order twice, merge keeps the newest version.
+    "updated_at": {"data_type": "timestamp", "nullable": False, "dedup_sort": "desc"},
+    LOADED_AT_COLUMN: {"data_type": "timestamp", "nullable": False},
+}
+
+# `schema_contract` setting -> dlt schema contract. "freeze" still lets raw.orders be
+# created on the first load; after that a new field or a type change fails the load.
+SCHEMA_CONTRACTS: dict[str, Any] = {
+    "evolve": "evolve",
+    "freeze": {"tables": "evolve", "columns": "freeze", "data_type": "freeze"},
+}
