@@ -30,12 +30,12 @@ REJECTED_COLUMNS = {
 
 _SCHEMA = pa.schema(
     [
-        ("source", pa.string()),
-        ("resource", pa.string()),
-        ("location", pa.string()),
-        ("reason", pa.string()),
-        ("payload", pa.string()),
-        ("rejected_at", pa.timestamp("us", tz="UTC")),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("resource", pa.string(), nullable=False),
+        pa.field("location", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("payload", pa.string()),
+        pa.field("rejected_at", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
 
@@ -44,7 +44,9 @@ def rejected_rows(source: str, resource: str, rows: Iterable[dict[str, Any]]) ->
     """Mark rejected rows (dicts with location, reason, payload) for `raw._rejected_rows`.
 
     dlt adds `_dlt_load_id`, which ties each rejected row to the load it came
-    with. Yield the returned item from the resource that found the rows.
+    with. Yield the returned item from the resource that found the rows. The hints
+    form a table variant, so the resource's own hints (its table, key and write
+    disposition) stay as declared for the good rows.
     """
     now = datetime.now(UTC)
     rows = list(rows)
@@ -69,4 +71,5 @@ def rejected_rows(source: str, resource: str, rows: Iterable[dict[str, Any]]) ->
             write_disposition="append",
             columns=REJECTED_COLUMNS,
         ),
+        create_table_variant=True,
     )

@@ -1,0 +1,284 @@
+"""Reading the users CSV exports: DuckDB parses, numpy finds where each record starts.
+
+DuckDB's CSV reader is fast and keeps bad rows aside (`store_rejects`), but it
+gives no line number for good rows, and the `line` it reports for bad rows counts
+records, not physical lines (a quoted field with a newline is one "line" to it).
+Raw needs the physical line of every row, so a vectorised scan of the file's
+bytes finds each record's start (a newline ends a record only outside quotes) and
+the records are lined up with DuckDB's rows, which it returns in file order.
+When the two disagree (e.g. a stray quote inside an unquoted field, or `\\r`-only
+line endings) the file cannot be keyed by line, so the whole file is rejected
+with one clear row in `raw._rejected_rows` and the other files still load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .settings import (
+    EXPECTED_COLUMNS,
+    FILE_COLUMN,
+    FILE_GLOB,
+    FILE_REJECT_REASON,
+    LINE_COLUMN,
+    LOADED_AT_COLUMN,
+    REJECT_REASONS,
+    ROW_KEY_COLUMN,
+    SCHEMA_CONTRACTS,
+    USERS_COLUMNS,
+    USERS_TABLE,
+    USERS_WRITE_DISPOSITION,
+)
+
+log = logging.getLogger(__name__)
+
+_NEWLINE = 10
+_CARRIAGE_RETURN = 13
+_QUOTE = 34
+_LINEAGE = frozenset({FILE_COLUMN, LINE_COLUMN, ROW_KEY_COLUMN, LOADED_AT_COLUMN})
+_LOADED_AT_TYPE = pa.timestamp("us", tz="UTC")
+_SCAN_BLOCK = 1 << 20
+
+# Fixed dialect (the export format), so a header-only file is never mis-sniffed.
+_READ_CSV = """
+create temp table rows as
+select * from read_csv(
+    ?, header = true, all_varchar = true, delim = ',', quote = '"', escape = '"',
+    store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans'
+)
+"""
+
+
+class UnreadableFileError(Exception):
+    """DuckDB could not read the file, or its records did not line up with DuckDB's rows."""
+
+
+def schema_contract_for(setting: str) -> Any:
+    """The dlt schema contract for the `sources.users.schema_contract` setting."""
+    try:
+        return SCHEMA_CONTRACTS[setting]
+    except KeyError:
+        choices = ", ".join(f'"{k}"' for k in SCHEMA_CONTRACTS)
+        raise ValueError(
+            f"sources.users.schema_contract is {setting!r}; expected one of {choices}"
+        ) from None
+
+
+def list_inbox(inbox: str | Path) -> list[Path]:
+    """The CSV exports in the inbox, in name order (the order they were exported)."""
+    folder = Path(inbox)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"users inbox folder not found: {folder} "
+            "(set sources.users.inbox in .dlt/config.toml or SOURCES__USERS__INBOX)"
+        )
+    return sorted((p for p in folder.glob(FILE_GLOB) if p.is_file()), key=lambda p: p.name)
+
+
+def file_signature(path: Path) -> dict[str, int]:
+    """Size and modification time: a file with the same signature was already loaded."""
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def scan_records(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start byte, end byte (before the line terminator) and 1-based line of each record.
+
+    A newline ends a record when an even number of quotes precede it (RFC 4180:
+    quotes open and close fields and escape as ""), so newlines inside quoted
+    fields stay within their record. The record's line is where it starts.
+    """
+    newlines = _positions(data, _NEWLINE)
+    quotes = _positions(data, _QUOTE)
+    is_terminator = (np.searchsorted(quotes, newlines) & 1) == 0
+    terminators = newlines[is_terminator]
+    starts = np.concatenate(([0], terminators + 1))
+    ends = np.concatenate((terminators, [data.size]))
+    # Line of a record = 1 + newlines before its start = 2 + index of its terminator.
+    lines = np.concatenate(([1], np.flatnonzero(is_terminator) + 2))
+    if starts[-1] == data.size:  # the file ends with a newline: no record after it
+        starts, ends, lines = starts[:-1], ends[:-1], lines[:-1]
+    # Drop the \r of a \r\n terminator so a blank CRLF line has length 0.
+    has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == _CARRIAGE_RETURN)
+    return starts, ends - has_cr, lines
+
+
+def _positions(data: np.ndarray, byte: int) -> np.ndarray:
+    """Offsets of `byte` in `data`, a block at a time (a whole-file mask is 3x slower)."""
+    found = [
+        np.flatnonzero(data[i : i + _SCAN_BLOCK] == byte) + i
+        for i in range(0, data.size, _SCAN_BLOCK)
+    ]
+    return np.concatenate(found) if found else np.empty(0, np.int64)
+
+
+def record_text(data: np.ndarray, start: int, end: int) -> str:
+    """One record as it appeared in the file (bad bytes shown as U+FFFD)."""
+    return data[start:end].tobytes().decode("utf-8", errors="replace")
+
+
+@dataclass
+class CsvFile:
+    """One parsed export: its good rows (in DuckDB) with their lines, and its rejects."""
+
+    name: str
+    columns: list[str]
+    rows_good: int
+    rejects: list[dict[str, Any]]
+    lines: np.ndarray
+    con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
+
+    @property
+    def rows_read(self) -> int:
+        """Records in the file (good + rejected): SPEC.md's rows_read."""
+        return self.rows_good + len(self.rejects)
+
+    @property
+    def new_columns(self) -> list[str]:
+        """Header columns the export format does not have (yet)."""
+        return [c for c in self.columns if c not in EXPECTED_COLUMNS]
+
+    def batches(self, loaded_at: datetime, chunk_rows: int) -> Iterator[pa.Table]:
+        """The good rows as Arrow tables with lineage, `chunk_rows` at a time."""
+        if self.con is None or self.rows_good == 0:
+            return
+        reader = self.con.sql("select * from rows").to_arrow_reader(chunk_rows)
+        offset = 0
+        for batch in reader:
+            n = batch.num_rows
+            if n == 0:
+                continue
+            yield self._with_lineage(batch, self.lines[offset : offset + n], loaded_at)
+            offset += n
+        if offset != self.rows_good:  # DuckDB returned a different number of rows than counted
+            raise UnreadableFileError(f"{self.name}: read {offset} rows, expected {self.rows_good}")
+
+    def _with_lineage(
+        self, batch: pa.RecordBatch, lines: np.ndarray, loaded_at: datetime
+    ) -> pa.Table:
+        n = batch.num_rows
+        data: dict[str, pa.Array] = {}
+        for name in (*EXPECTED_COLUMNS, *self.new_columns):
+            if name in batch.schema.names:
+                data[name] = batch.column(name).cast(pa.string())
+            else:  # a file without this column: the column stays, empty
+                data[name] = pa.nulls(n, pa.string())
+        file_names = pa.repeat(pa.scalar(self.name, pa.string()), n)
+        line_numbers = pa.array(lines, pa.int64())
+        data[FILE_COLUMN] = file_names
+        data[LINE_COLUMN] = line_numbers
+        data[ROW_KEY_COLUMN] = pc.binary_join_element_wise(
+            file_names, line_numbers.cast(pa.string()), ":"
+        )
+        data[LOADED_AT_COLUMN] = pa.repeat(pa.scalar(loaded_at, _LOADED_AT_TYPE), n)
+        # Lineage is never null; saying so in the Arrow schema matches the dlt hints.
+        schema = pa.schema(
+            [
+                pa.field(name, column.type, nullable=name not in _LINEAGE)
+                for name, column in data.items()
+            ]
+        )
+        return pa.Table.from_arrays(list(data.values()), schema=schema)
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+
+def read_csv_file(path: Path) -> CsvFile:
+    """Parse one export with DuckDB and give every good and bad record its physical line.
+
+    Raises UnreadableFileError when DuckDB cannot read the file or its records cannot
+    be lined up with DuckDB's rows (see the module doc).
+    """
+    if path.stat().st_size == 0:
+        return CsvFile(path.name, [], 0, [], np.empty(0, np.int64))
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    starts, ends, lines = scan_records(data)
+    if not (ends > starts).any():  # only blank lines
+        return CsvFile(path.name, [], 0, [], np.empty(0, np.int64))
+
+    con = duckdb.connect()
+    try:
+        con.execute(_READ_CSV, [str(path)])
+        columns = [row[0] for row in con.execute("describe rows").fetchall()]
+        rows_good = con.execute("select count(*) from rows").fetchone()[0]
+        errors = con.execute(
+            "select line_byte_position, error_type::varchar from rejects "
+            "order by line_byte_position, column_idx"
+        ).fetchall()
+    except duckdb.Error as error:
+        con.close()
+        first_line = str(error).strip().splitlines()[0]
+        raise UnreadableFileError(f"{path.name}: {first_line}") from error
+    except BaseException:
+        con.close()
+        raise
+
+    # Which record each error belongs to: the last record starting at or before the
+    # error's position (DuckDB's positions can point just past a record's first byte).
+    rejected: dict[int, str] = {}
+    for position, error_type in errors:
+        index = int(np.searchsorted(starts, position, side="right")) - 1
+        rejected.setdefault(index, REJECT_REASONS.get(error_type, "invalid_csv"))
+
+    is_data = np.ones(starts.size, dtype=bool)
+    is_data[0] = False  # the header
+    if len(columns) > 1:  # DuckDB skips blank lines, except in a one-column file
+        is_data &= ends > starts
+    is_good = is_data.copy()
+    if rejected:
+        is_good[np.fromiter(rejected, dtype=np.int64)] = False
+    bad_index = sorted(rejected)
+    if 0 in rejected or not is_data[bad_index].all() or int(is_good.sum()) != rows_good:
+        con.close()
+        raise UnreadableFileError(
+            f"{path.name}: found {int(is_data.sum())} records but the CSV reader returned "
+            f"{rows_good} rows and {len(rejected)} rejected rows"
+        )
+
+    rejects = [
+        {
+            "location": f"{path.name}:{int(lines[i])}",
+            "reason": rejected[i],
+            "payload": record_text(data, int(starts[i]), int(ends[i])),
+        }
+        for i in bad_index
+    ]
+    return CsvFile(path.name, columns, int(rows_good), rejects, lines[is_good], con)
+
+
+def unreadable_file_reject(path: Path, error: Exception) -> dict[str, Any]:
+    """The one rejected row that stands for a whole file we could not key by line."""
+    return {"location": path.name, "reason": FILE_REJECT_REASON, "payload": str(error)}
+
+
+def users_item(table: pa.Table) -> Any:
+    """Mark a chunk for raw.users: merged on `_row_key`, with the declared column types.
+
+    The hints are a table variant, not the resource's own: dlt lets a resource's
+    column hints leak into every table it yields to, and this resource also
+    yields `raw._rejected_rows` (see `ingestion.rejected`).
+    """
+    return dlt.mark.with_hints(
+        table,
+        dlt.mark.make_hints(
+            table_name=USERS_TABLE,
+            write_disposition=USERS_WRITE_DISPOSITION,
+            primary_key=ROW_KEY_COLUMN,
+            columns=USERS_COLUMNS,
+        ),
+        create_table_variant=True,
+    )

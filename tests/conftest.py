@@ -1,0 +1,107 @@
+"""Session fixtures shared by every test area: the sample data, loaded and built once.
+
+`sample_inbox` writes the generator's sample (with its exact manifest);
+`sample_warehouse` runs `python -m ingestion` on it against the demo orders API,
+as a user would; `built_warehouse` adds `dbt build`. Each step is a real
+subprocess on real files, so later tests read a warehouse made the product's way.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingestion.sample.api import serve
+from ingestion.sample.generator import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_USERS = 300
+SAMPLE_SEED = 7
+SAMPLE_SEGMENT_SIZE = 1000
+SAMPLE_TOKEN = "sample-token-5b2f"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A generated inbox, the warehouse it is loaded into, and the env that points at both."""
+
+    inbox: Path
+    warehouse: Path
+    manifest: dict[str, Any]
+    env: dict[str, str]
+
+    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a project command (python -m ..., dbt ...) from the project root."""
+        if command[0] == "dbt":
+            command = (str(Path(sys.executable).with_name("dbt")), *command[1:])
+        elif command[0] == "python":
+            command = (sys.executable, *command[1:])
+        result = subprocess.run(
+            command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def ingest(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`python -m ingestion` on this inbox, with the demo orders API running."""
+        with serve(self.inbox, token=SAMPLE_TOKEN) as url:
+            return self.run(
+                "python",
+                "-m",
+                "ingestion",
+                "--inbox",
+                str(self.inbox),
+                "--api-url",
+                url,
+                *args,
+                check=check,
+            )
+
+
+def make_sample(root: Path) -> Sample:
+    inbox = root / "inbox"
+    manifest = generate(
+        inbox, users=SAMPLE_USERS, seed=SAMPLE_SEED, segment_size=SAMPLE_SEGMENT_SIZE
+    )
+    warehouse = root / "warehouse.duckdb"
+    env = {
+        **os.environ,
+        "WAREHOUSE_PATH": str(warehouse),
+        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
+        "DBT_TARGET_PATH": str(root / "target"),
+        "DBT_LOG_PATH": str(root / "logs"),
+        "SOURCES__ORDERS__API_TOKEN": SAMPLE_TOKEN,
+    }
+    return Sample(inbox, warehouse, manifest, env)
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sample]:
+    """The sample, ingested once into a fresh warehouse (do not modify it in tests)."""
+    sample = make_sample(tmp_path_factory.mktemp("sample"))
+    sample.ingest()
+    yield sample
+
+
+@pytest.fixture(scope="session")
+def built_warehouse(sample_warehouse: Sample) -> Sample:
+    """The ingested sample after `dbt build` (do not modify it in tests)."""
+    sample_warehouse.run("dbt", "build")
+    return sample_warehouse
+
+
+@pytest.fixture
+def fresh_sample(tmp_path: Path) -> Sample:
+    """A sample of one's own, not yet ingested, for tests that change inputs or state."""
+    return make_sample(tmp_path)
