@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DBT_PROFILES_DIR := profiles
 export WAREHOUSE_PATH ?= data/warehouse.duckdb
 
-.PHONY: run test lint format venv sample dbt-build monitor clean
+.PHONY: run test lint format venv sample dbt-build monitor report-shot clean
 
 venv: $(VENV)/.installed
 
@@ -43,6 +43,17 @@ dbt-build: venv
 
 monitor: venv
 	$(PY) -m monitoring
+
+## make report-shot: screenshot target/quality_report.html with headless Chromium, when installed
+report-shot:
+	@test -f target/quality_report.html || { echo "no target/quality_report.html: run make monitor first"; exit 2; }
+	@if command -v chromium >/dev/null 2>&1; then \
+		chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
+			--disable-component-update --disable-sync --no-first-run --hide-scrollbars \
+			--window-size=1280,4000 --screenshot=$(CURDIR)/target/quality_report.png \
+			file://$(CURDIR)/target/quality_report.html \
+		&& echo "wrote target/quality_report.png"; \
+	else echo "chromium is not installed (apt-get install chromium): open target/quality_report.html in a browser"; fi
 
 clean:
 	rm -rf data target logs .pytest_cache

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dlt
+if TYPE_CHECKING:
+    import dlt
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 RAW_DATASET = "raw"
@@ -33,6 +35,7 @@ def pipelines_dir(warehouse: Path | None = None) -> Path:
 
 def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeline:
     """The dlt pipeline that loads one source into `raw` of the warehouse."""
+    import dlt  # here, not at the top: the monitor needs only the paths, and dlt is slow to import
     warehouse = warehouse or warehouse_path()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     return dlt.pipeline(

@@ -1,0 +1,370 @@
+"""Per-table quality metrics, computed inside DuckDB in at most two scans.
+
+Scan 1 is one aggregate: row count, per-column non-null counts, the distinct
+key count, quartiles of numeric columns and the newest timestamp. Scan 2
+counts values outside the IQR bounds from scan 1. No table rows ever reach
+Python; each query returns a single row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from .config import Thresholds
+from .manifest import FAILED_TEST_STATUSES, WARNED_TEST_STATUSES, Target
+from .sql import quote, relation
+
+OK, WARN, ERROR = "ok", "warn", "error"
+DLT_PREFIX = "_dlt_"
+LOAD_TIME_COLUMN = "_loaded_at"
+NUMERIC_TYPES = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+    "FLOAT", "REAL", "DOUBLE",
+}  # fmt: skip
+
+
+@dataclass
+class Metric:
+    """One measured value with the threshold it was judged against."""
+
+    model: str
+    column: str | None
+    metric: str
+    value: float | None
+    threshold: float | None = None
+    status: str = OK
+    message: str = ""
+
+
+@dataclass
+class Measurement:
+    """Everything measured on one table in one run."""
+
+    target: Target
+    exists: bool
+    metrics: list[Metric] = field(default_factory=list)
+    scans: int = 0
+    seconds: float = 0.0
+
+    def value(self, metric: str, column: str | None = None) -> float | None:
+        for m in self.metrics:
+            if m.metric == metric and m.column == column:
+                return m.value
+        return None
+
+
+def is_numeric(data_type: str) -> bool:
+    return data_type.upper() in NUMERIC_TYPES or data_type.upper().startswith("DECIMAL")
+
+
+def is_temporal(data_type: str) -> bool:
+    upper = data_type.upper()
+    return upper.startswith("TIMESTAMP") or upper == "DATE"
+
+
+def _column_opted_out(meta: dict[str, Any]) -> bool:
+    return str(meta.get("monitor", True)).strip().lower() in {"false", "0", "no", "off"}
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tuple[str, str]]:
+    """(name, type) of a table or view in the warehouse's own catalog, in order."""
+    return con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_catalog = current_database() and table_schema = ? and table_name = ? "
+        "order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+
+
+class DltLoads:
+    """dlt's `_dlt_loads` per schema: which load wrote a table and how the latest load ended."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._cache: dict[str, dict[str, tuple[str, int, datetime | None]]] = {}
+
+    def loads(self, schema: str) -> dict[str, tuple[str, int, datetime | None]]:
+        if schema not in self._cache:
+            rows: list[tuple[Any, ...]] = []
+            if table_columns(self.con, schema, "_dlt_loads"):
+                rows = self.con.execute(
+                    f"select load_id, schema_name, status, inserted_at "
+                    f"from {relation(schema, '_dlt_loads')}"
+                ).fetchall()
+            self._cache[schema] = {
+                str(load_id): (str(name), int(status), _aware(inserted))
+                for load_id, name, status, inserted in rows
+            }
+        return self._cache[schema]
+
+    def latest(self, schema: str, schema_name: str) -> tuple[str, int] | None:
+        """The newest load of one dlt schema (load ids sort by time) and its status."""
+        ids = [i for i, (name, _, _) in self.loads(schema).items() if name == schema_name]
+        if not ids:
+            return None
+        newest = max(ids)
+        return newest, self.loads(schema)[newest][1]
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _rate_metric(
+    model: str,
+    column: str | None,
+    metric: str,
+    count: int,
+    total: int,
+    threshold: float,
+    level: str,
+) -> Metric:
+    """A rate judged by the contract: exactly at the threshold passes, strictly above fails."""
+    if total == 0:
+        return Metric(model, column, metric, None, threshold, OK, "empty: no rate")
+    rate = count / total
+    status = level if rate > threshold else OK
+    where = f"{model}.{column}" if column else model
+    message = f"{metric} of {where} is {rate:.2%} ({count}/{total}), threshold {threshold:.2%}"
+    return Metric(model, column, metric, rate, threshold, status, message)
+
+
+def _timestamp_source(
+    target: Target, columns: dict[str, str]
+) -> tuple[str | None, str | None, str]:
+    """(column, SQL max expression, label) freshness is measured on, by precedence.
+
+    meta.monitor_timestamp_column, else `_loaded_at`, else the source's
+    loaded_at_field; a column that is not a timestamp is cast (bad values null).
+    """
+    for column in (target.timestamp_column, LOAD_TIME_COLUMN, target.loaded_at_field):
+        if column and column in columns:
+            expr = quote(column)
+            if not is_temporal(columns[column]):
+                expr = f"try_cast({expr} as timestamptz)"
+            return column, f"epoch(max({expr}))", column
+    return None, None, ""
+
+
+def measure_table(
+    con: duckdb.DuckDBPyConnection,
+    target: Target,
+    thresholds: Thresholds,
+    now: datetime,
+    dlt_loads: DltLoads | None = None,
+) -> Measurement:
+    """Every metric of one table; at most two scans of it."""
+    started = time.perf_counter()
+    name, meta = target.name, target.meta
+    cols = dict(table_columns(con, target.schema, target.identifier))
+    if not cols:
+        level = ERROR if target.kind == "model" else WARN
+        missing = Metric(
+            name, None, "table_exists", 0.0, 1.0, level, f"{name} is not in the warehouse"
+        )
+        return Measurement(target, False, [missing], 0, time.perf_counter() - started)
+
+    def col_meta(column: str) -> dict[str, Any]:
+        return target.column_meta.get(column, {})
+
+    measured = [
+        c for c in cols if not c.startswith(DLT_PREFIX) and not _column_opted_out(col_meta(c))
+    ]
+    key = (
+        target.unique_key
+        if target.unique_key and all(k in cols for k in target.unique_key)
+        else None
+    )
+    row_columns = [c for c in cols if not c.startswith(DLT_PREFIX)] or list(cols)
+    numeric = [c for c in measured if is_numeric(cols[c]) and c not in (key or [])]
+    ts_column, ts_expr, ts_label = _timestamp_source(target, cols)
+    skip_freshness = target.freshness_disabled and not target.timestamp_column
+    if skip_freshness:
+        ts_column, ts_expr, ts_label = None, None, ""
+    has_load_id = "_dlt_load_id" in cols
+
+    select = ["count(*)"] + [f"count({quote(c)})" for c in measured]
+    if key and len(key) == 1:
+        select.append(f"count({quote(key[0])}) - count(distinct {quote(key[0])})")
+    else:
+        fields = ", ".join(quote(c) for c in (key or row_columns))
+        select.append(f"count(*) - count(distinct row({fields}))")
+    select += [f"quantile_cont({quote(c)}::double, [0.25, 0.75])" for c in numeric]
+    if ts_expr:
+        select.append(ts_expr)
+    if has_load_id:
+        select.append(f"max({quote('_dlt_load_id')})")
+    table = relation(target.schema, target.identifier)
+    row = con.execute(f"select {', '.join(select)} from {table}").fetchone()
+    assert row is not None
+    scans = 1
+    values = list(row)
+    rows = int(values.pop(0))
+    non_null = {c: int(values.pop(0)) for c in measured}
+    duplicates = int(values.pop(0) or 0)
+    quartiles = {c: values.pop(0) for c in numeric}
+    newest_epoch = values.pop(0) if ts_expr else None
+    latest_load_id = values.pop(0) if has_load_id else None
+
+    metrics = [
+        Metric(name, None, "row_count", float(rows)),
+        Metric(name, None, "column_count", float(len(cols))),
+    ]
+    warn_at = thresholds.get("missing_rate_warn", meta)
+    nulls_total = sum(rows - n for n in non_null.values())
+    metrics.append(
+        _rate_metric(name, None, "missing_rate", nulls_total, rows * len(measured), warn_at, WARN)
+    )
+    for c in measured:
+        column_warn_at = thresholds.get("missing_rate_warn", meta, col_meta(c))
+        metrics.append(
+            _rate_metric(name, c, "missing_rate", rows - non_null[c], rows, column_warn_at, WARN)
+        )
+    key_label = ", ".join(key) if key else None
+    metrics.append(
+        _rate_metric(
+            name,
+            key_label,
+            "duplicate_rate",
+            duplicates,
+            rows,
+            thresholds.get("duplicate_rate_error", meta),
+            ERROR,
+        )
+    )
+
+    bounds: dict[str, tuple[float, float]] = {}
+    for c in numeric:
+        q = quartiles[c]
+        if q is None or q[0] is None or q[1] is None:
+            continue
+        factor = thresholds.get("outlier_iqr_factor", meta, col_meta(c))
+        iqr = q[1] - q[0]
+        bounds[c] = (q[0] - factor * iqr, q[1] + factor * iqr)
+    outliers: dict[str, int] = {}
+    if bounds:
+        cases = [
+            f"count(*) filter (where {quote(c)}::double < ? or {quote(c)}::double > ?)"
+            for c in bounds
+        ]
+        params = [b for c in bounds for b in bounds[c]]
+        counts = con.execute(f"select {', '.join(cases)} from {table}", params).fetchone()
+        assert counts is not None
+        scans += 1
+        outliers = {c: int(n) for c, n in zip(bounds, counts, strict=True)}
+    for c in numeric:
+        warn_at = thresholds.get("outlier_rate_warn", meta, col_meta(c))
+        metric = _rate_metric(
+            name, c, "outlier_rate", outliers.get(c, 0), non_null[c], warn_at, WARN
+        )
+        if c in bounds:
+            low, high = bounds[c]
+            metric.message += f"; bounds [{low:g}, {high:g}]"
+        metrics.append(metric)
+
+    newest: datetime | None = None
+    if newest_epoch is not None:
+        newest = datetime.fromtimestamp(float(newest_epoch), tz=UTC)
+    elif skip_freshness:
+        pass
+    elif ts_column is None and latest_load_id is not None and dlt_loads is not None:
+        load = dlt_loads.loads(target.schema).get(str(latest_load_id))
+        newest, ts_label = (load[2], "_dlt_loads.inserted_at") if load else (None, "")
+    elif ts_column is None and target.built_at is not None:
+        newest, ts_label = target.built_at, "dbt build time"
+    if ts_label:
+        metrics.append(_freshness(name, ts_label, newest, now, thresholds, meta, rows))
+
+    if latest_load_id is not None and dlt_loads is not None:
+        load = dlt_loads.loads(target.schema).get(str(latest_load_id))
+        latest = dlt_loads.latest(target.schema, load[0]) if load else None
+        if latest is not None:
+            load_id, status = latest
+            metrics.append(
+                Metric(
+                    name,
+                    None,
+                    "dlt_load_status",
+                    float(status),
+                    0.0,
+                    OK if status == 0 else ERROR,
+                    f"latest dlt load {load_id} of schema {load[0]!r} has status {status}"
+                    + ("" if status == 0 else " (not loaded)"),
+                )
+            )
+    metrics += _test_metrics(target)
+    return Measurement(target, True, metrics, scans, time.perf_counter() - started)
+
+
+def _freshness(
+    model: str,
+    label: str,
+    newest: datetime | None,
+    now: datetime,
+    thresholds: Thresholds,
+    meta: dict[str, Any],
+    rows: int,
+) -> Metric:
+    warn_at = thresholds.get("freshness_warn_hours", meta)
+    error_at = thresholds.get("freshness_error_hours", meta)
+    if newest is None:
+        status = OK if rows == 0 else WARN
+        return Metric(
+            model,
+            label,
+            "freshness_hours",
+            None,
+            warn_at,
+            status,
+            f"{model}.{label} has no timestamps",
+        )
+    hours = (now - newest).total_seconds() / 3600
+    status, threshold = OK, warn_at
+    if hours > error_at:
+        status, threshold = ERROR, error_at
+    elif hours > warn_at:
+        status = WARN
+    message = (
+        f"{model} is {hours:.1f} h old (newest {label} {newest:%Y-%m-%d %H:%M:%S}Z), "
+        f"threshold {threshold:g} h"
+    )
+    return Metric(model, label, "freshness_hours", hours, threshold, status, message)
+
+
+def _test_metrics(target: Target) -> list[Metric]:
+    """dbt test outcomes from run_results.json: counts, and which tests failed."""
+    if not target.tests:
+        return []
+    failed = [t for t in target.tests if t.status in FAILED_TEST_STATUSES]
+    warned = [t for t in target.tests if t.status in WARNED_TEST_STATUSES]
+    name = target.name
+    out = [
+        Metric(name, None, "dbt_tests_total", float(len(target.tests))),
+        Metric(
+            name,
+            None,
+            "dbt_tests_failed",
+            float(len(failed)),
+            0.0,
+            ERROR if failed else OK,
+            "failed: " + ", ".join(t.name for t in failed) if failed else "",
+        ),
+        Metric(
+            name,
+            None,
+            "dbt_tests_warned",
+            float(len(warned)),
+            0.0,
+            WARN if warned else OK,
+            "warned: " + ", ".join(t.name for t in warned) if warned else "",
+        ),
+    ]
+    return out
