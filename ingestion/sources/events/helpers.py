@@ -1,0 +1,575 @@
+"""Reading stream segments and turning their lines into raw.events rows.
+
+Reading sits behind `StreamBackend` (read lines after a position, commit the
+position) so a broker backend can sit next to `FileSegments`. Parsing and
+dedupe run in a scratch DuckDB over Arrow batches: no per-line Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import dlt
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingestion.rejected import rejected_rows
+
+from .settings import (
+    BATCH_LINES,
+    EVENT_FIELDS,
+    EVENTS_COLUMNS,
+    EVENTS_WRITE_DISPOSITION,
+    INBOX_CONFIG_KEY,
+    LINE_COLUMN,
+    LOADED_AT_COLUMN,
+    PRIMARY_KEY,
+    READ_BLOCK_BYTES,
+    REASON_INVALID_UTF8,
+    REASON_MALFORMED_JSON,
+    REASON_MISSING_EVENT_ID,
+    REASON_NOT_AN_OBJECT,
+    RESOURCE_NAME,
+    SCHEMA_CONTRACT_CONFIG_KEY,
+    SCHEMA_CONTRACTS,
+    SCRATCH_MEMORY_LIMIT,
+    SEGMENT_COLUMN,
+    SEGMENT_GLOB,
+    SOURCE_NAME,
+    STATE_LAST_RUN,
+    STATE_SEGMENT_BYTES,
+    STATE_SEGMENTS,
+    TABLE_NAME,
+    YIELD_ROWS,
+)
+
+log = logging.getLogger(__name__)
+
+LINES_SCHEMA = pa.schema(
+    [
+        (SEGMENT_COLUMN, pa.dictionary(pa.int32(), pa.string())),
+        (LINE_COLUMN, pa.int64()),
+        ("line", pa.large_string()),
+        ("undecodable", pa.bool_()),
+    ]
+)
+
+
+def events_schema(extra: list[str]) -> pa.Schema:
+    """Arrow schema of raw.events rows, nullability as declared in EVENTS_COLUMNS."""
+    return pa.schema(
+        [
+            *(pa.field(key, pa.string(), nullable=key != PRIMARY_KEY) for key in EVENT_FIELDS),
+            *(pa.field(key, pa.string()) for key in extra),
+            pa.field(SEGMENT_COLUMN, pa.string(), nullable=False),
+            pa.field(LINE_COLUMN, pa.int64(), nullable=False),
+            pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- config
+
+
+def inbox_dir(inbox: str) -> Path:
+    """The segment folder; a missing one is a configuration error, not an empty stream."""
+    path = Path(inbox)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"events inbox folder {str(path)!r} does not exist: create it or set "
+            f"{INBOX_CONFIG_KEY} (env SOURCES__EVENTS__INBOX) to the folder of *.jsonl segments"
+        )
+    return path
+
+
+def contract_mode(schema_contract: str) -> dict[str, str]:
+    """dlt contract for a config value: "freeze" stops new columns, never the first table."""
+    if schema_contract not in SCHEMA_CONTRACTS:
+        raise ValueError(
+            f"{SCHEMA_CONTRACT_CONFIG_KEY} must be one of {', '.join(SCHEMA_CONTRACTS)}, "
+            f"not {schema_contract!r}"
+        )
+    if schema_contract == "freeze":
+        return {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+    return {"tables": "evolve", "columns": "evolve", "data_type": "evolve"}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class LineBatch:
+    """Lines read after a position, and the position once they are consumed.
+
+    `lines` follows LINES_SCHEMA: `line` is the text, which may still end
+    with its "\\n" / "\\r\\n" (JSON ignores it; payloads are stored without it);
+    bytes that are not UTF-8 are replaced and `undecodable` set. `position` holds
+    updates to the resource state: {state key: {stream name: value}}.
+    """
+
+    lines: pa.Table
+    position: dict[str, dict[str, int]]
+
+
+class StreamBackend(Protocol):
+    """Where event lines come from; a broker (e.g. Redis Streams) implements the same two."""
+
+    def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
+        """Batches of at most `max_lines` lines after `position` (the resource state), in order."""
+        ...
+
+    def commit(self, position: Mapping[str, dict[str, int]]) -> None:
+        """Called once a batch went to dlt (files: nothing to do; a broker would acknowledge)."""
+        ...
+
+
+class FileSegments:
+    """JSONL segment files in a folder, read in name order from {segment: lines consumed}.
+
+    Only complete lines are consumed: a last line without its "\\n" (a segment
+    still being written) stays unread until a later run finds it completed.
+    """
+
+    def __init__(self, inbox: Path, block_bytes: int = READ_BLOCK_BYTES) -> None:
+        self.inbox = inbox
+        self.block_bytes = block_bytes
+
+    def segments(self) -> list[Path]:
+        files = (path for path in self.inbox.glob(SEGMENT_GLOB) if path.is_file())
+        return sorted(files, key=lambda path: path.name)
+
+    def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
+        lines_done: Mapping[str, int] = position.get(STATE_SEGMENTS, {})
+        bytes_done: Mapping[str, int] = position.get(STATE_SEGMENT_BYTES, {})
+        pieces: list[pa.Table] = []
+        pending = 0
+        moved: dict[str, dict[str, int]] = {STATE_SEGMENTS: {}, STATE_SEGMENT_BYTES: {}}
+        for path in self.segments():
+            name = path.name
+            line, offset = lines_done.get(name, 0), bytes_done.get(name, 0)
+            size = path.stat().st_size
+            if offset > size or (offset == 0 and line > 0):
+                line, offset = 0, 0  # rewritten or older state: find the position by counting
+            elif offset == size:
+                continue  # nothing new
+            for first, texts, undecodable, ends in _complete_lines(
+                path, offset, line, lines_done.get(name, 0), self.block_bytes
+            ):
+                start = 0
+                while start < len(texts):
+                    take = min(max_lines - pending, len(texts) - start)
+                    piece = _lines_table(name, first + start, texts, undecodable, start, take)
+                    pieces.append(piece)
+                    pending += take
+                    start += take
+                    moved[STATE_SEGMENTS][name] = first + start - 1
+                    moved[STATE_SEGMENT_BYTES][name] = int(ends[start - 1])
+                    if pending == max_lines:
+                        yield LineBatch(pa.concat_tables(pieces), moved)
+                        pieces, pending = [], 0
+                        moved = {STATE_SEGMENTS: {}, STATE_SEGMENT_BYTES: {}}
+        if pieces:
+            yield LineBatch(pa.concat_tables(pieces), moved)
+
+    def commit(self, position: Mapping[str, dict[str, int]]) -> None:
+        """The position lives in dlt state only; nothing to acknowledge."""
+
+
+def _complete_lines(
+    path: Path, offset: int, line: int, skip_to: int, block_bytes: int
+) -> Iterator[tuple[int, pa.LargeStringArray, pa.BooleanArray | None, np.ndarray]]:
+    """Per read block: first line number, texts, undecodable mask, byte offset after each line.
+
+    Reads from byte `offset`, the start of line `line` + 1; lines up to
+    `skip_to` are counted but not returned. A trailing piece without "\\n" is
+    never returned.
+    """
+    carry = b""
+    with path.open("rb") as f:
+        f.seek(offset)
+        while block := f.read(block_bytes):
+            data = carry + block if carry else block
+            block_start = offset - len(carry)
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            if len(ends) == 0:
+                carry, offset = data, block_start + len(data)
+                continue
+            complete = int(ends[-1]) + 1
+            carry, offset = data[complete:], block_start + len(data)
+            count = len(ends)
+            if line + count <= skip_to:
+                line += count
+                continue
+            skip = max(skip_to - line, 0)
+            offsets = np.empty(count + 1, dtype=np.int64)
+            offsets[0] = 0
+            offsets[1:] = ends + 1
+            raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
+            texts, undecodable = _decode(raw.slice(skip))
+            yield line + skip + 1, texts, undecodable, block_start + offsets[skip + 1 :]
+            line += count
+
+
+def _decode(raw: pa.LargeStringArray) -> tuple[pa.LargeStringArray, pa.BooleanArray | None]:
+    """Lines that are not UTF-8 get U+FFFD and are flagged (rare: checked per line only then)."""
+    try:
+        raw.validate(full=True)
+    except pa.ArrowInvalid:
+        texts, flags = [], []
+        for value in raw.view(pa.large_binary()).to_pylist():
+            try:
+                texts.append(value.decode("utf-8"))
+                flags.append(False)
+            except UnicodeDecodeError:
+                texts.append(value.decode("utf-8", errors="replace"))
+                flags.append(True)
+        return pa.array(texts, pa.large_string()), pa.array(flags, pa.bool_())
+    return raw, None
+
+
+def _lines_table(
+    segment: str,
+    first_line: int,
+    texts: pa.LargeStringArray,
+    undecodable: pa.BooleanArray | None,
+    start: int,
+    count: int,
+) -> pa.Table:
+    flags = (
+        undecodable.slice(start, count)
+        if undecodable is not None
+        else pa.array(np.zeros(count, dtype=bool))
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(count, dtype=np.int32)), pa.array([segment])
+            ),
+            pa.array(np.arange(first_line, first_line + count, dtype=np.int64)),
+            texts.slice(start, count),
+            flags,
+        ],
+        schema=LINES_SCHEMA,
+    )
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass
+class ParsedLines:
+    """One batch split into new events, rejected lines, and events collapsed as re-sent."""
+
+    events: pa.Table
+    hashes: pa.Array
+    rejected: pa.Table
+    collapsed: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _pointer(key: str) -> str:
+    """JSON pointer for a top-level key (RFC 6901 escaping)."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+# A line is an event candidate when it is a JSON object; JSON whitespace may lead.
+_IS_OBJECT = (
+    "not undecodable and json_valid(line) and left(ltrim(line, ' ' || chr(9) || chr(13)), 1) = '{'"
+)
+
+_REJECTED_SQL = f"""
+    select
+        {SEGMENT_COLUMN}::varchar as {SEGMENT_COLUMN},
+        {LINE_COLUMN},
+        rtrim(line, chr(10) || chr(13)) as line,
+        case
+            when undecodable then '{REASON_INVALID_UTF8}'
+            when not json_valid(line) then '{REASON_MALFORMED_JSON}'
+            else '{REASON_NOT_AN_OBJECT}'
+        end as reason
+    from batch_lines
+    where not ({_IS_OBJECT})
+"""
+
+
+class EventParser:
+    """Parses JSON lines in a scratch DuckDB and keeps the first occurrence of each event_id.
+
+    The run's event_ids live in a DuckDB table under a memory cap that spills
+    to `scratch_dir`, not in a Python set, so 10M ids stay out of the heap; a
+    64-bit hash narrows each lookup, the ids themselves decide.
+    """
+
+    def __init__(self, scratch_dir: Path, loaded_at: datetime) -> None:
+        self.con = duckdb.connect(":memory:")
+        self.con.execute(f"set memory_limit = '{SCRATCH_MEMORY_LIMIT}'")
+        self.con.execute(f"set temp_directory = '{scratch_dir / 'spill'}'")
+        self.con.execute("set preserve_insertion_order = true")
+        self.con.execute("set TimeZone = 'UTC'")
+        self.con.execute("create table seen (h ubigint, event_id varchar)")
+        self.loaded_at = loaded_at
+
+    def close(self) -> None:
+        self.con.close()
+
+    def parse(self, lines: pa.Table) -> ParsedLines:
+        self.con.register("batch_lines", lines)
+        try:
+            rejected = self.con.sql(_REJECTED_SQL).to_arrow_table()
+            rows, extra = self._extract(list(EVENT_FIELDS))
+            if extra:  # rare: fields beyond the known five, extracted as text columns too
+                rows, _ = self._extract([*EVENT_FIELDS, *extra])
+        finally:
+            self.con.unregister("batch_lines")
+
+        ids = pc.fill_null(rows[PRIMARY_KEY], "")
+        missing = pc.equal(ids, "")
+        if pc.any(missing).as_py():
+            rejected = pa.concat_tables(
+                [rejected, _missing_id_rejects(rows.filter(missing))]
+            ).sort_by([(SEGMENT_COLUMN, "ascending"), (LINE_COLUMN, "ascending")])
+            rows = rows.filter(pc.invert(missing))
+
+        keep = self._first_occurrences(rows)
+        fresh = rows.filter(keep)
+        self._remember(fresh)
+        columns = [*EVENT_FIELDS, *extra, SEGMENT_COLUMN, LINE_COLUMN, LOADED_AT_COLUMN]
+        events = fresh.select(columns).cast(events_schema(extra))
+        collapsed = rows.num_rows - fresh.num_rows
+        return ParsedLines(events, fresh["_h"], rejected, collapsed, extra)
+
+    def _extract(self, keys: list[str]) -> tuple[pa.Table, list[str]]:
+        """Fields as text (JSON numbers as their text), plus keys beyond `keys`."""
+        fields = ", ".join(f"f[{i + 1}] as {_quote(key)}" for i, key in enumerate(keys))
+        rows = self.con.sql(
+            f"""
+            select
+                {fields},
+                {SEGMENT_COLUMN}::varchar as {SEGMENT_COLUMN},
+                {LINE_COLUMN},
+                $loaded_at::timestamptz as {LOADED_AT_COLUMN},
+                hash(f[1]) as _h,
+                case when coalesce(f[1], '') = '' then rtrim(line, chr(10) || chr(13)) end
+                    as _payload,
+                list_filter(json_keys(line), lambda k: not list_contains($keys, k)) as _extra
+            from (
+                select *, json_extract_string(line, $paths) as f
+                from batch_lines
+                where {_IS_OBJECT}
+            )
+            """,
+            params={
+                "paths": [_pointer(key) for key in keys],
+                "keys": keys,
+                "loaded_at": self.loaded_at,
+            },
+        ).to_arrow_table()
+        extra = pc.unique(pc.list_flatten(rows["_extra"])).to_pylist()
+        return rows, sorted(extra)
+
+    def _first_occurrences(self, rows: pa.Table) -> np.ndarray:
+        """Mask of rows whose event_id appears neither earlier in the batch nor in the run."""
+        count = rows.num_rows
+        if count == 0:
+            return np.zeros(0, dtype=bool)
+        hashes = rows["_h"].to_numpy()
+        # rows come in (segment, line) order; np.unique's index is the first occurrence
+        _, first, inverse, counts = np.unique(
+            hashes, return_index=True, return_inverse=True, return_counts=True
+        )
+        keep = np.zeros(count, dtype=bool)
+        keep[first] = True
+        repeated = np.flatnonzero(counts[inverse] > 1)
+        if len(repeated):  # the ids decide between rows sharing a hash
+            keep[repeated] = False
+            firsts: dict[str, int] = {}
+            for position, event_id in zip(
+                repeated, rows[PRIMARY_KEY].take(repeated).to_pylist(), strict=True
+            ):
+                firsts.setdefault(event_id, int(position))
+            keep[list(firsts.values())] = True
+        self.con.register("batch_hashes", pa.table({"h": hashes[keep]}))
+        try:
+            candidates = self.con.sql(
+                "select event_id from seen where h in (select h from batch_hashes)"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("batch_hashes")
+        if candidates.num_rows:
+            earlier = pc.is_in(rows[PRIMARY_KEY], value_set=candidates["event_id"])
+            keep &= ~earlier.to_numpy(zero_copy_only=False)
+        return keep
+
+    def _remember(self, fresh: pa.Table) -> None:
+        self.con.register("fresh_ids", fresh.select(["_h", PRIMARY_KEY]))
+        try:
+            self.con.execute(f"insert into seen select _h, {PRIMARY_KEY} from fresh_ids")
+        finally:
+            self.con.unregister("fresh_ids")
+
+
+def _missing_id_rejects(rows: pa.Table) -> pa.Table:
+    return pa.table(
+        {
+            SEGMENT_COLUMN: rows[SEGMENT_COLUMN],
+            LINE_COLUMN: rows[LINE_COLUMN],
+            "line": rows["_payload"],
+            "reason": pa.array([REASON_MISSING_EVENT_ID] * rows.num_rows, pa.string()),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- destination
+
+
+class LoadedEventIds:
+    """Finds which event_ids raw.events already holds, through the running pipeline.
+
+    Lets the resource count re-sent events of earlier runs (rows_collapsed) and
+    leave them out of the load; the insert-only merge on event_id is the
+    guarantee, this is the bookkeeping.
+    """
+
+    def __init__(self, pipeline: dlt.Pipeline | None) -> None:
+        self._stack = ExitStack()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._table = ""
+        if pipeline is None:
+            return
+        client = self._stack.enter_context(pipeline.sql_client())
+        native = client.native_connection
+        if not isinstance(native, duckdb.DuckDBPyConnection) or not client.has_dataset():
+            return
+        dataset = client.dataset_name
+        exists = native.execute(
+            "select count(*) from information_schema.tables"
+            " where table_schema = $schema and table_name = $table",
+            {"schema": dataset, "table": TABLE_NAME},
+        ).fetchall()[0][0]
+        if exists:
+            self._con = native
+            self._table = client.make_qualified_table_name(TABLE_NAME)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def drop_known(self, events: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
+        """The events raw.events does not hold yet, and how many it already held."""
+        if self._con is None or events.num_rows == 0:
+            return events, 0
+        self._con.register("incoming_hashes", pa.table({"h": hashes}))
+        try:
+            known = self._con.sql(
+                f"select {PRIMARY_KEY} from {self._table}"
+                f" where hash({PRIMARY_KEY}) in (select h from incoming_hashes)"
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("incoming_hashes")
+        if known.num_rows == 0:
+            return events, 0
+        keep = pc.invert(pc.is_in(events[PRIMARY_KEY], value_set=known[PRIMARY_KEY]))
+        fresh = events.filter(keep)
+        return fresh, events.num_rows - fresh.num_rows
+
+
+def current_pipeline() -> dlt.Pipeline | None:
+    """The pipeline running this source, if any (a bare iteration has none)."""
+    try:
+        return dlt.current.pipeline()
+    except Exception:  # noqa: BLE001 - no active pipeline is a normal case
+        return None
+
+
+# --------------------------------------------------------------------------- resource body
+
+
+def read_events(
+    backend: StreamBackend,
+    state: MutableMapping[str, Any],
+    loaded_at: datetime,
+    pipeline: dlt.Pipeline | None,
+    batch_lines: int = BATCH_LINES,
+) -> Iterator[Any]:
+    """Yields new raw.events rows and rejected lines batch by batch, advancing the position.
+
+    Counts land in state["last_run"] as they happen; dlt persists state only
+    with a successful extract, so a failed run leaves the position untouched.
+    """
+    last_run: dict[str, Any] = {
+        "rows_read": 0,
+        "rows_rejected": 0,
+        "rows_collapsed": 0,
+        "new_columns": [],
+    }
+    state[STATE_LAST_RUN] = last_run
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="events-")))
+        parser = EventParser(scratch, loaded_at)
+        stack.callback(parser.close)
+        raw_ids = LoadedEventIds(pipeline)
+        stack.callback(raw_ids.close)
+        for batch in backend.read(state, batch_lines):
+            parsed = parser.parse(batch.lines)
+            events, known = raw_ids.drop_known(parsed.events, parsed.hashes)
+            for offset in range(0, events.num_rows, YIELD_ROWS):
+                yield events_item(events.slice(offset, YIELD_ROWS))
+            if parsed.rejected.num_rows:
+                yield rejected_rows(SOURCE_NAME, RESOURCE_NAME, _rejected_dicts(parsed.rejected))
+            for key in parsed.extra_columns:
+                if key not in last_run["new_columns"]:
+                    log.warning("events: new field %r in the stream (kept as a text column)", key)
+                    last_run["new_columns"].append(key)
+            last_run["rows_read"] += batch.lines.num_rows
+            last_run["rows_rejected"] += parsed.rejected.num_rows
+            last_run["rows_collapsed"] += parsed.collapsed + known
+            for key, moved in batch.position.items():
+                state.setdefault(key, {}).update(moved)
+            backend.commit(batch.position)
+
+
+def events_item(table: pa.Table) -> Any:
+    """Mark a chunk for raw.events: insert-only merge on event_id, declared column types.
+
+    The hints live in a table variant, not on the resource: dlt lets a
+    resource's column hints leak into every table it yields to, and this
+    resource also yields `raw._rejected_rows`.
+    Insert-only keeps the first occurrence of an event_id already in raw.
+    """
+    return dlt.mark.with_hints(
+        table,
+        dlt.mark.make_hints(
+            table_name=TABLE_NAME,
+            write_disposition=EVENTS_WRITE_DISPOSITION,
+            primary_key=PRIMARY_KEY,
+            columns=EVENTS_COLUMNS,
+        ),
+        create_table_variant=True,
+    )
+
+
+def _rejected_dicts(rejected: pa.Table) -> list[dict[str, Any]]:
+    segments = rejected[SEGMENT_COLUMN].to_pylist()
+    lines = rejected[LINE_COLUMN].to_pylist()
+    return [
+        {"location": f"{segment}:{line}", "reason": reason, "payload": payload}
+        for segment, line, payload, reason in zip(
+            segments,
+            lines,
+            rejected["line"].to_pylist(),
+            rejected["reason"].to_pylist(),
+            strict=True,
+        )
+    ]
