@@ -155,35 +155,26 @@ def locked_warehouse_message(error_text: str) -> str | None:
 
 
 def describe_error(source: str, exc: BaseException) -> str:
-    """One line that says what failed and what to do, without secrets."""
+    """One line that says what failed and what to do.
+
+    dlt wraps what a source raised in its own step exceptions; the sources raise
+    errors whose messages are written for users (and hold no secrets), so the
+    first non-dlt exception in the chain is the one to show.
+    """
     chain = _chain(exc)
     for err in chain:
         locked = locked_warehouse_message(str(err))
         if locked:
             return locked
-        if isinstance(err, FileNotFoundError):
-            return str(err)
-        response = getattr(err, "response", None)
-        status = getattr(response, "status_code", None)
-        if status in (401, 403):
-            return (
-                f"{source} API refused the token ({status}): check SOURCES__ORDERS__API_TOKEN "
-                "or .dlt/secrets.toml"
-            )
-        if status is not None:
-            return f"{source} API answered {status} after retries: {response.reason}"
-        if type(err).__name__ in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout"):
-            return (
-                f"{source} API unreachable ({type(err).__name__}): is the server up? "
-                f"check --api-url / sources.{source}.base_url"
-            )
         if type(err).__name__ == "ConfigFieldMissingException":
             fields = ", ".join(getattr(err, "fields", []) or [])
             env = f"SOURCES__{source.upper()}__{fields.upper()}" if fields else "the env var"
-            return f"{source}: missing configuration {fields}: set {env} or .dlt/secrets.toml"
-    root = chain[-1]
-    first_line = (str(root).strip().splitlines() or [""])[0]
-    return f"{source}: {type(root).__name__}: {first_line}"
+            return f"missing configuration {fields}: set {env} or .dlt/secrets.toml"
+    cause = next((e for e in chain if not type(e).__module__.startswith("dlt")), chain[-1])
+    first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    if isinstance(cause, (OSError, ValueError, RuntimeError)) and first_line:
+        return first_line
+    return f"{type(cause).__name__}: {first_line}"
 
 
 def redact(text: str) -> str:
