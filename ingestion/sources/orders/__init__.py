@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import dlt
-import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from . import settings
-from .helpers import CountRowsRead, contract_for, iter_pages, make_client, orders_table
+from .helpers import CountRowsRead, contract_for, iter_pages, make_client, orders_rows
 
 
 @dlt.source(name="orders")
@@ -45,6 +45,7 @@ def orders_source(
         request_max_attempts=request_max_attempts,
         request_backoff_factor=request_backoff_factor,
         request_max_retry_delay=request_max_retry_delay,
+        frozen=schema_contract == "freeze",
         updated_at=dlt.sources.incremental(
             settings.CURSOR_COLUMN,
             initial_value=datetime.fromisoformat(initial_updated_at).astimezone(UTC),
@@ -67,13 +68,14 @@ def orders(
     request_max_attempts: int | None = None,
     request_backoff_factor: float | None = None,
     request_max_retry_delay: float | None = None,
+    frozen: bool = False,
     # dlt's idiom: the incremental default is copied per run, never shared.
     updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
         settings.CURSOR_COLUMN,
         initial_value=datetime.fromisoformat(settings.INITIAL_UPDATED_AT),  # noqa: B008
     ),
-) -> Iterator[pa.Table]:
-    """Pages of orders updated since the cursor, as Arrow tables stamped with `_loaded_at`."""
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of orders updated since the cursor, stamped with `_loaded_at`."""
     dlt.current.resource_state()["last_run"] = {
         "rows_read": 0,
         "rows_rejected": 0,
@@ -90,4 +92,4 @@ def orders(
     loaded_at = datetime.now(UTC)
     for rows in iter_pages(client, updated_at.start_value, page_size, api_token):
         if rows:
-            yield orders_table(rows, loaded_at)
+            yield orders_rows(rows, loaded_at, frozen)

@@ -9,6 +9,7 @@ dlt's `[runtime]` values (`RUNTIME__REQUEST_BACKOFF_FACTOR`, ...).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -77,6 +78,12 @@ def contract_for(setting: str) -> Any:
         ) from None
 
 
+def parse_timestamp(value: str) -> datetime:
+    """An ISO 8601 timestamp from the API as an aware UTC datetime (naive means UTC)."""
+    parsed = datetime.fromisoformat(value)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def iso_z(value: datetime) -> str:
     """A UTC ISO 8601 timestamp ending in `Z`, the form the API documents."""
     if value.tzinfo is None:
@@ -125,37 +132,72 @@ def iter_pages(
         ) from exc
 
 
-def orders_table(rows: list[dict[str, Any]], loaded_at: datetime) -> pa.Table:
-    """One page of orders as an Arrow table typed like raw.orders, plus `_loaded_at`.
+def check_frozen(row: dict[str, Any]) -> None:
+    """Refuse, before anything is extracted, an order that a frozen schema cannot take.
 
-    ISO 8601 strings (`Z` or `+00:00`) become UTC timestamps; fields the API adds
-    later are kept with inferred types so schema evolution can report them.
+    dlt checks a contract on dict rows only when it normalizes them, after the
+    cursor has moved, and then keeps retrying the refused package; checking here
+    fails the run with nothing extracted and the cursor where it was.
     """
-    fields: list[pa.Field] = []
-    arrays: list[pa.Array] = []
-    for name, arrow_type in settings.ARROW_FIELDS.items():
-        values = [row.get(name) for row in rows]
-        try:
-            if pa.types.is_timestamp(arrow_type):
-                array = pa.array(values, type=pa.string()).cast(arrow_type)
-            else:
-                array = pa.array(values, type=arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+    for name, value in row.items():
+        column = settings.COLUMNS.get(name)
+        if column is None:
             raise OrdersApiError(
-                f"orders API sent a {name} that is not {arrow_type}: {exc}"
+                f"orders API sent a new field {name!r} and sources.orders.schema_contract "
+                'is "freeze": add the column or set it to "evolve"'
+            )
+        if value is None or _fits(value, column["data_type"]):
+            continue
+        raise OrdersApiError(
+            f"orders API sent {name}={value!r}, not a {column['data_type']}, and "
+            'sources.orders.schema_contract is "freeze"'
+        )
+
+
+def _fits(value: Any, data_type: str) -> bool:
+    if data_type == "bigint":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if data_type == "double":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if data_type == "timestamp":
+        try:
+            parse_timestamp(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+    return isinstance(value, str)
+
+
+def orders_rows(
+    rows: list[dict[str, Any]], loaded_at: datetime, frozen: bool = False
+) -> list[dict[str, Any]]:
+    """One page of orders as dicts stamped with `_loaded_at`, the cursor parsed.
+
+    Dicts, not Arrow: dlt coerces each value to the declared column type and puts
+    a value that doesn't fit (say an `amount` of "n/a") in a variant column
+    (`amount__v_text`) instead of failing the load, and reports the new column.
+    Pages are small, so the per-row cost is fine. Only the key and the cursor
+    must be well-formed: without them an order can be neither merged nor tracked.
+    """
+    page = []
+    for row in rows:
+        if frozen:
+            check_frozen(row)
+        order_id, updated_at = row.get(settings.PRIMARY_KEY), row.get(settings.CURSOR_COLUMN)
+        if order_id is None or updated_at is None:
+            raise OrdersApiError(
+                f"orders API sent an order without {settings.PRIMARY_KEY} or "
+                f"{settings.CURSOR_COLUMN}: {json.dumps(row)[:200]}"
+            )
+        try:
+            cursor = parse_timestamp(updated_at)
+        except (TypeError, ValueError) as exc:
+            raise OrdersApiError(
+                f"orders API sent order {order_id} with an unreadable "
+                f"{settings.CURSOR_COLUMN} {updated_at!r}"
             ) from exc
-        nullable = settings.COLUMNS[name]["nullable"]
-        if not nullable and array.null_count:
-            raise OrdersApiError(f"orders API sent {array.null_count} order(s) without {name}")
-        fields.append(pa.field(name, arrow_type, nullable=nullable))
-        arrays.append(array)
-    for name in sorted({key for row in rows for key in row} - set(settings.ARROW_FIELDS)):
-        array = pa.array([row.get(name) for row in rows])
-        fields.append(pa.field(name, array.type))
-        arrays.append(array)
-    fields.append(pa.field(settings.LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"), False))
-    arrays.append(pa.array([loaded_at] * len(rows), type=pa.timestamp("us", tz="UTC")))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        page.append({**row, settings.CURSOR_COLUMN: cursor, settings.LOADED_AT_COLUMN: loaded_at})
+    return page
 
 
 def record_rows_read(item: Any) -> Any:

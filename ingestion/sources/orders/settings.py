@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
 RESOURCE_NAME = "orders"
 ENDPOINT = "orders"
 
@@ -25,18 +23,7 @@ INITIAL_UPDATED_AT = "1970-01-01T00:00:00Z"
 
 LOADED_AT_COLUMN = "_loaded_at"
 
-# Fields the API sends and their raw types; unknown fields are kept with inferred types.
-ARROW_FIELDS: dict[str, pa.DataType] = {
-    "order_id": pa.int64(),
-    "user_id": pa.int64(),
-    "product_id": pa.int64(),
-    "amount": pa.float64(),
-    "currency": pa.string(),
-    "status": pa.string(),
-    "created_at": pa.timestamp("us", tz="UTC"),
-    "updated_at": pa.timestamp("us", tz="UTC"),
-}
-
+# The fields of raw.orders and their types; fields the API adds later evolve into raw.
 COLUMNS: dict[str, Any] = {
     "order_id": {"data_type": "bigint", "nullable": False},
     "user_id": {"data_type": "bigint", "nullable": True},
