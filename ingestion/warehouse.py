@@ -36,6 +36,7 @@ def pipelines_dir(warehouse: Path | None = None) -> Path:
 def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeline:
     """The dlt pipeline that loads one source into `raw` of the warehouse."""
     import dlt  # here, not at the top: the monitor needs only the paths, and dlt is slow to import
+
     warehouse = warehouse or warehouse_path()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     return dlt.pipeline(

@@ -1,0 +1,124 @@
+{#
+    Engine-specific SQL lives here, behind adapter.dispatch, so models stay
+    portable: each macro has a duckdb implementation, a default (PostgreSQL
+    flavoured, ANSI where possible) and a Spark one where the default fails.
+#}
+
+{# Cast that yields null instead of failing ("abc" as integer -> null). #}
+{% macro safe_cast(expression, data_type) -%}
+    {{ return(adapter.dispatch('safe_cast', 'ml_warehouse')(expression, data_type)) }}
+{%- endmacro %}
+
+{% macro duckdb__safe_cast(expression, data_type) -%}
+    try_cast({{ expression }} as {{ data_type }})
+{%- endmacro %}
+
+{% macro spark__safe_cast(expression, data_type) -%}
+    try_cast({{ expression }} as {{ data_type }})
+{%- endmacro %}
+
+{% macro default__safe_cast(expression, data_type) -%}
+    {#- No try_cast: guard the cast with a pattern for the target's family. -#}
+    {%- set family = data_type | lower -%}
+    {%- if 'int' in family -%}
+        {%- set pattern = '^\\s*[-+]?[0-9]+\\s*$' -%}
+    {%- elif 'double' in family or 'float' in family or 'numeric' in family or 'decimal' in family or 'real' in family -%}
+        {%- set pattern = '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' -%}
+    {%- elif 'timestamp' in family or 'date' in family -%}
+        {%- set pattern = '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)?(Z|[-+][0-9]{2}(:?[0-9]{2})?)?$' -%}
+    {%- else -%}
+        {{ return('cast(' ~ expression ~ ' as ' ~ data_type ~ ')') }}
+    {%- endif -%}
+    case
+        when {{ regexp_like(expression, pattern) }}
+            then cast({{ expression }} as {{ data_type }})
+    end
+{%- endmacro %}
+
+
+{#
+    A timestamp in UTC without a time zone (our convention for every *_at
+    column). Accepts ISO 8601 text with an offset or `Z`, or a timestamp(tz).
+    Text that does not parse gives null when safe=true.
+#}
+{% macro to_utc_timestamp(expression, safe=true) -%}
+    {{ return(adapter.dispatch('to_utc_timestamp', 'ml_warehouse')(expression, safe)) }}
+{%- endmacro %}
+
+{% macro duckdb__to_utc_timestamp(expression, safe=true) -%}
+    {%- if safe -%}
+        timezone('UTC', try_cast({{ expression }} as timestamptz))
+    {%- else -%}
+        timezone('UTC', cast({{ expression }} as timestamptz))
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro spark__to_utc_timestamp(expression, safe=true) -%}
+    {%- if safe -%}
+        try_cast({{ expression }} as timestamp)
+    {%- else -%}
+        cast({{ expression }} as timestamp)
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro default__to_utc_timestamp(expression, safe=true) -%}
+    {%- if safe -%}
+        ({{ safe_cast(expression, 'timestamptz') }} at time zone 'UTC')
+    {%- else -%}
+        (cast({{ expression }} as timestamptz) at time zone 'UTC')
+    {%- endif -%}
+{%- endmacro %}
+
+
+{# True when the whole string matches the (anchored) regular expression. #}
+{% macro regexp_like(expression, pattern) -%}
+    {{ return(adapter.dispatch('regexp_like', 'ml_warehouse')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro duckdb__regexp_like(expression, pattern) -%}
+    regexp_matches({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro spark__regexp_like(expression, pattern) -%}
+    ({{ expression }} rlike '{{ pattern | replace("\\", "\\\\") }}')
+{%- endmacro %}
+
+{% macro default__regexp_like(expression, pattern) -%}
+    ({{ expression }} ~ '{{ pattern }}')
+{%- endmacro %}
+
+
+{# Continuous percentile (linear interpolation), as an aggregate. #}
+{% macro percentile_cont(expression, fraction) -%}
+    {{ return(adapter.dispatch('percentile_cont', 'ml_warehouse')(expression, fraction)) }}
+{%- endmacro %}
+
+{% macro duckdb__percentile_cont(expression, fraction) -%}
+    quantile_cont({{ expression }}, {{ fraction }})
+{%- endmacro %}
+
+{% macro spark__percentile_cont(expression, fraction) -%}
+    percentile({{ expression }}, {{ fraction }})
+{%- endmacro %}
+
+{% macro default__percentile_cont(expression, fraction) -%}
+    percentile_cont({{ fraction }}) within group (order by {{ expression }})
+{%- endmacro %}
+
+
+{# 8-byte float: dbt.type_float() is a 4-byte FLOAT on DuckDB. #}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double', 'ml_warehouse')()) }}
+{%- endmacro %}
+
+{% macro duckdb__type_double() -%}
+    double
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    double
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    double precision
+{%- endmacro %}

@@ -1,0 +1,25 @@
+-- One row per event category over all valid events: the statistics that
+-- fct_events repeats on each event and its 1.5 x IQR outlier fences.
+with
+
+events as (
+
+    select * from {{ ref('int_events_enriched') }}
+
+),
+
+final as (
+
+    select
+        category,
+        avg(value) as value_mean,
+        stddev_samp(value) as value_std,
+        cast(count(*) as {{ dbt.type_bigint() }}) as event_count,
+        {{ iqr_bounds('value', prefix='value_') }}
+
+    from events
+    group by category
+
+)
+
+select * from final

@@ -1,0 +1,48 @@
+-- Orders as received (raw is typed and merged on order_id): renamed,
+-- normalised codes, timestamps in UTC, the latest version per order_id first.
+with
+
+source as (
+
+    select * from {{ source('orders', 'orders') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        order_id,
+        user_id,
+        product_id,
+
+        -- numerics
+        cast(amount as {{ type_double() }}) as amount,
+
+        -- attributes
+        upper(trim(currency)) as currency,
+        lower(trim(status)) as status,
+
+        -- timestamps (UTC)
+        {{ to_utc_timestamp('created_at', safe=false) }} as created_at,
+        {{ to_utc_timestamp('updated_at', safe=false) }} as updated_at,
+        {{ to_utc_timestamp('_loaded_at', safe=false) }} as loaded_at
+
+    from source
+
+),
+
+final as (
+
+    select
+        *,
+        row_number() over (
+            partition by order_id
+            order by updated_at desc, loaded_at desc
+        ) as version_rank
+
+    from renamed
+
+)
+
+select * from final
