@@ -113,11 +113,11 @@ def test_second_run_changes_nothing_and_new_input_loads_exactly_once(fresh_sampl
     assert all(row["loaded"] == "0" for row in second.values()), second
     assert raw_snapshot(fresh_sample.warehouse) == before
 
-    # New input on every source.
+    # New input on every source; the users export gains a column.
     (inbox / "users" / "users-0003.csv").write_text(
-        "user_id,name,email,age,country,signup_at,updated_at\n"
-        "1,Ann Updated,ann@example.com,41,DE,2026-01-01T00:00:00Z,2026-03-01T00:00:00Z\n"
-        "90001,New User,new@example.com,30,FR,2026-03-01T00:00:00Z,2026-03-01T00:00:00Z\n"
+        "user_id,name,email,age,country,signup_at,updated_at,loyalty_tier\n"
+        "1,Ann Updated,ann@example.com,41,DE,2026-01-01T00:00:00Z,2026-03-01T00:00:00Z,gold\n"
+        "90001,New User,new@example.com,30,FR,2026-03-01T00:00:00Z,2026-03-01T00:00:00Z,\n"
         "90002,Bad Row,only-four-fields,30\n",
         encoding="utf-8",
     )
@@ -162,6 +162,7 @@ def test_second_run_changes_nothing_and_new_input_loads_exactly_once(fresh_sampl
 
     third = summary_rows(fresh_sample.ingest().stdout)
     assert (third["users"]["loaded"], third["users"]["rejected"]) == ("2", "1")
+    assert third["users"]["new columns"] == "users.loyalty_tier"
     assert (third["events"]["loaded"], third["events"]["rejected"]) == ("3", "1")
     assert third["events"]["collapsed"] == "1"
     assert third["orders"]["loaded"] == "2"
