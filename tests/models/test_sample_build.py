@@ -3,6 +3,8 @@ traces back to the defects the generator says it injected (manifest.json)."""
 
 from __future__ import annotations
 
+import csv
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -103,3 +105,25 @@ def test_orders_and_features_trace_back_to_the_manifest(built_warehouse: Sample,
     assert scalar(con, "select sum(order_count) from marts.user_features") == scalar(
         con, "select count(*) from marts.fct_orders"
     )
+
+
+def test_dim_users_carries_each_users_latest_version(built_warehouse: Sample, con) -> None:
+    """Recomputed from the CSV files with the csv module: the newest valid updated_at wins."""
+    latest: dict[int, tuple[datetime, str]] = {}
+    for path in sorted((built_warehouse.inbox / "users").glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if len(row) != 7 or None in row.values() or not row["user_id"]:
+                    continue  # malformed (rejected at ingest) or missing key (quarantined)
+                try:
+                    updated_at = datetime.fromisoformat(row["updated_at"])
+                except ValueError:
+                    continue  # invalid timestamp (quarantined)
+                user_id = int(row["user_id"])
+                if user_id not in latest or updated_at > latest[user_id][0]:
+                    latest[user_id] = (updated_at, row["name"].strip())
+    rows = con.execute("select user_id, updated_at, name from marts.dim_users").fetchall()
+    assert {user_id: (updated_at, name) for user_id, updated_at, name in rows} == {
+        user_id: (updated_at.replace(tzinfo=None), name)
+        for user_id, (updated_at, name) in latest.items()
+    }
