@@ -154,6 +154,34 @@ def _timestamp_source(
     return None, None, ""
 
 
+def count_grouped_outliers(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, group: str, factor: float
+) -> int:
+    """Values outside 1.5×IQR fences computed per group (column meta `outlier_group_by`).
+
+    Categories on different scales would make one global fence flag a whole
+    category; the dbt `outlier_rate` test reads the same meta key.
+    """
+    col, key = quote(column), quote(group)
+    sql = f"""
+        with fences as (
+            select {key} as grp,
+                   quantile_cont({col}::double, 0.25) as q1,
+                   quantile_cont({col}::double, 0.75) as q3
+            from {table}
+            where {col} is not null
+            group by {key}
+        )
+        select count(*)
+        from {table} as t
+        join fences as f on t.{key} is not distinct from f.grp
+        where t.{col}::double < f.q1 - ? * (f.q3 - f.q1)
+           or t.{col}::double > f.q3 + ? * (f.q3 - f.q1)
+    """
+    (count,) = con.execute(sql, [factor, factor]).fetchall()[0]
+    return int(count)
+
+
 def measure_table(
     con: duckdb.DuckDBPyConnection,
     target: Target,
@@ -241,9 +269,16 @@ def measure_table(
         )
     )
 
+    grouped = {
+        c: col_meta(c)["outlier_group_by"]
+        for c in numeric
+        if col_meta(c).get("outlier_group_by") in cols
+    }
     bounds: dict[str, tuple[float, float]] = {}
     for c in numeric:
         q = quartiles[c]
+        if c in grouped:
+            continue
         if q is None or q[0] is None or q[1] is None:
             continue
         factor = thresholds.get("outlier_iqr_factor", meta, col_meta(c))
@@ -260,6 +295,10 @@ def measure_table(
         assert counts is not None
         scans += 1
         outliers = {c: int(n) for c, n in zip(bounds, counts, strict=True)}
+    for c, group in grouped.items():
+        factor = thresholds.get("outlier_iqr_factor", meta, col_meta(c))
+        outliers[c] = count_grouped_outliers(con, table, c, group, factor)
+        scans += 1
     for c in numeric:
         warn_at = thresholds.get("outlier_rate_warn", meta, col_meta(c))
         metric = _rate_metric(
@@ -268,6 +307,8 @@ def measure_table(
         if c in bounds:
             low, high = bounds[c]
             metric.message += f"; bounds [{low:g}, {high:g}]"
+        elif c in grouped:
+            metric.message += f"; fences per {grouped[c]}"
         metrics.append(metric)
 
     newest: datetime | None = None

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
 import pytest
 
 from monitoring.cli import main
+from monitoring.config import Thresholds
+from monitoring.manifest import Target
+from monitoring.metrics import Measurement, measure_table
 
 if TYPE_CHECKING:
     from conftest import Project
@@ -342,3 +348,32 @@ def test_usage_errors_exit_2(project: Project, capsys: pytest.CaptureFixture[str
     assert "--since 'soon'" in capsys.readouterr().err
     assert main(project.args("--now", "yesterday")) == 2
     assert main(["--no-such-option"]) == 2
+
+
+def test_outlier_fences_per_group_from_column_meta(tmp_path: Path) -> None:
+    """Two categories on different scales: global fences would flag all of `big`."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.t as select * from (values "
+        "('small', 1.0), ('small', 1.1), ('small', 0.9), ('small', 1.0), ('small', 9.0), "
+        "('big', 100.0), ('big', 110.0), ('big', 95.0), ('big', 100.0), ('big', 105.0)"
+        ") as v(category, value)"
+    )
+    target = Target(
+        unique_id="model.x.t",
+        kind="model",
+        schema="marts",
+        identifier="t",
+        column_meta={"value": {"outlier_group_by": "category"}},
+    )
+    grouped = measure_table(con, target, Thresholds({}), datetime(2026, 1, 1, tzinfo=UTC))
+    global_target = Target(unique_id="model.x.t", kind="model", schema="marts", identifier="t")
+    ungrouped = measure_table(con, global_target, Thresholds({}), datetime(2026, 1, 1, tzinfo=UTC))
+
+    def outliers(measurement: Measurement) -> float | None:
+        (metric,) = [m for m in measurement.metrics if m.metric == "outlier_rate"]
+        return metric.value
+
+    assert outliers(grouped) == 1 / 10  # only small's 9.0
+    assert outliers(ungrouped) == 0.0  # one global fence spans both scales

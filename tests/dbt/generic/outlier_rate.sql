@@ -4,7 +4,8 @@
     [q1 - k * IQR, q3 + k * IQR] (continuous quartiles, macro percentile_cont;
     k = `factor`, default quality_threshold('outlier_iqr_factor') = 1.5), over
     the whole column or per `group_by` column(s) (fences per group, e.g. per
-    event category). Warns when strictly above `threshold` (default:
+    event category; default: the column's meta `outlier_group_by`, which the
+    monitor reads too). Warns when strictly above `threshold` (default:
     quality_threshold('outlier_rate_warn')). One summary row; `failures` is
     the number of outliers when over the threshold, else 0. No non-null
     values (empty table, all-null column) has no rate and passes; a column of
@@ -14,6 +15,9 @@
 {{ config(severity='warn', fail_calc='coalesce(max(failures), 0)') }}
 {%- set limit = threshold if threshold is not none else quality_threshold('outlier_rate_warn', model, column_name) -%}
 {%- set k = factor if factor is not none else quality_threshold('outlier_iqr_factor', model, column_name) -%}
+{%- if group_by is none -%}
+    {%- set group_by = quality_meta(quality_column_node(quality_node(model), column_name)).get('outlier_group_by') -%}
+{%- endif -%}
 {%- set groups = ([group_by] if group_by is string else group_by) if group_by else [] -%}
 {%- set group_select, group_keys, group_match = [], [], [] -%}
 {%- for group in groups -%}
