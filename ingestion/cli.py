@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -42,9 +43,10 @@ class SourceReport:
     new_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
+    acked: int = 0  # broker entries acknowledged after the load (events, redis backend)
 
 
-def _make_source(name: str, args: argparse.Namespace) -> Any:
+def _make_source(name: str, args: argparse.Namespace, backend: Any = None) -> Any:
     """Build the dlt source for `name`, with CLI overrides on top of .dlt/config.toml."""
     inbox = Path(args.inbox) if args.inbox else None
     if name == "users":
@@ -54,7 +56,12 @@ def _make_source(name: str, args: argparse.Namespace) -> Any:
     if name == "events":
         from .sources.events import events_source
 
-        return events_source(**({"inbox": str(inbox / "events")} if inbox else {}))
+        overrides: dict[str, Any] = {"inbox": str(inbox / "events")} if inbox else {}
+        if backend is not None:
+            overrides["stream_backend"] = backend
+        if getattr(args, "follow", False):
+            overrides["max_batch"] = args.max_batch
+        return events_source(**overrides)
     if name == "products":
         from .sources.products import products_source
 
@@ -107,13 +114,22 @@ def _loaded_rows(pipeline: dlt.Pipeline) -> tuple[int, int]:
     return data - rejected, rejected
 
 
-def run_source(name: str, args: argparse.Namespace) -> SourceReport:
-    """Extract, normalize and load one source; errors become a one-line report."""
+def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> SourceReport:
+    """Extract, normalize and load one source; errors become a one-line report.
+
+    A broker `backend` (events from Redis) is acknowledged only after
+    `pipeline.run` returned, i.e. once the load holding its entries committed.
+    """
     report = SourceReport(name)
     started = time.monotonic()
+    owned = None  # a backend opened here is closed here
     try:
+        if name == "events" and backend is None:
+            from .sources.events.helpers import configured_backend
+
+            backend = owned = configured_backend()
         pipeline = make_pipeline(name)
-        source = _make_source(name, args)
+        source = _make_source(name, args, backend)
         known = _known_columns(pipeline, source.name)
         load_info = pipeline.run(
             source,
@@ -125,11 +141,18 @@ def run_source(name: str, args: argparse.Namespace) -> SourceReport:
         report.rows_read = counts["rows_read"]
         report.rows_collapsed = counts["rows_collapsed"]
         report.rows_loaded, report.rows_rejected = _loaded_rows(pipeline)
+        if backend is not None:
+            report.acked = backend.acknowledge()
     except Exception as exc:  # one line per failed source; the others still load
+        if backend is not None:
+            backend.discard()
         if args.debug:
             logging.exception("source %s failed", name)
         report.status = "failed"
         report.error = describe_error(name, exc)
+    finally:
+        if owned is not None:
+            owned.close()
     report.seconds = time.monotonic() - started
     return report
 
@@ -237,11 +260,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--progress", action="store_true", help="log extract/normalize/load progress every 10 s"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="events only: keep consuming in micro-batches until SIGTERM/SIGINT",
+    )
+    parser.add_argument(
+        "--interval",
+        type=_duration,
+        default=5.0,
+        metavar="DURATION",
+        help="--follow: longest wait for new events between batches (e.g. 5s, 500ms; default 5s)",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=50_000,
+        metavar="N",
+        help="--follow: at most N events a batch (backpressure; default 50000)",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.sources if name not in SOURCE_NAMES]
     if unknown:
         parser.error(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCE_NAMES)}")
+    if args.follow and set(args.sources) - {"events"}:
+        parser.error(
+            "--follow works with the events source only: python -m ingestion events --follow"
+        )
+    if args.follow and args.full_refresh:
+        parser.error("--follow cannot be combined with --full-refresh")
     return args
+
+
+def _duration(text: str) -> float:
+    """Seconds from `5s`, `500ms`, `2m` or a plain number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 5s, 500ms, 1m)")
+    value = float(match.group(1))
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(2) or "s"]
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
@@ -252,6 +315,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_SOURCE_FAILED
+    if args.follow:
+        return follow(args, out)
     reports = []
     for name in names:
         if args.progress:
@@ -262,3 +327,106 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         if r.error:
             print(redact(f"error: {r.name}: {r.error}"), file=sys.stderr)
     return EXIT_SOURCE_FAILED if any(r.status == "failed" for r in reports) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- --follow
+
+# Consecutive failed batches (e.g. the warehouse locked by a dbt build) before --follow exits 1.
+FOLLOW_MAX_FAILURES = 10
+FOLLOW_TICK = 0.2  # seconds: how soon a stop request is noticed while waiting
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask the loop to stop after the current batch; a second SIGINT forces it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        os.write(sys.stderr.fileno(), b"stopping after the current batch\n")
+
+
+def format_batch(number: int, report: SourceReport, lag: int | None) -> str:
+    """The one line a --follow batch prints."""
+    return (
+        f"batch {number}: {report.status} read {report.rows_read} loaded {report.rows_loaded} "
+        f"rejected {report.rows_rejected} collapsed {report.rows_collapsed} acked {report.acked} "
+        f"lag {'-' if lag is None else lag} {report.seconds:.2f} s"
+    )
+
+
+def _lag(backend: Any) -> int | None:
+    """Entries the consumer group has not acknowledged yet (None for files or when unknown)."""
+    if backend is None:
+        return None
+    try:
+        return backend.lag().total
+    except Exception:  # noqa: BLE001 - a broker hiccup must not stop the loop; the next batch says
+        return None
+
+
+def _wait(backend: Any, seconds: float, stop: StopRequest) -> None:
+    """Until new events may be there: a broker wakes up on arrival, files are polled."""
+    deadline = time.monotonic() + seconds
+    while not stop.requested and (left := deadline - time.monotonic()) > 0:
+        if backend is None:
+            time.sleep(min(left, FOLLOW_TICK))
+            continue
+        try:
+            if backend.wait(min(left, FOLLOW_TICK)):
+                return
+        except Exception:  # noqa: BLE001 - unreachable broker: the next batch reports it
+            time.sleep(min(left, FOLLOW_TICK))
+
+
+def follow(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    """Micro-batches of events until SIGTERM/SIGINT: each batch loads, commits, then acks.
+
+    A full batch (--max-batch events) is followed by the next one at once, so
+    a backlog drains at full speed; otherwise the loop waits up to --interval
+    for new events. dlt's own signal handling is switched off so that a stop
+    request lets the current batch finish instead of aborting its load.
+    """
+    os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"
+    from .sources.events.helpers import configured_backend
+
+    try:
+        backend = configured_backend()
+    except Exception as exc:  # bad backend name or config
+        print(redact(f"error: events: {describe_error('events', exc)}"), file=sys.stderr)
+        return EXIT_USAGE
+    failures = 0
+    number = 0
+    with StopRequest() as stop:
+        try:
+            while not stop.requested:
+                number += 1
+                report = run_source("events", args, backend)
+                out(redact(format_batch(number, report, _lag(backend))))
+                if report.error:
+                    print(redact(f"error: events: {report.error}"), file=sys.stderr)
+                    failures += 1
+                    if failures >= FOLLOW_MAX_FAILURES:
+                        return EXIT_SOURCE_FAILED
+                else:
+                    failures = 0
+                    if report.rows_read >= args.max_batch:
+                        continue  # backlog: next batch now
+                _wait(backend, args.interval, stop)
+        finally:
+            if backend is not None:
+                backend.close()
+    return EXIT_OK

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,11 +21,18 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.configuration import with_config
 
-from ingestion.rejected import rejected_rows
+from ingestion.rejected import REJECTED_TABLE, rejected_rows
 
 from .settings import (
+    BACKEND_CONFIG_KEY,
+    BACKENDS,
     BATCH_LINES,
+    DEFAULT_CONSUMER,
+    DEFAULT_GROUP,
+    DEFAULT_REDIS_URL,
+    DEFAULT_STREAM,
     EVENT_FIELDS,
     EVENTS_COLUMNS,
     EVENTS_WRITE_DISPOSITION,
@@ -38,6 +45,7 @@ from .settings import (
     REASON_MALFORMED_JSON,
     REASON_MISSING_EVENT_ID,
     REASON_NOT_AN_OBJECT,
+    REDIS_CLAIM_IDLE_MS,
     RESOURCE_NAME,
     SCHEMA_CONTRACT_CONFIG_KEY,
     SCHEMA_CONTRACTS,
@@ -114,22 +122,64 @@ class LineBatch:
     with its "\\n" / "\\r\\n" (JSON ignores it; payloads are stored without it);
     bytes that are not UTF-8 are replaced and `undecodable` set. `position` holds
     updates to the resource state: {state key: {stream name: value}}.
+    `redelivered` marks lines a broker hands out again (delivered before, never
+    acknowledged): they may already be in a committed load, so their rejected
+    rows are checked against raw._rejected_rows before being written again.
     """
 
     lines: pa.Table
-    position: dict[str, dict[str, int]]
+    position: dict[str, dict[str, Any]]
+    redelivered: bool = False
 
 
 class StreamBackend(Protocol):
-    """Where event lines come from; a broker (e.g. Redis Streams) implements the same two."""
+    """Where event lines come from: segment files here, a broker in `redis_stream.RedisStream`.
+
+    `_segment`/`_line` of a line are its stream and an order-preserving bigint
+    position in it (files: name and line number; Redis: stream and entry id as
+    ms * 10**6 + seq; Kafka would be topic-partition and offset).
+    """
 
     def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
         """Batches of at most `max_lines` lines after `position` (the resource state), in order."""
         ...
 
-    def commit(self, position: Mapping[str, dict[str, int]]) -> None:
-        """Called once a batch went to dlt (files: nothing to do; a broker would acknowledge)."""
+    def commit(self, position: Mapping[str, dict[str, Any]]) -> None:
+        """Called once a batch went to dlt, before the load: a broker stages its acknowledgement
+        here and sends it after `pipeline.run` returned (see RedisStream.acknowledge)."""
         ...
+
+    def location(self, segment: str, line: int) -> str:
+        """Where a line came from, as raw._rejected_rows.location shows it."""
+        ...
+
+
+class BrokerBackend(StreamBackend, Protocol):
+    """A backend whose positions live in a broker: acknowledged after the load committed.
+
+    The caller of `pipeline.run` holds it: `acknowledge()` after run returned,
+    `discard()` when it failed (the entries are delivered again). A Kafka
+    backend maps onto it as topic-partition → `_segment`, offset → `_line`,
+    `acknowledge` = commit the offsets after the batch's last message.
+    """
+
+    def acknowledge(self) -> int:
+        """Acknowledge what the last run committed; returns how many entries."""
+        ...
+
+    def discard(self) -> None:
+        """The run failed: acknowledge nothing."""
+        ...
+
+    def lag(self) -> Any:
+        """Entries not yet acknowledged (an object with `.total`, None when unknown)."""
+        ...
+
+    def wait(self, seconds: float) -> bool:
+        """Block up to `seconds` for new entries; True when some arrived."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class FileSegments:
@@ -180,8 +230,11 @@ class FileSegments:
         if pieces:
             yield LineBatch(pa.concat_tables(pieces), moved)
 
-    def commit(self, position: Mapping[str, dict[str, int]]) -> None:
+    def commit(self, position: Mapping[str, dict[str, Any]]) -> None:
         """The position lives in dlt state only; nothing to acknowledge."""
+
+    def location(self, segment: str, line: int) -> str:
+        return f"{segment}:{line}"
 
 
 def _complete_lines(
@@ -440,35 +493,40 @@ class LoadedEventIds:
 
     Lets the resource count re-sent events of earlier runs (rows_collapsed) and
     leave them out of the load; the insert-only merge on event_id is the
-    guarantee, this is the bookkeeping.
+    guarantee, this is the bookkeeping. For lines a broker redelivers it also
+    finds the rejected rows already kept (raw._rejected_rows is append-only).
     """
 
     def __init__(self, pipeline: dlt.Pipeline | None) -> None:
         self._stack = ExitStack()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._table = ""
+        self._rejected_table = ""
         if pipeline is None:
             return
         client = self._stack.enter_context(pipeline.sql_client())
         native = client.native_connection
         if not isinstance(native, duckdb.DuckDBPyConnection) or not client.has_dataset():
             return
-        dataset = client.dataset_name
-        exists = native.execute(
-            "select count(*) from information_schema.tables"
-            " where table_schema = $schema and table_name = $table",
-            {"schema": dataset, "table": TABLE_NAME},
-        ).fetchall()[0][0]
-        if exists:
-            self._con = native
+        tables = {
+            row[0]
+            for row in native.execute(
+                "select table_name from information_schema.tables where table_schema = $schema",
+                {"schema": client.dataset_name},
+            ).fetchall()
+        }
+        self._con = native
+        if TABLE_NAME in tables:
             self._table = client.make_qualified_table_name(TABLE_NAME)
+        if REJECTED_TABLE in tables:
+            self._rejected_table = client.make_qualified_table_name(REJECTED_TABLE)
 
     def close(self) -> None:
         self._stack.close()
 
     def drop_known(self, events: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
         """The events raw.events does not hold yet, and how many it already held."""
-        if self._con is None or events.num_rows == 0:
+        if self._con is None or not self._table or events.num_rows == 0:
             return events, 0
         self._con.register("incoming_hashes", pa.table({"h": hashes}))
         try:
@@ -483,6 +541,21 @@ class LoadedEventIds:
         keep = pc.invert(pc.is_in(events[PRIMARY_KEY], value_set=known[PRIMARY_KEY]))
         fresh = events.filter(keep)
         return fresh, events.num_rows - fresh.num_rows
+
+    def known_rejects(self, locations: list[str]) -> set[str]:
+        """The locations raw._rejected_rows already holds for this source (redelivered lines)."""
+        if self._con is None or not self._rejected_table or not locations:
+            return set()
+        self._con.register("incoming_locations", pa.table({"location": locations}))
+        try:
+            rows = self._con.execute(
+                f"select distinct location from {self._rejected_table}"
+                " where source = $source and location in (select location from incoming_locations)",
+                {"source": SOURCE_NAME},
+            ).fetchall()
+        finally:
+            self._con.unregister("incoming_locations")
+        return {row[0] for row in rows}
 
 
 def current_pipeline() -> dlt.Pipeline | None:
@@ -502,11 +575,14 @@ def read_events(
     loaded_at: datetime,
     pipeline: dlt.Pipeline | None,
     batch_lines: int = BATCH_LINES,
+    max_lines: int | None = None,
 ) -> Iterator[Any]:
     """Yields new raw.events rows and rejected lines batch by batch, advancing the position.
 
     Counts land in state["last_run"] as they happen; dlt persists state only
     with a successful extract, so a failed run leaves the position untouched.
+    `max_lines` bounds one run to a single batch of at most that many lines
+    (micro-batches under `--follow`: backpressure); None reads everything.
     """
     last_run: dict[str, Any] = {
         "rows_read": 0,
@@ -521,23 +597,30 @@ def read_events(
         stack.callback(parser.close)
         raw_ids = LoadedEventIds(pipeline)
         stack.callback(raw_ids.close)
-        for batch in backend.read(state, batch_lines):
+        for batch in backend.read(state, batch_lines if max_lines is None else max_lines):
             parsed = parser.parse(batch.lines)
             events, known = raw_ids.drop_known(parsed.events, parsed.hashes)
             for offset in range(0, events.num_rows, YIELD_ROWS):
                 yield events_item(events.slice(offset, YIELD_ROWS))
-            if parsed.rejected.num_rows:
-                yield rejected_rows(SOURCE_NAME, RESOURCE_NAME, _rejected_dicts(parsed.rejected))
+            rejects = _rejected_dicts(parsed.rejected, backend.location)
+            if batch.redelivered and rejects:
+                done = raw_ids.known_rejects([r["location"] for r in rejects])
+                rejects = [r for r in rejects if r["location"] not in done]
+                known += parsed.rejected.num_rows - len(rejects)
+            if rejects:
+                yield rejected_rows(SOURCE_NAME, RESOURCE_NAME, rejects)
             for key in parsed.extra_columns:
                 if key not in last_run["new_columns"]:
                     log.warning("events: new field %r in the stream (kept as a text column)", key)
                     last_run["new_columns"].append(key)
             last_run["rows_read"] += batch.lines.num_rows
-            last_run["rows_rejected"] += parsed.rejected.num_rows
+            last_run["rows_rejected"] += len(rejects)
             last_run["rows_collapsed"] += parsed.collapsed + known
             for key, moved in batch.position.items():
                 state.setdefault(key, {}).update(moved)
             backend.commit(batch.position)
+            if max_lines is not None:
+                break
 
 
 def events_item(table: pa.Table) -> Any:
@@ -560,11 +643,13 @@ def events_item(table: pa.Table) -> Any:
     )
 
 
-def _rejected_dicts(rejected: pa.Table) -> list[dict[str, Any]]:
+def _rejected_dicts(
+    rejected: pa.Table, location: Callable[[str, int], str]
+) -> list[dict[str, Any]]:
     segments = rejected[SEGMENT_COLUMN].to_pylist()
     lines = rejected[LINE_COLUMN].to_pylist()
     return [
-        {"location": f"{segment}:{line}", "reason": reason, "payload": payload}
+        {"location": location(segment, line), "reason": reason, "payload": payload}
         for segment, line, payload, reason in zip(
             segments,
             lines,
@@ -573,3 +658,39 @@ def _rejected_dicts(rejected: pa.Table) -> list[dict[str, Any]]:
             strict=True,
         )
     ]
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def make_backend(
+    backend: str,
+    redis_url: str,
+    stream: str,
+    group: str,
+    consumer: str,
+    claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
+) -> BrokerBackend | None:
+    """The broker backend a config names; None for "files" (the resource opens the inbox)."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"{BACKEND_CONFIG_KEY} must be one of {', '.join(BACKENDS)}, not {backend!r}"
+        )
+    if backend == "files":
+        return None
+    from .redis_stream import RedisStream  # here: the files backend needs no redis client
+
+    return RedisStream(redis_url, stream, group, consumer, claim_idle_ms=claim_idle_ms)
+
+
+@with_config(sections=("sources", "events"))
+def configured_backend(
+    backend: str = "files",
+    redis_url: str = DEFAULT_REDIS_URL,
+    stream: str = DEFAULT_STREAM,
+    group: str = DEFAULT_GROUP,
+    consumer: str = DEFAULT_CONSUMER,
+    claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
+) -> BrokerBackend | None:
+    """The backend `[sources.events]` (or SOURCES__EVENTS__* env vars) configures."""
+    return make_backend(backend, redis_url, stream, group, consumer, claim_idle_ms)

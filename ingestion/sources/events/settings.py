@@ -54,3 +54,32 @@ REASON_NOT_AN_OBJECT = "not_an_object"
 REASON_MISSING_EVENT_ID = "missing_event_id"
 
 SCHEMA_CONTRACTS = ("evolve", "freeze")
+
+# --------------------------------------------------------------------------- backends
+# `backend = "files"` reads segments from the inbox; "redis" reads a Redis Stream
+# through a consumer group (sources.events.redis_url, stream, group, consumer).
+BACKENDS = ("files", "redis")
+BACKEND_CONFIG_KEY = "sources.events.backend"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_STREAM = "events"
+DEFAULT_GROUP = "warehouse"
+DEFAULT_CONSUMER = "ingestion-1"
+# A stream entry carries one event: the JSON line in this field. An entry
+# without it is taken as the event itself (its field map, as a JSON object).
+REDIS_DATA_FIELD = "data"
+# Entries read per XREADGROUP call (bounded by what is left of --max-batch).
+REDIS_READ_COUNT = 10_000
+# Pending entries of other consumers idle this long are claimed (XAUTOCLAIM):
+# a consumer that died between load and ack hands its entries over.
+REDIS_CLAIM_IDLE_MS = 60_000
+# Raw lineage for a stream entry: `_segment` = stream name and `_line` = the
+# entry id `<ms>-<seq>` as one bigint, ms * 10**6 + seq (order-preserving;
+# the last six digits are the sequence). Auto ids (XADD *) always fit.
+REDIS_SEQ_FACTOR = 1_000_000
+REDIS_MAX_MS = (2**63 - 1) // REDIS_SEQ_FACTOR - 1
+STATE_STREAM_IDS = "stream_ids"  # {stream: last entry id delivered to a committed load}
+# Test-only fault hook: exit hard after the load, before the XACK, when this env
+# var is "exit_before_ack" (the crash a test cannot otherwise time).
+FAULT_ENV = "INGESTION_EVENTS_FAULT"
+FAULT_EXIT_BEFORE_ACK = "exit_before_ack"
+FAULT_EXIT_CODE = 75

@@ -1,0 +1,297 @@
+"""Redis Streams as a `StreamBackend`: a consumer group, bounded reads, XACK after the load.
+
+Delivery is at-least-once: entries are acknowledged only once the dlt load that
+holds them has committed (`acknowledge`, called by whoever ran the pipeline). A
+consumer that dies between load and ack leaves its entries pending; the next
+run reads them again first (flagged `redelivered`), and the event_id dedupe
+plus the rejected-rows check make the result exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import redis
+
+from .helpers import LINES_SCHEMA, LineBatch, _decode
+from .settings import (
+    DEFAULT_CONSUMER,
+    DEFAULT_GROUP,
+    DEFAULT_REDIS_URL,
+    DEFAULT_STREAM,
+    FAULT_ENV,
+    FAULT_EXIT_BEFORE_ACK,
+    FAULT_EXIT_CODE,
+    REDIS_CLAIM_IDLE_MS,
+    REDIS_DATA_FIELD,
+    REDIS_MAX_MS,
+    REDIS_READ_COUNT,
+    REDIS_SEQ_FACTOR,
+    STATE_STREAM_IDS,
+)
+
+log = logging.getLogger(__name__)
+
+ACK_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Entries of the stream the group has not finished: never delivered, or delivered unacked."""
+
+    undelivered: int | None  # None when Redis cannot tell (entries deleted mid-stream)
+    pending: int
+
+    @property
+    def total(self) -> int | None:
+        return None if self.undelivered is None else self.undelivered + self.pending
+
+
+def entry_line(entry_id: bytes | str) -> int:
+    """An entry id `<ms>-<seq>` as the bigint kept in raw.events._line (ms * 10**6 + seq)."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    ms_value, seq_value = int(ms), int(seq or 0)
+    if ms_value > REDIS_MAX_MS or seq_value >= REDIS_SEQ_FACTOR:
+        raise ValueError(
+            f"stream entry id {text} does not fit raw.events._line (ms * 10**6 + seq): "
+            "produce with auto-generated ids (XADD <stream> * ...)"
+        )
+    return ms_value * REDIS_SEQ_FACTOR + seq_value
+
+
+def entry_id(line: int) -> str:
+    """The entry id back from raw.events._line."""
+    return f"{line // REDIS_SEQ_FACTOR}-{line % REDIS_SEQ_FACTOR}"
+
+
+def _payload(fields: Mapping[bytes, bytes]) -> bytes:
+    """The event JSON of an entry: its `data` field, else the field map as a JSON object."""
+    data = fields.get(REDIS_DATA_FIELD.encode())
+    if data is not None:
+        return data
+    as_text = {
+        k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()
+    }
+    return json.dumps(as_text, ensure_ascii=False).encode()
+
+
+class RedisStream:
+    """One stream read through a consumer group; positions live in Redis, not in dlt state.
+
+    `read` first claims entries other consumers left idle, then re-reads this
+    consumer's own pending entries, then new ones, up to the stream's last id at
+    the start of the run (so a run ends even while producers keep writing).
+    `commit` (called by the resource as each batch goes to dlt) only stages the
+    ids; `acknowledge` XACKs them after `pipeline.run` returned.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_REDIS_URL,
+        stream: str = DEFAULT_STREAM,
+        group: str = DEFAULT_GROUP,
+        consumer: str = DEFAULT_CONSUMER,
+        read_count: int = REDIS_READ_COUNT,
+        claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
+    ) -> None:
+        self.url, self.stream, self.group, self.consumer = url, stream, group, consumer
+        self.read_count = read_count
+        self.claim_idle_ms = claim_idle_ms
+        self._client: redis.Redis | None = None
+        self._batch_ids: list[bytes] = []
+        self._staged: list[bytes] = []
+
+    # ----------------------------------------------------------------------- connection
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, decode_responses=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def ensure_group(self) -> None:
+        """Create the group (and stream) on first use; a new group reads the whole stream."""
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # ----------------------------------------------------------------------- StreamBackend
+
+    def location(self, segment: str, line: int) -> str:
+        return f"{segment}:{entry_id(line)}"
+
+    def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
+        """Batches of at most `max_lines` entries: redelivered ones first, then new ones."""
+        self._batch_ids, self._staged = [], []  # what an earlier failed run staged stays pending
+        self.ensure_group()
+        end = self._last_id()
+        self._claim_idle(max_lines)
+        after: bytes = b"0"
+        while True:  # this consumer's pending entries (delivered, never acknowledged)
+            entries = self._read_group(after, max_lines)
+            if not entries:
+                break
+            after = entries[-1][0]
+            batch = self._batch(entries, redelivered=True)
+            if batch is not None:
+                yield batch
+        while end is not None:  # new entries, up to the last one that existed at the start
+            entries = self._read_group(b">", max_lines, end)
+            if not entries:
+                break
+            batch = self._batch(entries, redelivered=False)
+            if batch is not None:
+                yield batch
+            if entry_line(entries[-1][0]) >= entry_line(end):
+                break
+
+    def commit(self, position: Mapping[str, dict[str, Any]]) -> None:
+        """The batch went to dlt: acknowledge its entries once the load has committed."""
+        self._staged.extend(self._batch_ids)
+        self._batch_ids = []
+
+    # ----------------------------------------------------------------------- after the load
+
+    def acknowledge(self) -> int:
+        """XACK every entry of the committed load; returns how many (call after pipeline.run)."""
+        ids, self._staged = self._staged, []
+        if ids and os.environ.get(FAULT_ENV) == FAULT_EXIT_BEFORE_ACK:
+            os._exit(FAULT_EXIT_CODE)  # test hook: the crash between load and ack
+        for start in range(0, len(ids), ACK_CHUNK):
+            self.client.xack(self.stream, self.group, *ids[start : start + ACK_CHUNK])
+        return len(ids)
+
+    def discard(self) -> None:
+        """The run failed: acknowledge nothing, the entries stay pending for the next run."""
+        self._batch_ids, self._staged = [], []
+
+    def lag(self) -> Lag:
+        """Entries not yet acknowledged by the group (XINFO GROUPS: lag + pending)."""
+        self.ensure_group()
+        for info in self.client.xinfo_groups(self.stream):
+            if _text(info["name"]) == self.group:
+                lag = info.get("lag")
+                return Lag(None if lag is None else int(lag), int(info["pending"]))
+        return Lag(0, 0)
+
+    def wait(self, seconds: float) -> bool:
+        """Block up to `seconds` until the stream has entries the group has not been given."""
+        self.ensure_group()
+        last = b"0-0"
+        for info in self.client.xinfo_groups(self.stream):
+            if _text(info["name"]) == self.group:
+                last = info["last-delivered-id"]
+        block_ms = max(1, int(seconds * 1000))
+        return bool(self.client.xread({self.stream: last}, count=1, block=block_ms))
+
+    # ----------------------------------------------------------------------- internals
+
+    def _last_id(self) -> bytes | None:
+        newest = self.client.xrevrange(self.stream, "+", "-", count=1)
+        return newest[0][0] if newest else None
+
+    def _claim_idle(self, limit: int) -> None:
+        """Take over entries other consumers left pending (they died between load and ack)."""
+        cursor: bytes | str = "0-0"
+        claimed = 0
+        while claimed < limit:
+            # the entries come back too (JUSTID would lose the cursor in redis-py); they
+            # are read again below with this consumer's pending entries
+            cursor, entries, *_ = self.client.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=cursor,
+                count=min(self.read_count, limit - claimed),
+            )
+            ids = [entry[0] for entry in entries]
+            claimed += len(ids)
+            if ids:
+                log.warning("events: claimed %d idle entries of %s", len(ids), self.stream)
+            if _text(cursor) == "0-0":
+                break
+
+    def _read_group(
+        self, after: bytes, limit: int, end: bytes | None = None
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Up to `limit` entries, `read_count` a call: `>` new ones, an id re-reads pending."""
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        cursor = after
+        end_line = entry_line(end) if end is not None else None
+        while len(entries) < limit:
+            count = min(self.read_count, limit - len(entries))
+            reply = self.client.xreadgroup(
+                self.group, self.consumer, {self.stream: cursor}, count=count
+            )
+            got = reply[0][1] if reply else []
+            entries.extend(got)
+            if len(got) < count:
+                break
+            if cursor != b">":
+                cursor = got[-1][0]
+            elif end_line is not None and entry_line(got[-1][0]) >= end_line:
+                break
+        return entries
+
+    def _batch(
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]], redelivered: bool
+    ) -> LineBatch | None:
+        """Entries as LINES_SCHEMA rows; deleted entries (no fields) are only acknowledged."""
+        self._batch_ids = [entry[0] for entry in entries]
+        present = [entry for entry in entries if entry[1]]
+        if len(present) < len(entries):
+            log.warning(
+                "events: %d pending entries of %s were deleted before they were loaded",
+                len(entries) - len(present),
+                self.stream,
+            )
+        if not present:
+            self.commit({})
+            return None
+        lines = pa.array([entry_line(entry[0]) for entry in present], pa.int64())
+        raw = pa.array([_payload(entry[1]) for entry in present], pa.large_binary())
+        texts, undecodable = _decode(raw.view(pa.large_string()))
+        count = len(present)
+        table = pa.Table.from_arrays(
+            [
+                pa.DictionaryArray.from_arrays(
+                    pa.array([0] * count, pa.int32()), pa.array([self.stream])
+                ),
+                lines,
+                texts,
+                undecodable if undecodable is not None else pa.array([False] * count),
+            ],
+            schema=LINES_SCHEMA,
+        )
+        position = {STATE_STREAM_IDS: {self.stream: _text(present[-1][0])}}
+        return LineBatch(table, position, redelivered=redelivered)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def wait_for_group(backend: RedisStream, timeout: float, poll: float = 0.05) -> Lag:
+    """Poll until the group has nothing left to do, or `timeout` passes (for demos and tests)."""
+    deadline = time.monotonic() + timeout
+    lag = backend.lag()
+    while lag.total != 0 and time.monotonic() < deadline:
+        time.sleep(poll)
+        lag = backend.lag()
+    return lag
