@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-## make run: sample data (if missing) -> ingest -> dbt build -> monitor, on data/warehouse.duckdb
+## make run: sample data (if missing) -> demo orders API -> python -m pipeline run:
+## ingest -> dbt build -> monitor -> publish data/analytics.duckdb (only when every gate passed)
 run: venv
 	$(PY) -m pipeline demo
 

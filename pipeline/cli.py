@@ -1,71 +1,349 @@
-"""`python -m pipeline`: run the steps in order, each as the command a user would type.
+"""`python -m pipeline`: gated runs from the sources to a published analytics database.
 
-Steps run as subprocesses: dbt's in-process runner can keep the DuckDB file
-locked until the process ends (dbt-core #11980), and each step must find the
-warehouse free.
+    run       ingest -> dbt build -> monitor -> publish, stopping at the first failed gate
+    status    the last runs from the ledger (monitoring.pipeline_runs)
+    publish   monitor and publish the current marts (after a manual dbt build or a backfill)
+    backfill  re-process an event-time range through the microbatch models, resumably
+    features  export user features as of a time, or point-in-time for a label spine
+    demo      sample data + demo orders API + `run` (what `make run` does)
+
+Every step runs as a child process (see steps.py for why). Exit codes, like
+the other commands: 0 success, 1 a gate failed or the warehouse is busy,
+2 usage error, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import re
+import signal
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
-from ingestion.sample.api import serve
-from ingestion.sample.generator import generate
+import duckdb
+
+from ingestion.cli import SOURCE_NAMES, redact
 from ingestion.warehouse import warehouse_path
+
+from . import ledger
+from .lock import SharedLock, lock_path, read_holder
+from .runner import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RunOptions,
+    publish_only,
+    run_pipeline,
+)
+from .steps import Context, make_context
 
 DEMO_TOKEN = "demo-token"
 
 
-def run_step(name: str, command: list[str], env: dict[str, str]) -> None:
-    """Run one step; stop the whole run with its exit code when it fails."""
-    print(f"\n== {name}: {' '.join(command)}", flush=True)
-    result = subprocess.run(command, env=env, check=False)
-    if result.returncode != 0:
-        print(f"error: step {name!r} failed with exit code {result.returncode}", file=sys.stderr)
-        raise SystemExit(result.returncode)
+class UsageError(Exception):
+    """Bad arguments: exit 2 with one line."""
 
 
-def demo(inbox: Path, users: int, seed: int) -> int:
-    """Sample data → ingest (with the demo orders API) → dbt build → monitor."""
-    if not (inbox / "manifest.json").exists():
-        print(f"writing sample data to {inbox} (users={users}, seed={seed})")
-        generate(inbox, users=users, seed=seed)
-    env = {**os.environ, "SOURCES__ORDERS__API_TOKEN": DEMO_TOKEN}
-    env.setdefault("DBT_PROFILES_DIR", "profiles")
-    python = sys.executable
-    with serve(inbox, token=DEMO_TOKEN) as api_url:
-        run_step(
-            "ingest",
-            [python, "-m", "ingestion", "--inbox", str(inbox), "--api-url", api_url],
-            env,
-        )
-    dbt = str(Path(python).with_name("dbt"))
-    run_step("build", [dbt, "build"], env)
-    run_step("monitor", [python, "-m", "monitoring"], env)
-    path = warehouse_path()
-    print(
-        f"\nwarehouse: {path}\n"
-        "query it read-only, e.g.:\n"
-        f"  python -c \"import duckdb; duckdb.connect('{path}', read_only=True)"
-        ".sql('select * from marts.dim_users limit 5').show()\""
+def parse_interval(text: str) -> float:
+    """`15m`, `1h`, `30s`, `1d` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text or "")
+    if not match:
+        raise UsageError(f"interval {text!r}: use a number and a unit, e.g. 30s, 15m, 1h, 1d")
+    seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds <= 0:
+        raise UsageError(f"interval {text!r} must be positive")
+    return seconds
+
+
+def _common(parser: argparse.ArgumentParser, wait: bool = True) -> None:
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=Path(os.environ.get("DBT_PROJECT_DIR", ".")),
+        help="dbt project folder (default $DBT_PROJECT_DIR or .)",
     )
-    return 0
+    if wait:
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait up to this long for another run to finish (default 0: exit 1 at once)",
+        )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Orchestrate ingest -> dbt build -> monitor -> publish on the warehouse.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="one gated run (or one every INTERVAL with --every)")
+    run.add_argument(
+        "--sources",
+        nargs="+",
+        default=[],
+        choices=SOURCE_NAMES,
+        metavar="SOURCE",
+        help=f"sources to ingest (default all: {', '.join(SOURCE_NAMES)})",
+    )
+    run.add_argument("--select", help="dbt selector for the build step (default: everything)")
+    run.add_argument("--vars", help="dbt --vars for the build step (YAML)")
+    run.add_argument("--inbox", help="input folder for the file sources (python -m ingestion)")
+    run.add_argument("--api-url", help="orders API base URL (python -m ingestion)")
+    run.add_argument(
+        "--full-refresh", action="store_true", help="reload the sources and rebuild every model"
+    )
+    run.add_argument(
+        "--no-publish", action="store_true", help="run the gates but leave analytics as it is"
+    )
+    run.add_argument(
+        "--every", metavar="INTERVAL", help="repeat every INTERVAL (15m, 1h) until stopped"
+    )
+    run.add_argument("--runs", type=int, help="with --every: stop after this many runs")
+    _common(run)
+
+    status = commands.add_parser("status", help="print the last runs from the ledger")
+    status.add_argument("--limit", type=int, default=10, help="how many runs (default 10)")
+    _common(status, wait=False)
+
+    publish = commands.add_parser(
+        "publish", help="monitor and publish the current marts (after dbt build or a backfill)"
+    )
+    _common(publish)
+
+    backfill = commands.add_parser(
+        "backfill", help="re-process an event-time range through the microbatch models"
+    )
+    backfill.add_argument("--start", required=True, help="first day (2026-01-01) or timestamp")
+    backfill.add_argument(
+        "--end", required=True, help="last day, inclusive (2026-01-31), or an exclusive timestamp"
+    )
+    backfill.add_argument(
+        "--batch", default="1d", help="range per dbt invocation, resume unit (1d, 6h, 7d)"
+    )
+    backfill.add_argument(
+        "--select", help="dbt selector of the models to backfill (default: the microbatch models)"
+    )
+    backfill.add_argument("--vars", help="dbt --vars (YAML)")
+    backfill.add_argument(
+        "--restart", action="store_true", help="ignore finished batches of an interrupted backfill"
+    )
+    backfill.add_argument("--no-publish", action="store_true", help="skip monitor and publish")
+    _common(backfill)
+
+    features = commands.add_parser(
+        "features", help="export user features (Parquet + manifest) from the published marts"
+    )
+    when = features.add_mutually_exclusive_group(required=True)
+    when.add_argument("--as-of", help="features as of this ISO timestamp (UTC)")
+    when.add_argument(
+        "--spine", type=Path, help="CSV with user_id,label_ts: point-in-time features per row"
+    )
+    features.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    _common(features, wait=False)
+
+    demo = commands.add_parser(
+        "demo", help="sample data + demo orders API + run (what `make run` does)"
+    )
+    demo.add_argument("--inbox", default="data/inbox", type=Path)
+    demo.add_argument("--users", default=1000, type=int)
+    demo.add_argument("--seed", default=42, type=int)
+    _common(demo)
+    return parser
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline")
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_cmd = commands.add_parser(
-        "demo", help="the whole pipeline on sample data (what `make run` does)"
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help is 0, a bad option 2
+        return int(exc.code or 0)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: end the current step cleanly
+    ctx = make_context(warehouse_path(), args.project_dir)
+    try:
+        if args.command == "run":
+            return command_run(args, ctx, arguments)
+        if args.command == "status":
+            return command_status(ctx, args.limit)
+        if args.command == "publish":
+            return publish_only(ctx, RunOptions(wait=args.wait, debug=args.debug), arguments)
+        if args.command == "backfill":
+            from .backfill import command_backfill
+
+            return command_backfill(args, ctx, arguments)
+        if args.command == "features":
+            from .features import command_features
+
+            return command_features(args, ctx)
+        if args.command == "demo":
+            return demo(args, ctx)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        sources=list(dict.fromkeys(args.sources)),
+        select=args.select,
+        vars=args.vars,
+        inbox=args.inbox,
+        api_url=args.api_url,
+        full_refresh=args.full_refresh,
+        publish=not args.no_publish,
+        wait=args.wait,
+        debug=args.debug,
     )
-    demo_cmd.add_argument("--inbox", default="data/inbox", type=Path)
-    demo_cmd.add_argument("--users", default=1000, type=int)
-    demo_cmd.add_argument("--seed", default=42, type=int)
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args.inbox, args.users, args.seed)
-    return 2
+
+
+def command_run(args: argparse.Namespace, ctx: Context, arguments: list[str]) -> int:
+    options = _options(args)
+    if args.runs is not None and not args.every:
+        raise UsageError("--runs only goes with --every")
+    if not args.every:
+        return run_pipeline(ctx, options, arguments)
+    return every(ctx, options, arguments, parse_interval(args.every), args.runs)
+
+
+def every(
+    ctx: Context, options: RunOptions, arguments: list[str], interval: float, runs: int | None
+) -> int:
+    """Run on a fixed cadence; a failed run is logged and the schedule goes on."""
+    done = 0
+    code = EXIT_OK
+    next_start = time.monotonic()
+    while runs is None or done < runs:
+        now = time.monotonic()
+        if now < next_start:
+            try:
+                time.sleep(next_start - now)
+            except KeyboardInterrupt:
+                return code
+        started = time.monotonic()
+        code = run_pipeline(ctx, options, arguments)
+        done += 1
+        if code == EXIT_INTERRUPTED:
+            return code
+        # Skip slots missed by a run longer than the interval instead of running back to back.
+        missed = int((time.monotonic() - started) // interval)
+        next_start = started + (missed + 1) * interval
+        if runs is None or done < runs:
+            when = datetime.now(UTC) + timedelta(seconds=next_start - time.monotonic())
+            print(f"next run at {when:%Y-%m-%dT%H:%M:%SZ} (every {interval:g} s)", flush=True)
+    return code
+
+
+def _cell(status: str | None, seconds: float | None) -> str:
+    if not status:
+        return "-"
+    return f"{status} {seconds:.1f}s" if seconds is not None and status != "skipped" else status
+
+
+def format_runs(rows: list[dict[str, object]]) -> str:
+    header = (
+        "| run | command | started (UTC) | seconds | status | ingest | build | monitor | publish "
+        "| rows loaded | alerts err/warn | published |"
+    )
+    lines = [header, "|---" * 12 + "|"]
+    for r in rows:
+        started = r["started_at"]
+        finished = r["finished_at"]
+        seconds = (
+            f"{(finished - started).total_seconds():.1f}"  # type: ignore[operator]
+            if finished
+            else "-"
+        )
+        alerts = f"{r['alerts_error']}/{r['alerts_warn']}" if r["alerts_error"] is not None else "-"
+        lines.append(
+            f"| {str(r['run_id'])[:8]} | {r['command']} "
+            f"| {started:%Y-%m-%d %H:%M:%S} | {seconds} | {r['status']} "  # type: ignore[str-format]
+            f"| {_cell(r['ingest_status'], r['ingest_seconds'])} "  # type: ignore[arg-type]
+            f"| {_cell(r['build_status'], r['build_seconds'])} "  # type: ignore[arg-type]
+            f"| {_cell(r['monitor_status'], r['monitor_seconds'])} "  # type: ignore[arg-type]
+            f"| {_cell(r['publish_status'], r['publish_seconds'])} "  # type: ignore[arg-type]
+            f"| {r['rows_loaded'] if r['rows_loaded'] is not None else '-'} | {alerts} "
+            f"| {'yes' if r['published'] else 'no'} |"
+        )
+    failed = [r for r in rows if r["error"]]
+    for r in failed[:3]:
+        lines.append(f"\n{str(r['run_id'])[:8]}: {redact(str(r['error']))}")
+    return "\n".join(lines)
+
+
+def command_status(ctx: Context, limit: int) -> int:
+    """Print the ledger; never opens the warehouse while a run is writing it."""
+    shared = SharedLock(ctx.warehouse)
+    if not shared.try_acquire():
+        holder = read_holder(lock_path(ctx.warehouse)) or {}
+        print(
+            f"in progress: {holder.get('command', 'a pipeline run')} run "
+            f"{str(holder.get('run_id', '?'))[:8]} (PID {holder.get('pid', '?')}, started at "
+            f"{holder.get('started_at', '?')}, step {holder.get('step', '?')})"
+        )
+        print("the ledger is in the warehouse it is writing: run status again when it finishes")
+        return EXIT_OK
+    try:
+        if not ctx.warehouse.exists():
+            print(f"no pipeline runs yet (no warehouse at {ctx.warehouse})")
+            return EXIT_OK
+        try:
+            con = duckdb.connect(str(ctx.warehouse), read_only=True)
+        except duckdb.Error as exc:
+            print(
+                f"error: cannot read {ctx.warehouse}: {str(exc).splitlines()[0]}", file=sys.stderr
+            )
+            return EXIT_FAILED
+        try:
+            con.execute("set TimeZone = 'UTC'")
+            rows = ledger.last_runs(con, limit)
+        finally:
+            con.close()
+    finally:
+        shared.release()
+    if not rows:
+        print("no pipeline runs yet: python -m pipeline run")
+        return EXIT_OK
+    print(format_runs(rows))
+    return EXIT_OK
+
+
+def demo(args: argparse.Namespace, ctx: Context) -> int:
+    """Sample data (if missing) -> demo orders API -> a full gated run with publish."""
+    from ingestion.sample.api import serve
+    from ingestion.sample.generator import generate
+
+    inbox: Path = args.inbox
+    if not (inbox / "manifest.json").exists():
+        print(f"writing sample data to {inbox} (users={args.users}, seed={args.seed})")
+        generate(inbox, users=args.users, seed=args.seed)
+    ctx.env["SOURCES__ORDERS__API_TOKEN"] = DEMO_TOKEN
+    options = RunOptions(inbox=str(inbox), wait=args.wait, debug=args.debug)
+    with serve(inbox, token=DEMO_TOKEN) as api_url:
+        options.api_url = api_url
+        code = run_pipeline(ctx, options, ["demo"])
+    if code == EXIT_OK:
+        print(
+            f"\nwarehouse (working copy): {ctx.warehouse}\n"
+            f"published for analysts:   {ctx.analytics}\n"
+            "query it read-only, e.g.:\n"
+            f"  python -c \"import duckdb; duckdb.connect('{ctx.analytics}', read_only=True)"
+            ".sql('select * from marts.dim_users limit 5').show()\"\n"
+            "history of runs: python -m pipeline status"
+        )
+    return code

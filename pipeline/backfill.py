@@ -1,0 +1,300 @@
+"""`backfill`: re-process an event-time range through the microbatch models, resumably.
+
+dbt does the batching: a model with `incremental_strategy='microbatch'`
+(`event_time`, `batch_size`) re-processes exactly the batches inside
+`--event-time-start/--event-time-end`, each batch a delete+insert of its own
+time slice, so re-running a batch is idempotent; `dbt retry` re-runs only the
+batches that failed. What dbt cannot do is survive `kill -9` (run_results.json
+is written at the end), so the range is cut into `--batch` slices, one dbt
+invocation each, and every finished slice is recorded in
+`monitoring.pipeline_backfill_batches`: the same backfill started again skips
+the finished slices. After the slices, the models downstream of the backfilled
+ones are rebuilt once, then the monitor and publish gates run as in `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from . import ledger
+from .runner import EXIT_FAILED, PipelineRun, RunOptions, gate, monitor_and_publish
+from .steps import Context, StepResult, dbt_command, dbt_step, run_command
+
+DEFAULT_SELECTOR = "config.incremental_strategy:microbatch"
+
+
+class BackfillUsage(Exception):
+    """Bad range or batch: exit 2."""
+
+
+def parse_point(text: str, end: bool = False) -> datetime:
+    """A day (`2026-01-31`; as --end it includes that day) or an ISO timestamp (UTC)."""
+    value = text.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = datetime.fromisoformat(value)
+            return day + timedelta(days=1) if end else day
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BackfillUsage(f"{text!r}: use a day (2026-01-31) or an ISO timestamp") from exc
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def parse_batch(text: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([hdw])\s*", text or "")
+    if not match or int(match.group(1)) == 0:
+        raise BackfillUsage(f"--batch {text!r}: use hours, days or weeks, e.g. 6h, 1d, 7d, 1w")
+    unit = {"h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+def slices(start: datetime, end: datetime, size: timedelta) -> list[tuple[datetime, datetime]]:
+    out = []
+    cursor = start
+    while cursor < end:
+        out.append((cursor, min(cursor + size, end)))
+        cursor += size
+    return out
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def list_models(ctx: Context, selector: str) -> list[dict[str, object]]:
+    """`dbt ls` of the selected models with their config (name, materialized, strategy)."""
+    command = dbt_command(
+        ctx,
+        "ls",
+        "--select",
+        *selector.split(),
+        "--resource-type",
+        "model",
+        "--output",
+        "json",
+        "--output-keys",
+        "name config",
+        "--quiet",
+    )
+    done = run_command(command, ctx, capture_stdout=True)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], file=sys.stderr)
+        raise RuntimeError(f"dbt ls --select {selector} failed")
+    models = []
+    for line in done.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            node = json.loads(line)
+            config = node.get("config") or {}
+            models.append(
+                {
+                    "name": node["name"],
+                    "materialized": config.get("materialized"),
+                    "strategy": config.get("incremental_strategy"),
+                    "event_time": config.get("event_time"),
+                    "batch_size": config.get("batch_size"),
+                }
+            )
+    return models
+
+
+def finished_slices(
+    ctx: Context, key: dict[str, str], total: int, restart: bool
+) -> tuple[str, set[datetime]]:
+    """The backfill id to use and the slices it already finished (resume after a failure)."""
+    backfill_id = hashlib.sha1(
+        (json.dumps(key, sort_keys=True) + datetime.now(UTC).isoformat()).encode()
+    ).hexdigest()[:16]
+    if restart:
+        return backfill_id, set()
+    con = ledger.connect(ctx.warehouse)
+    try:
+        rows = con.execute(
+            f"""select backfill_id, list(distinct batch_start) filter (where status = 'ok')
+                from {ledger.BATCHES}
+                where selector = ? and range_start = ? and range_end = ? and batch_size = ?
+                group by backfill_id order by max(finished_at) desc limit 1""",
+            [key["selector"], key["range_start"], key["range_end"], key["batch_size"]],
+        ).fetchall()
+    finally:
+        con.close()
+    if rows:
+        previous, done = rows[0][0], set(rows[0][1] or [])
+        if len(done) < total:  # unfinished: resume it
+            return previous, done
+    return backfill_id, set()
+
+
+def record_slice(
+    ctx: Context,
+    key: dict[str, str],
+    backfill_id: str,
+    window: tuple[datetime, datetime],
+    result: StepResult,
+    run_id: str,
+) -> None:
+    con = ledger.connect(ctx.warehouse)
+    try:
+        con.execute(
+            f"insert into {ledger.BATCHES} values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                backfill_id,
+                key["selector"],
+                key["range_start"],
+                key["range_end"],
+                key["batch_size"],
+                window[0],
+                window[1],
+                result.status,
+                round(result.seconds, 3),
+                run_id,
+                result.data.get("dbt_invocation_id"),
+                datetime.now(UTC),
+            ],
+        )
+    finally:
+        con.close()
+
+
+def command_backfill(args: argparse.Namespace, ctx: Context, arguments: Sequence[str]) -> int:
+    try:
+        start = parse_point(args.start)
+        end = parse_point(args.end, end=True)
+        size = parse_batch(args.batch)
+    except BackfillUsage as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if end <= start:
+        print(f"error: empty range: --end {args.end} is not after --start {args.start}")
+        return 2
+    windows = slices(start, end, size)
+    run = PipelineRun("backfill", arguments, ctx, args.wait, args.debug)
+    problem = run.begin()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"backfill {run.run_id}: {stamp(start)} .. {stamp(end)} in {len(windows)} slice(s)")
+    try:
+        return _backfill(run, ctx, args, windows, start, end)
+    except KeyboardInterrupt:
+        return run.interrupted()
+    except RuntimeError as exc:
+        return run.finish(str(exc))
+
+
+def _backfill(
+    run: PipelineRun,
+    ctx: Context,
+    args: argparse.Namespace,
+    windows: list[tuple[datetime, datetime]],
+    start: datetime,
+    end: datetime,
+) -> int:
+    run.skip("ingest")
+    selector = args.select or DEFAULT_SELECTOR
+    found: list[dict[str, object]] = []
+
+    def plan() -> StepResult:
+        found.extend(list_models(ctx, selector))
+        micro = [m for m in found if m["strategy"] == "microbatch"]
+        others = [m for m in found if m["strategy"] != "microbatch"]
+        if not micro or others:
+            incremental = [  # with the default selector, say which models could be
+                f"{m['name']} ({m['strategy']})"
+                for m in (list_models(ctx, "config.materialized:incremental") if not others else [])
+                if m["strategy"] != "microbatch"
+            ]
+            hint = (
+                f"; incremental models that are not: {', '.join(incremental)}"
+                if incremental
+                else ""
+            )
+            names = ", ".join(str(m["name"]) for m in others) or "none"
+            return StepResult(
+                "plan",
+                "failed",
+                error=(
+                    "backfill needs dbt microbatch models (incremental_strategy='microbatch', "
+                    f"event_time, batch_size); selected non-microbatch: {names}{hint}"
+                ),
+            )
+        names = ", ".join(f"{m['name']} ({m['batch_size']})" for m in micro)
+        return StepResult("plan", "ok", detail=f"microbatch: {names}")
+
+    planned = run.step("plan", plan)
+    if error := gate(planned):
+        run.skip("monitor", "publish")
+        return run.finish(error)
+    models = [str(m["name"]) for m in found]
+    key = {
+        "selector": " ".join(sorted(models)),
+        "range_start": stamp(start),
+        "range_end": stamp(end),
+        "batch_size": args.batch,
+    }
+    backfill_id, done = finished_slices(ctx, key, len(windows), args.restart)
+    run.record.detail.update(backfill_id=backfill_id, slices=len(windows), models=models)
+    if done:
+        print(f"resuming backfill {backfill_id}: {len(done)} of {len(windows)} slices done")
+    for i, window in enumerate(windows, 1):
+        if window[0] in done:
+            run.results.append(StepResult(f"slice {i}", "skipped", detail="done earlier"))
+            continue
+        name = f"slice {i}/{len(windows)}"
+        result = run.step(name, lambda w=window: _slice(ctx, models, w, args.vars))
+        result.detail = f"{stamp(window[0])} .. {stamp(window[1])} {result.detail}".strip()
+        record_slice(ctx, key, backfill_id, window, result, run.run_id)
+        run.record.dbt_invocation_id = result.data.get("dbt_invocation_id")
+        run.record.detail["slices_done"] = len(done) + sum(
+            r.status == "ok" and r.name.startswith("slice") for r in run.results
+        )
+        if error := gate(result):
+            run.skip("monitor", "publish")
+            return run.finish(f"{error} (re-run the same backfill to resume from this slice)")
+
+    def downstream() -> StepResult:
+        children = " ".join(f"{m}+" for m in models)
+        command = dbt_command(ctx, "build", "--select", *children.split())
+        command += ["--exclude", *models]
+        if args.vars:
+            command += ["--vars", args.vars]
+        return dbt_step("downstream", ctx, command)
+
+    rebuilt = run.step("downstream", downstream)
+    run.record.dbt_invocation_id = rebuilt.data.get("dbt_invocation_id")
+    if error := gate(rebuilt):
+        run.skip("monitor", "publish")
+        return run.finish(error)
+    options = RunOptions(publish=not args.no_publish, debug=args.debug)
+    return monitor_and_publish(run, ctx, options)
+
+
+def _slice(
+    ctx: Context, models: list[str], window: tuple[datetime, datetime], vars_: str | None
+) -> StepResult:
+    """One dbt build over the window; failed microbatches get one `dbt retry`."""
+    command = dbt_command(
+        ctx,
+        "build",
+        "--select",
+        *models,
+        "--event-time-start",
+        stamp(window[0]),
+        "--event-time-end",
+        stamp(window[1]),
+    )
+    if vars_:
+        command += ["--vars", vars_]
+    result = dbt_step("build", ctx, command)
+    if result.status != "ok":
+        retry = dbt_step("build", ctx, dbt_command(ctx, "retry"))
+        if retry.status == "ok":
+            retry.detail = f"{retry.detail} (after dbt retry)"
+            return retry
+    return result

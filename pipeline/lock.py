@@ -1,0 +1,147 @@
+"""One writer at a time: an advisory lock file beside the warehouse.
+
+DuckDB lets one process write a file, but a pipeline run is several processes
+in a row (dlt, dbt, the monitor, publish), so DuckDB's own lock is free between
+steps and a second run could slip in. `fcntl.flock` on `<warehouse>.lock`
+covers the whole run. The kernel drops the lock when the holder dies (even by
+`kill -9`), so a stale lock can never outlive its run; the file's content
+(holder PID, command, start time, current step) is only for messages, status
+and tests, never trusted as the lock itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+SHARED_GRACE = 3.0
+
+
+class LockBusy(Exception):
+    """Another pipeline run holds the warehouse."""
+
+    def __init__(self, path: Path, holder: dict[str, Any] | None, warehouse: Path) -> None:
+        self.path = path
+        self.holder = holder or {}
+        super().__init__(busy_message(self.holder, warehouse))
+
+
+def busy_message(holder: dict[str, Any], warehouse: Path) -> str:
+    """The one line a user sees when the warehouse is taken."""
+    pid = holder.get("pid", "?")
+    started = holder.get("started_at", "unknown time")
+    command = holder.get("command")
+    step = holder.get("step")
+    extra = "".join(f", {x}" for x in (command, f"step {step}" if step else None) if x)
+    return (
+        f"another pipeline run (PID {pid}, started at {started}{extra}) holds the warehouse "
+        f"{warehouse}; wait for it to finish or pass --wait SECONDS"
+    )
+
+
+def lock_path(warehouse: Path) -> Path:
+    return warehouse.with_name(warehouse.name + ".lock")
+
+
+def read_holder(path: Path) -> dict[str, Any] | None:
+    """What the lock file says about its holder (may be stale when nobody holds it)."""
+    for _ in range(5):  # the holder rewrites it in place: retry a torn read
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            time.sleep(0.02)
+    return None
+
+
+class SharedLock:
+    """A brief shared hold for readers of the warehouse (status): never while a run writes."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.path = lock_path(warehouse)
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class WarehouseLock:
+    """Exclusive flock on `<warehouse>.lock`; `update()` publishes the current step."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.warehouse = warehouse
+        self.path = lock_path(warehouse)
+        self._fd: int | None = None
+        self._info: dict[str, Any] = {}
+
+    def acquire(self, wait: float, info: dict[str, Any], poll: float = 0.2) -> None:
+        """Take the lock, waiting up to `wait` seconds; raise LockBusy naming the holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                holder = read_holder(self.path)
+                # A shared holder (`status` reading the ledger) writes nothing and is brief.
+                grace = SHARED_GRACE if holder is None else 0.0
+                if now >= deadline + grace:
+                    os.close(fd)
+                    raise LockBusy(self.path, holder, self.warehouse) from None
+                time.sleep(poll)
+        self._fd = fd
+        self._info = dict(info)
+        self._write()
+
+    def update(self, **fields: Any) -> None:
+        """Record progress (e.g. the current step) for status, messages and tests."""
+        self._info.update(fields)
+        self._write()
+
+    def _write(self) -> None:
+        if self._fd is None:
+            return
+        data = (json.dumps(self._info, default=str) + "\n").encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WarehouseLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

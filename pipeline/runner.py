@@ -1,0 +1,330 @@
+"""One gated run: take the lock, write the ledger, run the steps, stop at the first failure.
+
+Gates: ingestion must exit 0 (every source loaded), `dbt build` must pass
+(warn-level tests allowed, error-level ones fail it), the monitor must exit 0
+(warnings allowed). Only then is the analytics file replaced; a failure
+anywhere leaves it exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from ingestion.cli import locked_warehouse_message, redact
+
+from . import ledger, steps
+from .lock import LockBusy, WarehouseLock
+from .publish import PublishError, publish
+from .steps import Context, StepResult, one_line
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class RunOptions:
+    sources: list[str] = field(default_factory=list)
+    select: str | None = None
+    vars: str | None = None
+    inbox: str | None = None
+    api_url: str | None = None
+    full_refresh: bool = False
+    publish: bool = True
+    wait: float = 0.0
+    debug: bool = False
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def warehouse_error(exc: BaseException, warehouse: Path) -> str:
+    text = str(exc)
+    return locked_warehouse_message(text) or (
+        f"cannot write the run ledger in {warehouse}: {text.splitlines()[0] if text else exc!r}"
+    )
+
+
+class PipelineRun:
+    """Lock + ledger row + step bookkeeping shared by run, publish and backfill."""
+
+    def __init__(
+        self,
+        command: str,
+        arguments: Sequence[str],
+        ctx: Context,
+        wait: float,
+        debug: bool = False,
+    ) -> None:
+        self.ctx = ctx
+        self.wait = wait
+        self.debug = debug
+        self.started = datetime.now(UTC)
+        self.clock = time.monotonic()
+        self.lock = WarehouseLock(ctx.warehouse)
+        self.results: list[StepResult] = []
+        self.record = ledger.RunRecord(
+            run_id=str(uuid.uuid4()),
+            command=command,
+            arguments=redact(" ".join(arguments)),
+            pid=os.getpid(),
+            started_at=self.started,
+            analytics_path=str(ctx.analytics),
+        )
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def begin(self) -> str | None:
+        """Take the lock and write the `running` row; a one-line problem, or None."""
+        info = {
+            "pid": os.getpid(),
+            "run_id": self.run_id,
+            "command": f"python -m pipeline {self.record.command}",
+            "started_at": utc_text(self.started),
+            "step": "starting",
+        }
+        try:
+            self.lock.acquire(self.wait, info)
+        except LockBusy as exc:
+            return str(exc)
+        self.record.started_at = self.started = datetime.now(UTC)  # after any wait
+        self.lock.update(started_at=utc_text(self.started))
+        try:
+            abandoned = ledger.start(self.ctx.warehouse, self.record)
+        except duckdb.Error as exc:
+            self.lock.release()
+            return warehouse_error(exc, self.ctx.warehouse)
+        if abandoned:
+            short = ", ".join(a[:8] for a in abandoned)
+            print(f"note: marked {len(abandoned)} dead run(s) abandoned: {short}", file=sys.stderr)
+        return None
+
+    def step(self, name: str, action: Callable[[], StepResult]) -> StepResult:
+        """Run one step with the ledger and the lock file saying where we are."""
+        self.lock.update(step=name)
+        self.record.current_step = name
+        self.record.set_step(name if name in ledger.STEPS else "build", "running")
+        self._save()
+        started = time.monotonic()
+        try:
+            result = action()
+        except Exception as exc:  # noqa: BLE001 - a crashing step is a failed gate, one line
+            if self.debug:
+                traceback.print_exc()
+            result = StepResult(name, "failed", error=one_line(f"{type(exc).__name__}: {exc}"))
+        result.name = name
+        result.seconds = time.monotonic() - started
+        self.results.append(result)
+        column = name if name in ledger.STEPS else "build"
+        self.record.set_step(column, result.status, self._step_seconds(column, result))
+        self._save()
+        return result
+
+    def _step_seconds(self, column: str, result: StepResult) -> float:
+        """Several results may share one ledger column (backfill batches all count as build)."""
+        return sum(
+            r.seconds
+            for r in self.results
+            if (r.name if r.name in ledger.STEPS else "build") == column
+        )
+
+    def skip(self, *names: str) -> None:
+        for name in names:
+            self.results.append(StepResult(name, "skipped"))
+            self.record.set_step(name, "skipped")
+
+    def _save(self) -> None:
+        try:
+            ledger.write(self.ctx.warehouse, self.record)
+        except duckdb.Error as exc:
+            raise RuntimeError(warehouse_error(exc, self.ctx.warehouse)) from exc
+
+    def finish(self, error: str | None) -> int:
+        """Close the ledger row, release the lock, print the summary; the exit code."""
+        self.record.finished_at = datetime.now(UTC)
+        self.record.status = ledger.FAILED if error else ledger.SUCCEEDED
+        self.record.current_step = None
+        self.record.error = redact(error) if error else None
+        try:
+            self._save()
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+        finally:
+            self.lock.release()
+        print()
+        print(summary_table(self.results))
+        elapsed = time.monotonic() - self.clock
+        verb = self.record.command
+        if error:
+            kept = "left as it was" if not self.record.published else "published"
+            print(
+                f"{verb} {self.run_id[:8]} failed after {elapsed:.1f} s; "
+                f"{self.ctx.analytics} {kept}",
+            )
+            print(f"error: {redact(error)}", file=sys.stderr)
+            return EXIT_FAILED
+        where = f"published {self.ctx.analytics}" if self.record.published else "nothing published"
+        print(f"{verb} {self.run_id[:8]} succeeded in {elapsed:.1f} s; {where}")
+        return EXIT_OK
+
+    def interrupted(self) -> int:
+        self.finish("interrupted (SIGINT/SIGTERM)")
+        return EXIT_INTERRUPTED
+
+    def publish_step(self) -> StepResult:
+        def action() -> StepResult:
+            load_ids = current_load_ids(self.ctx.warehouse)
+            try:
+                done = publish(
+                    self.ctx.warehouse,
+                    self.ctx.analytics,
+                    self.run_id,
+                    self.record.dbt_invocation_id,
+                    load_ids,
+                )
+            except (PublishError, duckdb.Error, OSError) as exc:
+                return StepResult("publish", "failed", error=one_line(f"publish: {exc}"))
+            self.record.published = True
+            rows = sum(done.tables.values())
+            detail = f"{len(done.tables)} tables, {rows:,} rows -> {done.path}"
+            return StepResult("publish", "ok", detail=detail, data={"tables": done.tables})
+
+        result = self.step("publish", action)
+        if result.status == "ok":
+            self.record.detail["published_tables"] = result.data["tables"]
+        return result
+
+
+def current_load_ids(warehouse: Path) -> list[str]:
+    if not warehouse.exists():
+        return []
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return ledger.dlt_load_ids(con)
+    finally:
+        con.close()
+
+
+def summary_table(results: list[StepResult]) -> str:
+    lines = ["| step | status | seconds | detail |", "|---|---|---|---|"]
+    for r in results:
+        detail = r.detail or (r.error or "")
+        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {redact(detail)} |")
+    return "\n".join(lines)
+
+
+def gate(result: StepResult) -> str | None:
+    """None when the step passed; else the one-line reason the run stops."""
+    if result.status == "ok":
+        return None
+    return f"{result.name}: {result.error or 'failed'}"
+
+
+def run_pipeline(ctx: Context, options: RunOptions, arguments: Sequence[str]) -> int:
+    """ingest -> dbt build -> monitor -> publish, stopping at the first failed gate."""
+    run = PipelineRun("run", arguments, ctx, options.wait, options.debug)
+    problem = run.begin()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"pipeline run {run.run_id} (warehouse {ctx.warehouse})", flush=True)
+    try:
+        return _run_steps(run, ctx, options)
+    except KeyboardInterrupt:
+        return run.interrupted()
+    except RuntimeError as exc:  # the ledger could not be written between steps
+        return run.finish(str(exc))
+
+
+def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
+    before = set(current_load_ids(ctx.warehouse))
+    ingest = run.step(
+        "ingest",
+        lambda: steps.ingest(
+            ctx,
+            options.sources,
+            options.inbox,
+            options.api_url,
+            options.full_refresh,
+            options.debug,
+        ),
+    )
+    new_loads = [x for x in current_load_ids(ctx.warehouse) if x not in before]
+    run.record.dlt_load_ids = new_loads
+    run.record.rows_loaded = ingest.data.get("rows_loaded")
+    rows = run.record.rows_loaded
+    shown = f"{rows:,}" if rows is not None else "?"
+    ingest.detail = f"{shown} rows loaded, {len(new_loads)} dlt loads"
+    if error := gate(ingest):
+        run.skip("build", "monitor", "publish")
+        return run.finish(error)
+
+    build = run.step(
+        "build", lambda: steps.build(ctx, options.select, options.vars, options.full_refresh)
+    )
+    run.record.dbt_invocation_id = build.data.get("dbt_invocation_id")
+    if error := gate(build):
+        run.skip("monitor", "publish")
+        return run.finish(error)
+    return monitor_and_publish(run, ctx, options)
+
+
+def monitor_and_publish(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
+    monitor = run.step("monitor", lambda: steps.monitor(ctx, options.debug))
+    run.record.alerts_error = monitor.data.get("alerts_error")
+    run.record.alerts_warn = monitor.data.get("alerts_warn")
+    if error := gate(monitor):
+        run.skip("publish")
+        return run.finish(error)
+    if not options.publish:
+        run.skip("publish")
+        return run.finish(None)
+    published = run.publish_step()
+    return run.finish(gate(published))
+
+
+def publish_only(ctx: Context, options: RunOptions, arguments: Sequence[str]) -> int:
+    """`publish`: the last dbt invocation must have passed, then monitor, then publish."""
+    run = PipelineRun("publish", arguments, ctx, options.wait, options.debug)
+    problem = run.begin()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        run.skip("ingest")
+
+        def check_build() -> StepResult:
+            results = steps.read_run_results(ctx, since=0)
+            if results is None:
+                return StepResult(
+                    "build", "failed", error=f"no {ctx.target_dir}/run_results.json: run dbt first"
+                )
+            invocation, counts = steps.summarize_results(results)
+            run.record.dbt_invocation_id = invocation
+            failing = steps.failed_nodes(results)
+            if failing:
+                return StepResult(
+                    "build", "failed", detail=counts, error=f"last dbt run failed: {failing}"
+                )
+            return StepResult("build", "ok", detail=f"last dbt invocation {invocation}: {counts}")
+
+        build = run.step("build", check_build)
+        if error := gate(build):
+            run.skip("monitor", "publish")
+            return run.finish(error)
+        return monitor_and_publish(run, ctx, options)
+    except KeyboardInterrupt:
+        return run.interrupted()
+    except RuntimeError as exc:
+        return run.finish(str(exc))

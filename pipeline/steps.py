@@ -1,0 +1,320 @@
+"""The steps of a run, each the command a user would type, run as a child process.
+
+Why subprocesses rather than dlt's and dbt's Python APIs in this process:
+dbt's in-process `dbtRunner` can keep the DuckDB file attached until the
+process ends (dbt-core #11980), and the next step (and the ledger, written
+from this process) needs the file free; a child that exits has certainly let
+go. A child can also be stopped without stopping the run's bookkeeping, and
+its memory goes back when it ends. The price is ~2 s of imports per step.
+`python -m ingestion` is reused as is (its summary, exit codes and one-line
+errors), never re-implemented here. Children are killed when the pipeline
+process dies (Linux `PR_SET_PDEATHSIG`), so `kill -9` of a run does not leave
+an orphan dbt writing the warehouse after the lock is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingestion.cli import redact
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class StepResult:
+    """One row of the run summary."""
+
+    name: str
+    status: str = "skipped"  # ok | failed | skipped
+    seconds: float = 0.0
+    detail: str = ""
+    exit_code: int | None = None
+    error: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where things are, for every step of one run."""
+
+    warehouse: Path
+    analytics: Path
+    project_dir: Path
+    target_dir: Path
+    env: dict[str, str]
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    @property
+    def dbt(self) -> str:
+        beside = Path(sys.executable).with_name("dbt")
+        return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+
+
+def analytics_path(warehouse: Path) -> Path:
+    """`ANALYTICS_PATH`, default analytics.duckdb beside the warehouse."""
+    configured = os.environ.get("ANALYTICS_PATH")
+    return Path(configured) if configured else warehouse.parent / "analytics.duckdb"
+
+
+def make_context(warehouse: Path, project_dir: Path) -> Context:
+    env = dict(os.environ)
+    env["WAREHOUSE_PATH"] = str(warehouse)
+    if "DBT_PROFILES_DIR" not in env:
+        env["DBT_PROFILES_DIR"] = str(project_dir / "profiles")
+    target = Path(env.get("DBT_TARGET_PATH") or project_dir / "target")
+    return Context(warehouse, analytics_path(warehouse), project_dir, target, env)
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: no imports after
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    def child() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(137)
+
+    return child
+
+
+def run_command(
+    command: Sequence[str], ctx: Context, capture_stdout: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a child to completion; if this process is interrupted, stop the child first."""
+    child = subprocess.Popen(
+        list(command),
+        env=ctx.env,
+        stdout=subprocess.PIPE if capture_stdout else None,
+        text=True,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl only, resolved above
+    )
+    try:
+        out, _ = child.communicate()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    return subprocess.CompletedProcess(list(command), child.returncode, out or "", "")
+
+
+def announce(step: str, command: Sequence[str]) -> None:
+    shown = " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))
+    print(redact(f"\n== {step}: {shown}"), flush=True)
+
+
+def test_pause(step: str) -> None:
+    """Test hook: PIPELINE_TEST_PAUSE="publish:30" sleeps inside that step (to kill it there)."""
+    spec = os.environ.get("PIPELINE_TEST_PAUSE", "")
+    for item in spec.split(","):
+        name, _, seconds = item.partition(":")
+        if name.strip() == step and seconds:
+            time.sleep(float(seconds))
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+
+def parse_ingest_summary(stdout: str) -> int | None:
+    """Rows loaded, summed from `python -m ingestion`'s summary table."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip().startswith("|")]
+    for i, line in enumerate(lines):
+        header = [c.strip() for c in line.strip("|").split("|")]
+        if "source" in header and "loaded" in header:
+            column = header.index("loaded")
+            total = 0
+            for row in lines[i + 2 :]:
+                cells = [c.strip() for c in row.strip("|").split("|")]
+                if len(cells) != len(header):
+                    break
+                try:
+                    total += int(cells[column])
+                except ValueError:
+                    return None
+            return total
+    return None
+
+
+def ingest(
+    ctx: Context,
+    sources: Sequence[str],
+    inbox: str | None,
+    api_url: str | None,
+    full_refresh: bool,
+    debug: bool,
+) -> StepResult:
+    result = StepResult("ingest")
+    command = [ctx.python, "-m", "ingestion", *sources]
+    if inbox:
+        command += ["--inbox", inbox]
+    if api_url:
+        command += ["--api-url", api_url]
+    if full_refresh:
+        command.append("--full-refresh")
+    if debug:
+        command.append("--debug")
+    announce("ingest", command)
+    done = run_command(command, ctx, capture_stdout=True)
+    print(done.stdout, end="", flush=True)  # the ingestion summary table (already redacted)
+    result.exit_code = done.returncode
+    result.data["rows_loaded"] = parse_ingest_summary(done.stdout)
+    if done.returncode != 0:
+        result.status = "failed"
+        result.error = f"python -m ingestion exited {done.returncode} (see its errors above)"
+    else:
+        result.status = "ok"
+    return result
+
+
+# --- build --------------------------------------------------------------------------------
+
+
+def read_run_results(ctx: Context, since: float) -> dict[str, Any] | None:
+    """dbt's run_results.json, if this invocation wrote it (mtime after `since`)."""
+    path = ctx.target_dir / "run_results.json"
+    try:
+        if path.stat().st_mtime < since - 1:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def summarize_results(results: dict[str, Any] | None) -> tuple[str | None, str]:
+    """(invocation id, `PASS=n WARN=n ERROR=n` line) from run_results.json."""
+    if not results:
+        return None, ""
+    counts: dict[str, int] = {}
+    for r in results.get("results", []):
+        status = str(r.get("status", "?")).lower()
+        key = {"success": "pass", "pass": "pass", "fail": "error", "runtime error": "error"}.get(
+            status, status
+        )
+        counts[key] = counts.get(key, 0) + 1
+    line = " ".join(f"{k.upper()}={counts[k]}" for k in sorted(counts))
+    return (results.get("metadata") or {}).get("invocation_id"), line
+
+
+def failed_nodes(results: dict[str, Any] | None, limit: int = 3) -> list[str]:
+    names = []
+    for r in (results or {}).get("results", []):
+        if str(r.get("status", "")).lower() in ("error", "fail", "runtime error"):
+            parts = str(r.get("unique_id", "?")).split(".")  # type.package.name[.hash]
+            names.append(parts[2] if len(parts) > 2 else parts[-1])
+    return names[:limit]
+
+
+def dbt_command(ctx: Context, verb: str, *args: str) -> list[str]:
+    return [ctx.dbt, verb, "--project-dir", str(ctx.project_dir), *args]
+
+
+def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:
+    """Run one dbt invocation; its run_results.json gives the invocation id and counts."""
+    result = StepResult(name)
+    announce(name, command)
+    started = time.time()
+    done = run_command(command, ctx)
+    results = read_run_results(ctx, started)
+    invocation, counts = summarize_results(results)
+    result.exit_code = done.returncode
+    result.data["dbt_invocation_id"] = invocation
+    result.detail = counts
+    if done.returncode == 0:
+        result.status = "ok"
+    else:
+        result.status = "failed"
+        failing = failed_nodes(results)
+        what = f": {', '.join(failing)}" if failing else " (see dbt's output above)"
+        result.error = f"dbt {command[1]} failed{what}"
+    return result
+
+
+def build(ctx: Context, select: str | None, vars_: str | None, full_refresh: bool) -> StepResult:
+    command = dbt_command(ctx, "build")
+    if select:
+        command += ["--select", *select.split()]
+    if vars_:
+        command += ["--vars", vars_]
+    if full_refresh:
+        command.append("--full-refresh")
+    return dbt_step("build", ctx, command)
+
+
+# --- monitor ------------------------------------------------------------------------------
+
+
+def monitor(ctx: Context, debug: bool) -> StepResult:
+    result = StepResult("monitor")
+    alerts_path = ctx.target_dir / "quality_alerts.json"
+    command = [
+        ctx.python,
+        "-m",
+        "monitoring",
+        "--target-dir",
+        str(ctx.target_dir),
+        "--project-dir",
+        str(ctx.project_dir),
+        "--alerts-json",
+        str(alerts_path),
+    ]
+    if debug:
+        command.append("--debug")
+    announce("monitor", command)
+    started = time.time()
+    done = run_command(command, ctx)
+    result.exit_code = done.returncode
+    errors = warnings = None
+    try:
+        if alerts_path.stat().st_mtime >= started - 1:
+            alerts = json.loads(alerts_path.read_text(encoding="utf-8")).get("alerts", [])
+            severities = [str(a.get("severity") or a.get("status") or "") for a in alerts]
+            errors = sum(s == "error" for s in severities)
+            warnings = len(severities) - errors
+    except (OSError, json.JSONDecodeError):
+        pass
+    result.data.update(alerts_error=errors, alerts_warn=warnings)
+    if errors is not None:
+        result.detail = f"{errors} error, {warnings} warning alerts"
+    if done.returncode == 0:
+        result.status = "ok"
+    else:
+        result.status = "failed"
+        result.error = (
+            f"the monitor raised {errors} error alert(s)"
+            if done.returncode == 1 and errors
+            else f"python -m monitoring exited {done.returncode} (see its output above)"
+        )
+    return result
+
+
+def one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", redact(text)).strip()

@@ -1,0 +1,38 @@
+"""Pipeline fixtures: `published` (the sample after one clean pipeline run), `site` (a clone)."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_sites import Site, clone, copy_state, site_env
+
+
+@pytest.fixture(scope="session")
+def published(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
+    root = tmp_path_factory.mktemp("published")
+    copy_state(sample_warehouse.warehouse.parent, root, ("warehouse.duckdb", ".dlt-pipelines"))
+    site = Site(root, sample_warehouse.inbox, site_env(root))
+    done = site.run()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return site
+
+
+@pytest.fixture
+def site(published: Site, tmp_path: Path) -> Site:
+    return clone(published, tmp_path / "site")
+
+
+@pytest.fixture
+def running() -> Iterator[list[subprocess.Popen[str]]]:
+    """Background processes a test starts; killed if the test fails half-way."""
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for p in processes:
+        if p.poll() is None:
+            p.kill()
+            p.communicate(timeout=60)

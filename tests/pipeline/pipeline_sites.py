@@ -1,0 +1,176 @@
+"""Pipeline test sites: the session's sample, run once through `python -m pipeline run`.
+
+`published` is that baseline (a clean run on the sample: its analytics file is
+what every other run on the same inputs must publish). Tests that change
+anything take a `clone` of it: the warehouse, dlt's folder, dbt's target (for
+partial parsing) and the analytics file, copied into their own tmp_path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ingestion.sample.api import serve
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_TOKEN = "sample-token-5b2f"  # tests/conftest.py's demo API token
+
+# A fixed as-of keeps user_features identical between runs (else it is the run's start).
+VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
+
+
+@dataclass(frozen=True)
+class Site:
+    """A warehouse folder with its inbox and the env that points every command at it."""
+
+    root: Path
+    inbox: Path
+    env: dict[str, str]
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def analytics(self) -> Path:
+        return self.root / "analytics.duckdb"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "warehouse.duckdb.lock"
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pipeline", *args]
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """`python -m pipeline ...` in the background (the caller serves the API if needed)."""
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def pipeline(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        process = self.start(*args, env=env)
+        out, err = process.communicate(timeout=600)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """`python -m pipeline run` on this site's inbox, with the demo orders API up."""
+        with serve(self.inbox, token=SAMPLE_TOKEN) as url:
+            return self.pipeline(*self.run_args(url, *args), env=env)
+
+    def run_args(self, url: str, *args: str) -> list[str]:
+        return ["run", "--inbox", str(self.inbox), "--api-url", url, "--vars", VARS, *args]
+
+    def ledger(self) -> list[dict[str, Any]]:
+        con = duckdb.connect(str(self.warehouse), read_only=True)
+        try:
+            cursor = con.execute("select * from monitoring.pipeline_runs order by started_at")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            con.close()
+
+    def holder(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.lock.read_text() or "{}")
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+
+def site_env(root: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "WAREHOUSE_PATH": str(root / "warehouse.duckdb"),
+        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
+        "DBT_TARGET_PATH": str(root / "target"),
+        "DBT_LOG_PATH": str(root / "logs"),
+        "SOURCES__ORDERS__API_TOKEN": SAMPLE_TOKEN,
+    }
+    env.pop("ANALYTICS_PATH", None)
+    return env
+
+
+def copy_state(source: Path, dest: Path, names: tuple[str, ...]) -> None:
+    """Copy warehouse files keeping mtimes (copy2), as a backup restore would."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, dest / name, copy_function=shutil.copy2)
+        elif path.exists():
+            shutil.copy2(path, dest / name)
+
+
+def clone(site: Site, dest: Path, with_inbox: bool = False) -> Site:
+    copy_state(
+        site.root, dest, ("warehouse.duckdb", ".dlt-pipelines", "target", "analytics.duckdb")
+    )
+    inbox = site.inbox
+    if with_inbox:
+        shutil.copytree(site.inbox, dest / "inbox", copy_function=shutil.copy2)
+        inbox = dest / "inbox"
+    return replace(site, root=dest, inbox=inbox, env=site_env(dest))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def marts(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every mart's rows, sorted: equal dicts = no duplicated or missing rows anywhere.
+
+    Floats are compared to 10 significant digits (aggregation order varies between runs).
+    """
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_schema = 'marts' order by 1"
+            ).fetchall()
+        ]
+        return {
+            n: sorted(map(_stable, con.execute(f"select * from marts.{n}").fetchall()), key=repr)
+            for n in names
+        }
+    finally:
+        con.close()
+
+
+def _stable(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Floats to 10 significant digits: DuckDB's parallel sums differ in the last bits."""
+    return tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in row)
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def kill9(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)

@@ -1,0 +1,90 @@
+"""Backfill through dbt microbatch: equals a full refresh on the range, resumes after kill -9."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from pipeline_microbatch import microbatch_project
+from pipeline_sites import Site, copy_state, kill9, site_env, wait_for
+
+pytestmark = pytest.mark.slow
+
+RANGE = ("--start", "2026-01-05", "--end", "2026-01-07", "--batch", "1d")  # 3 daily slices
+
+
+def rows(warehouse: Path, table: str, where: str = "true") -> list[tuple[object, ...]]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return sorted(con.execute(f"select * from {table} where {where}").fetchall(), key=repr)
+    finally:
+        con.close()
+
+
+def test_backfill_equals_full_refresh_and_resumes(
+    published: Site, tmp_path: Path, running: list[subprocess.Popen[str]]
+) -> None:
+    root = tmp_path / "site"
+    copy_state(published.root, root, ("warehouse.duckdb", ".dlt-pipelines"))
+    project = microbatch_project(tmp_path / "project")
+    env = {**site_env(root), "DBT_PROJECT_DIR": str(project)}
+    site = Site(root, published.inbox, env)
+    dbt = [str(Path(sys.executable).with_name("dbt")), "build"]
+    full = subprocess.run(  # the full refresh over the sample's whole event range
+        [*dbt, "--project-dir", str(project), "--full-refresh"]
+        + ["--event-time-start", "2026-01-01", "--event-time-end", "2026-02-03"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert full.returncode == 0, full.stdout[-3000:]
+    expected_events = rows(site.warehouse, "intermediate.int_events_enriched")
+    in_range = "occurred_at >= '2026-01-05' and occurred_at < '2026-01-08'"
+    con = duckdb.connect(str(site.warehouse))
+    lost = con.execute(f"delete from intermediate.int_events_enriched where {in_range}").fetchone()
+    con.execute(
+        "update intermediate.int_events_enriched set value = -1 where occurred_at < '2026-01-05'"
+    )
+    con.close()
+    assert lost[0] > 0
+
+    first = site.start("backfill", *RANGE, "--no-publish")
+    running.append(first)
+    wait_for(lambda: site.holder().get("step") == "slice 2/3", 120, "slice 2")
+    kill9(first)
+
+    second = site.pipeline("backfill", *RANGE, "--no-publish")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resuming backfill" in second.stdout and "1 of 3 slices done" in second.stdout
+    assert "| slice 1 | skipped |" in second.stdout
+    # Inside the range: exactly the full refresh's rows; outside: untouched (still damaged).
+    window = [r for r in expected_events if "2026-01-05" <= str(r[5])[:10] <= "2026-01-07"]
+    assert len(window) == lost[0]
+    assert rows(site.warehouse, "intermediate.int_events_enriched", in_range) == window
+    before = rows(site.warehouse, "intermediate.int_events_enriched", "occurred_at < '2026-01-05'")
+    assert before and all(r[3] == -1 for r in before)
+    after = rows(site.warehouse, "intermediate.int_events_enriched", "occurred_at >= '2026-01-08'")
+    assert after == [r for r in expected_events if str(r[5])[:10] >= "2026-01-08"]
+    # Downstream was rebuilt from the backfilled table: fct_events has the range's events again.
+    events_in_range = rows(site.warehouse, "marts.fct_events", in_range)
+    assert sorted(r[0] for r in events_in_range) == sorted(r[0] for r in window)
+    batches = rows(site.warehouse, "monitoring.pipeline_backfill_batches")
+    assert len({b[0] for b in batches}) == 1  # one backfill, resumed
+    assert [(str(b[5])[:10], b[7]) for b in sorted(batches, key=lambda b: b[5])] == [
+        ("2026-01-05", "ok"),
+        ("2026-01-06", "ok"),
+        ("2026-01-07", "ok"),
+    ]
+    statuses = [r["status"] for r in site.ledger()]
+    assert statuses[-2:] == ["abandoned", "succeeded"]
+
+
+def test_backfill_refuses_models_that_are_not_microbatch(site: Site) -> None:
+    done = site.pipeline("backfill", *RANGE, "--select", "dim_users")
+    assert done.returncode == 1
+    assert "backfill needs dbt microbatch models" in done.stderr
+    assert "selected non-microbatch: dim_users" in done.stderr
+    assert site.ledger()[-1]["status"] == "failed"

@@ -1,0 +1,109 @@
+"""The writer lock, the ledger of failed runs and `--every`: no dbt needed, seconds each."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pipeline_sites import ROOT, Site, site_env
+
+from pipeline.lock import LockBusy, WarehouseLock, read_holder
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pipeline.lock import WarehouseLock
+lock = WarehouseLock(Path(sys.argv[1]))
+lock.acquire(0, {"pid": __import__("os").getpid(), "command": "holder", "started_at": "T0"})
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def start_holder(warehouse: Path) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(warehouse)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_lock_names_its_holder_waits_and_dies_with_it(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    holder = start_holder(warehouse)
+    try:
+        lock = WarehouseLock(warehouse)
+        with pytest.raises(LockBusy) as busy:
+            lock.acquire(0, {"pid": 1})
+        assert str(busy.value).startswith(
+            f"another pipeline run (PID {holder.pid}, started at T0, holder) holds the warehouse"
+        )
+        started = time.monotonic()
+        with pytest.raises(LockBusy):
+            lock.acquire(0.6, {"pid": 1})
+        assert time.monotonic() - started >= 0.6
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the flock, no stale lock survives
+        holder.wait()
+    lock.acquire(0, {"pid": 2, "step": "ingest"})
+    assert read_holder(lock.path) == {"pid": 2, "step": "ingest"}
+    lock.update(step="build")
+    assert read_holder(lock.path) == {"pid": 2, "step": "build"}
+    lock.release()
+    assert read_holder(lock.path) is None
+
+
+def test_run_exits_at_once_when_the_lock_is_held(tmp_path: Path) -> None:
+    site = Site(tmp_path, tmp_path / "inbox", site_env(tmp_path))
+    holder = start_holder(site.warehouse)
+    try:
+        done = site.pipeline("run", "--sources", "users")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: another pipeline run (PID {holder.pid}, started at T0, holder) holds the "
+        f"warehouse {site.warehouse}; wait for it to finish or pass --wait SECONDS"
+    )
+    assert not site.warehouse.exists()  # it never touched the warehouse
+
+
+def test_every_keeps_its_schedule_after_failed_runs_and_status_lists_them(tmp_path: Path) -> None:
+    site = Site(tmp_path, tmp_path / "missing-inbox", site_env(tmp_path))
+    started = time.monotonic()
+    done = site.pipeline(
+        "run", "--sources", "users", "--inbox", str(site.inbox), "--every", "2s", "--runs", "2"
+    )
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - started >= 2.0
+    assert done.stdout.count("next run at") == 1
+    rows = site.ledger()
+    assert [(r["command"], r["status"], r["ingest_status"], r["build_status"]) for r in rows] == [
+        ("run", "failed", "failed", "skipped"),
+        ("run", "failed", "failed", "skipped"),
+    ]
+    assert all(r["published"] is False and r["finished_at"] for r in rows)
+    assert rows[1]["started_at"] - rows[0]["started_at"] >= timedelta(seconds=2)
+    assert not site.analytics.exists()
+    status = site.pipeline("status")
+    assert status.returncode == 0
+    lines = [line for line in status.stdout.splitlines() if line.startswith("| ")]
+    assert len(lines) == 3  # header + 2 runs
+    assert " failed " in lines[1] and "| no |" in lines[1]
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    site = Site(tmp_path, tmp_path, site_env(tmp_path))
+    assert site.pipeline("run", "--every", "soon").returncode == 2
+    assert site.pipeline("run", "--runs", "2").returncode == 2
+    assert site.pipeline("run", "--sources", "nope").returncode == 2
+    assert site.pipeline("backfill", "--start", "2026-01-05", "--end", "2026-01-01").returncode == 2
+    assert site.pipeline("features", "--as-of", "x", "--out", str(tmp_path / "f")).returncode == 2

@@ -1,0 +1,58 @@
+"""`kill -9` in every step, then a new run: it completes and publishes exactly the clean result."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from pipeline_sites import SAMPLE_TOKEN, Site, copy_state, kill9, marts, site_env, wait_for
+
+from ingestion.sample.api import serve
+
+pytestmark = pytest.mark.slow
+
+# (step, seconds into it before the kill); publish is paused after writing its temp file.
+# Ordered so that each killed run can reach its step: publish needs marts that passed the monitor.
+KILLS = [("ingest", 1.0), ("monitor", 0.3), ("publish", 0.5), ("build", 2.0)]
+# Publish is the same code whatever was built: reach it with a small build.
+SMALL = ("--sources", "products", "--select", "stg_products__products")
+
+
+def test_kill_9_in_each_step_then_a_run_completes(
+    published: Site, tmp_path: Path, running: list[subprocess.Popen[str]]
+) -> None:
+    root = tmp_path / "site"
+    copy_state(published.root, root, ("target",))  # dbt's partial parse only: no data
+    site = Site(root, published.inbox, site_env(root))
+    pause = {"PIPELINE_TEST_PAUSE": "publish:300"}
+    with serve(site.inbox, token=SAMPLE_TOKEN) as url:
+        for step, delay in KILLS:
+            small = SMALL if step == "publish" else ()
+            run = site.start(*site.run_args(url, *small), env=pause)
+            running.append(run)
+            wait_for(
+                lambda run=run, step=step: (
+                    site.holder().get("pid") == run.pid and site.holder().get("step") == step
+                ),
+                180,
+                f"step {step}",
+            )
+            time.sleep(delay)
+            assert run.poll() is None, f"the run ended before the kill in {step}"
+            kill9(run)
+            assert not site.analytics.exists()  # nothing half-published
+            # The killed publish leaves its temp file (never the real one) until the next publish.
+            temps = list(root.glob(".analytics.duckdb.*.tmp"))
+            assert len(temps) == (step in ("publish", "build"))
+        final = site.pipeline(*site.run_args(url))
+    assert final.returncode == 0, final.stdout[-3000:] + final.stderr[-3000:]
+    assert "marked 1 dead run(s) abandoned" in final.stderr  # each run marks its predecessor
+    rows = site.ledger()
+    assert [r["status"] for r in rows] == ["abandoned"] * 4 + ["succeeded"]
+    for row, (step, _) in zip(rows, KILLS, strict=False):
+        assert row["error"] == f"the run died (killed or crashed) during step {step}"
+        assert row[f"{step}_status"] == "running" and row["published"] is False
+    assert not list(root.glob(".analytics.duckdb.*"))
+    assert marts(site.analytics) == marts(published.analytics)  # no duplicated or missing rows

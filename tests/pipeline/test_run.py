@@ -1,0 +1,142 @@
+"""Gated runs: publish only what passed, never block readers, one writer at a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from pipeline_sites import ROOT, SAMPLE_TOKEN, Site, clone, marts, sha256, wait_for
+
+from ingestion.sample.api import serve
+
+pytestmark = pytest.mark.slow
+
+READER = """
+import sys, duckdb
+def look(con):
+    count = con.execute("select count(*) from marts.fct_events").fetchone()[0]
+    run = con.execute("select run_id from meta.publication").fetchone()[0]
+    print(count, run, flush=True)
+con = duckdb.connect(sys.argv[1], read_only=True)
+look(con)
+sys.stdin.readline()
+look(con)              # the old snapshot still answers after the swap
+con.close()
+look(duckdb.connect(sys.argv[1], read_only=True))
+"""
+
+
+def test_published_baseline_and_ledger(published: Site) -> None:
+    """The clean run published every mart and wrote one complete ledger row."""
+    (row,) = published.ledger()
+    assert row["status"] == "succeeded" and row["published"] is True
+    assert [row[f"{s}_status"] for s in ("ingest", "build", "monitor", "publish")] == ["ok"] * 4
+    assert all(row[f"{s}_seconds"] > 0 for s in ("ingest", "build", "monitor", "publish"))
+    assert row["dbt_invocation_id"] and row["alerts_error"] == 0
+    assert row["analytics_path"] == str(published.analytics)
+    assert SAMPLE_TOKEN not in json.dumps(row, default=str)
+    published_marts = marts(published.analytics)
+    assert sorted(published_marts) == [
+        "category_stats",
+        "dim_users",
+        "fct_events",
+        "fct_orders",
+        "user_features",
+    ]
+    assert published_marts == marts(published.warehouse)
+    con = duckdb.connect(str(published.analytics), read_only=True)
+    meta = con.execute("select run_id, dlt_load_ids, tables from meta.publication").fetchone()
+    con.close()
+    assert meta[0] == row["run_id"]
+    assert len(meta[1]) >= 4  # the sample's loads: one per source at least
+    assert json.loads(meta[2]) == {k: len(v) for k, v in published_marts.items()}
+    assert not list(published.root.glob(".analytics.duckdb.*"))
+
+
+def test_failing_error_test_publishes_nothing(site: Site) -> None:
+    before = sha256(site.analytics)
+    con = duckdb.connect(str(site.warehouse))
+    con.execute(  # bad data: a product without a key (not_null test on it, error level)
+        "insert into raw.products select * replace (null as product_id, 'nokey' as _dlt_id) "
+        "from raw.products where product_id = 1"
+    )
+    con.close()
+    done = site.run("--sources", "products", "--select", "stg_products__products")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert sha256(site.analytics) == before
+    assert "not_null_stg_products__products_product_id" in done.stderr
+    assert "| build | failed |" in done.stdout and "| publish | skipped |" in done.stdout
+    row = site.ledger()[-1]
+    assert (row["status"], row["build_status"], row["monitor_status"], row["publish_status"]) == (
+        "failed",
+        "failed",
+        "skipped",
+        "skipped",
+    )
+    assert row["published"] is False
+    assert "not_null_stg_products__products_product_id" in row["error"]
+
+
+def test_reader_and_run_never_block_each_other(published: Site, tmp_path: Path) -> None:
+    site = clone(published, tmp_path / "site", with_inbox=True)
+    segment = site.inbox / "events" / "events-999999.jsonl"
+    segment.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "event_id": f"evt-new-{i}",
+                    "user_id": 1,
+                    "category": "click",
+                    "value": 1.5,
+                    "occurred_at": f"2026-01-20T10:0{i}:00Z",
+                }
+            )
+            + "\n"
+            for i in range(3)
+        )
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(site.analytics)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert reader.stdin is not None and reader.stdout is not None
+    old_count, old_run = reader.stdout.readline().split()
+    done = site.run()  # the reader holds its read-only connection the whole time
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out, _ = reader.communicate("next\n", timeout=60)
+    assert reader.returncode == 0
+    same, after = out.splitlines()
+    assert same == f"{old_count} {old_run}"
+    new_count, new_run = after.split()
+    assert int(new_count) == int(old_count) + 3
+    assert new_run == site.ledger()[-1]["run_id"] != old_run
+
+
+def test_two_runs_started_together(site: Site, running: list[subprocess.Popen[str]]) -> None:
+    small = ("--sources", "products", "--select", "stg_products__products")
+    with serve(site.inbox, token=SAMPLE_TOKEN) as url:
+        first = site.start(*site.run_args(url, *small))
+        running.append(first)
+        wait_for(lambda: site.holder().get("pid") == first.pid, 30, "the first run's lock")
+        second = site.pipeline(*site.run_args(url, *small))
+        third = site.start(*site.run_args(url, *small, "--wait", "300"))
+        running.append(third)
+        first_out, first_err = first.communicate(timeout=300)
+        third_out, third_err = third.communicate(timeout=300)
+    assert second.returncode == 1
+    assert second.stderr.startswith(f"error: another pipeline run (PID {first.pid}, started at ")
+    assert "holds the warehouse" in second.stderr and "--wait SECONDS" in second.stderr
+    assert first.returncode == 0, first_out[-2000:] + first_err[-2000:]
+    assert third.returncode == 0, third_out[-2000:] + third_err[-2000:]
+    rows = site.ledger()[1:]  # after the clone's baseline row
+    assert [r["status"] for r in rows] == ["succeeded", "succeeded"]  # the refused run left none
+    assert [r["pid"] for r in rows] == [first.pid, third.pid]
+    assert rows[1]["started_at"] >= rows[0]["finished_at"]  # one writer at a time
+    assert marts(site.analytics) == marts(site.warehouse)
