@@ -1,15 +1,19 @@
-"""`backfill`: re-process an event-time range through the microbatch models, resumably.
+"""`backfill`: re-process an event-time range through the incremental models, resumably.
 
-dbt does the batching: a model with `incremental_strategy='microbatch'`
-(`event_time`, `batch_size`) re-processes exactly the batches inside
-`--event-time-start/--event-time-end`, each batch a delete+insert of its own
-time slice, so re-running a batch is idempotent; `dbt retry` re-runs only the
-batches that failed. What dbt cannot do is survive `kill -9` (run_results.json
-is written at the end), so the range is cut into `--batch` slices, one dbt
-invocation each, and every finished slice is recorded in
-`monitoring.pipeline_backfill_batches`: the same backfill started again skips
-the finished slices. After the slices, the models downstream of the backfilled
-ones are rebuilt once, then the monitor and publish gates run as in `run`.
+Two kinds of model take part, both re-processing exactly one slice per dbt
+invocation (a delete of the slice and an insert of it again, so re-running a
+slice is idempotent):
+- dbt `microbatch` models (`event_time`, `batch_size`), driven by
+  `--event-time-start/--event-time-end`; `dbt retry` re-runs failed batches;
+- models tagged `backfill` (ours: `int_events_enriched`), driven by the vars
+  `backfill_start`/`backfill_end` (macros/backfill.sql says why that model is
+  not microbatch).
+dbt cannot survive `kill -9` (run_results.json is written at the end), so the
+range is cut into `--batch` slices, one dbt invocation each, and every
+finished slice is recorded in `monitoring.pipeline_backfill_batches`: the same
+backfill started again skips the finished slices. After the slices, the models
+downstream of the backfilled ones are rebuilt once, then the monitor and
+publish gates run as in `run`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import yaml
+
 from . import ledger
 from .runner import EXIT_FAILED, PipelineRun, RunOptions, gate, monitor_and_publish
 from .steps import Context, StepResult, dbt_command, dbt_step, run_command
 
-DEFAULT_SELECTOR = "config.incremental_strategy:microbatch"
+DEFAULT_SELECTOR = "tag:backfill config.incremental_strategy:microbatch"
+
+
+def supports_backfill(model: dict[str, object]) -> bool:
+    return model["strategy"] == "microbatch" or "backfill" in (model["tags"] or [])
 
 
 class BackfillUsage(Exception):
@@ -99,6 +109,7 @@ def list_models(ctx: Context, selector: str) -> list[dict[str, object]]:
                     "strategy": config.get("incremental_strategy"),
                     "event_time": config.get("event_time"),
                     "batch_size": config.get("batch_size"),
+                    "tags": config.get("tags") or [],
                 }
             )
     return models
@@ -202,30 +213,20 @@ def _backfill(
 
     def plan() -> StepResult:
         found.extend(list_models(ctx, selector))
-        micro = [m for m in found if m["strategy"] == "microbatch"]
-        others = [m for m in found if m["strategy"] != "microbatch"]
-        if not micro or others:
-            incremental = [  # with the default selector, say which models could be
-                f"{m['name']} ({m['strategy']})"
-                for m in (list_models(ctx, "config.materialized:incremental") if not others else [])
-                if m["strategy"] != "microbatch"
-            ]
-            hint = (
-                f"; incremental models that are not: {', '.join(incremental)}"
-                if incremental
-                else ""
-            )
+        able = [m for m in found if supports_backfill(m)]
+        others = [m for m in found if not supports_backfill(m)]
+        if not able or others:
             names = ", ".join(str(m["name"]) for m in others) or "none"
             return StepResult(
                 "plan",
                 "failed",
                 error=(
-                    "backfill needs dbt microbatch models (incremental_strategy='microbatch', "
-                    f"event_time, batch_size); selected non-microbatch: {names}{hint}"
+                    "backfill needs dbt microbatch models or incremental models tagged "
+                    f"`backfill` (see macros/backfill.sql); selected others: {names}"
                 ),
             )
-        names = ", ".join(f"{m['name']} ({m['batch_size']})" for m in micro)
-        return StepResult("plan", "ok", detail=f"microbatch: {names}")
+        names = ", ".join(f"{m['name']} ({m['batch_size'] or 'backfill range'})" for m in able)
+        return StepResult("plan", "ok", detail=names)
 
     planned = run.step("plan", plan)
     if error := gate(planned):
@@ -275,6 +276,13 @@ def _backfill(
     return monitor_and_publish(run, ctx, options)
 
 
+def slice_vars(window: tuple[datetime, datetime], user_vars: str | None) -> str:
+    """The user's --vars (YAML) plus the slice's range for the `backfill`-tagged models."""
+    merged = dict(yaml.safe_load(user_vars) or {}) if user_vars else {}
+    merged.update(backfill_start=stamp(window[0]), backfill_end=stamp(window[1]))
+    return json.dumps(merged)
+
+
 def _slice(
     ctx: Context, models: list[str], window: tuple[datetime, datetime], vars_: str | None
 ) -> StepResult:
@@ -288,9 +296,9 @@ def _slice(
         stamp(window[0]),
         "--event-time-end",
         stamp(window[1]),
+        "--vars",
+        slice_vars(window, vars_),
     )
-    if vars_:
-        command += ["--vars", vars_]
     result = dbt_step("build", ctx, command)
     if result.status != "ok":
         retry = dbt_step("build", ctx, dbt_command(ctx, "retry"))

@@ -5,6 +5,8 @@
     `events_lookback_days` of occurred_at, so re-processing is bounded and
     idempotent. Aggregates over all events (category_stats, the per-category
     columns of fct_events) are rebuilt downstream from this table.
+    Tagged `backfill`: with the vars backfill_start/backfill_end it re-processes
+    exactly that occurred_at range instead (macros/backfill.sql).
 #}
 {{
     config(
@@ -12,6 +14,8 @@
         incremental_strategy='merge',
         unique_key='event_id',
         on_schema_change='append_new_columns',
+        tags=['backfill'],
+        pre_hook="{{ backfill_delete(this, 'occurred_at') }}",
     )
 }}
 {%- set lookback_days = var('events_lookback_days') | int %}
@@ -45,11 +49,15 @@ to_process as (
         cross join processed
         where
             events.event_status = 'valid'
-            and (
-                processed.max_loaded_at is null
-                or events.loaded_at >= processed.max_loaded_at
-                or events.occurred_at >= processed.lookback_start
-            )
+            {% if is_backfill() %}
+                and {{ backfill_range_filter('events.occurred_at') }}
+            {% else %}
+                and (
+                    processed.max_loaded_at is null
+                    or events.loaded_at >= processed.max_loaded_at
+                    or events.occurred_at >= processed.lookback_start
+                )
+            {% endif %}
     {% else %}
         where events.event_status = 'valid'
     {% endif %}
