@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DBT_PROFILES_DIR := profiles
 export WAREHOUSE_PATH ?= data/warehouse.duckdb
 
-.PHONY: run test lint format venv sample dbt-build monitor report-shot clean
+.PHONY: run test lint format venv sample dbt-build monitor report-shot clean bench
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ dbt-build: venv
 
 monitor: venv
 	$(PY) -m monitoring
+
+## make bench: benchmarks at 1M rows vs DuckDB/pandas baselines (table + benchmarks/results/*.json)
+bench: venv
+	$(PY) benchmarks/run.py --rows 1000000
 
 ## make report-shot: screenshot target/quality_report.html with headless Chromium, when installed
 report-shot:

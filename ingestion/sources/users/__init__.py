@@ -14,12 +14,15 @@ from ingestion.rejected import rejected_rows
 
 from .helpers import (
     UnreadableFileError,
+    current_pipeline,
     file_signature,
+    files_in_raw,
     list_inbox,
     read_csv_file,
     schema_contract_for,
     unreadable_file_reject,
     users_item,
+    write_disposition_for,
 )
 from .settings import CHUNK_ROWS, RESOURCE_NAME, SOURCE_NAME, STATE_FILES, STATE_LAST_RUN
 
@@ -43,9 +46,10 @@ def users_source(
 def users(inbox: str) -> Iterator[Any]:
     """Each new or changed export once, as Arrow chunks; unparsable rows to _rejected_rows.
 
-    raw.users is merged on `_row_key` (`<file>:<line>`), declared in `users_item`.
+    raw.users is keyed on `_row_key` (`<file>:<line>`), declared in `users_item`.
     A file is skipped when its size and mtime match the ones recorded when it was
     loaded; a changed file is read again, and the merge keeps that idempotent.
+    Loads of files with no row in raw yet append (see `write_disposition_for`).
     """
     state = dlt.current.resource_state()
     loaded: dict[str, dict[str, int]] = state.setdefault(STATE_FILES, {})
@@ -59,10 +63,15 @@ def users(inbox: str) -> Iterator[Any]:
     state[STATE_LAST_RUN] = run
     loaded_at = datetime.now(UTC)
 
-    for path in list_inbox(inbox):
-        signature = file_signature(path)
-        if loaded.get(path.name) == signature:
-            continue
+    pending = [
+        (path, signature)
+        for path in list_inbox(inbox)
+        if loaded.get(path.name) != (signature := file_signature(path))
+    ]
+    disposition = write_disposition_for(
+        files_in_raw(current_pipeline(), [path.name for path, _ in pending])
+    )
+    for path, signature in pending:
         try:
             csv_file = read_csv_file(path)
         except UnreadableFileError as error:
@@ -78,7 +87,7 @@ def users(inbox: str) -> Iterator[Any]:
                         log.warning("users: new column %r in %s", column, path.name)
                         run["new_columns"].append(column)
                 for table in csv_file.batches(loaded_at, CHUNK_ROWS):
-                    yield users_item(table)
+                    yield users_item(table, disposition)
                 if csv_file.rejects:
                     yield rejected_rows(SOURCE_NAME, RESOURCE_NAME, csv_file.rejects)
             finally:

@@ -37,6 +37,7 @@ from .settings import (
     ROW_KEY_COLUMN,
     SCHEMA_CONTRACTS,
     USERS_COLUMNS,
+    USERS_NEW_FILES_WRITE_DISPOSITION,
     USERS_TABLE,
     USERS_WRITE_DISPOSITION,
 )
@@ -265,8 +266,59 @@ def unreadable_file_reject(path: Path, error: Exception) -> dict[str, Any]:
     return {"location": path.name, "reason": FILE_REJECT_REASON, "payload": str(error)}
 
 
-def users_item(table: pa.Table) -> Any:
-    """Mark a chunk for raw.users: merged on `_row_key`, with the declared column types.
+def current_pipeline() -> dlt.Pipeline | None:
+    """The pipeline running this source, if any (a bare iteration has none)."""
+    try:
+        return dlt.current.pipeline()
+    except Exception:  # noqa: BLE001 - no active pipeline is a normal case
+        return None
+
+
+def files_in_raw(pipeline: dlt.Pipeline | None, names: list[str]) -> set[str]:
+    """Which of these files already have rows in raw.users, asked of the warehouse itself.
+
+    State says which files were loaded, but state can be lost or reset; the
+    rows cannot. Without a pipeline (a bare iteration) every file counts as
+    present, which keeps the merge.
+    """
+    if not names:
+        return set()
+    if pipeline is None:
+        return set(names)
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return set()
+        table = client.make_qualified_table_name(USERS_TABLE)
+        exists = client.execute_sql(
+            "select count(*) from information_schema.tables"
+            " where table_schema = %s and table_name = %s",
+            client.dataset_name,
+            USERS_TABLE,
+        )
+        if not exists or not exists[0][0]:
+            return set()
+        placeholders = ", ".join(["%s"] * len(names))
+        rows = client.execute_sql(
+            f"select distinct {FILE_COLUMN} from {table} where {FILE_COLUMN} in ({placeholders})",
+            *names,
+        )
+    return {row[0] for row in rows or []}
+
+
+def write_disposition_for(files_present: set[str]) -> Any:
+    """Append when none of the files being read has a row in raw.users, else merge.
+
+    `_row_key` is `<file>:<line>`, so rows of a file with no row in raw cannot
+    collide with anything there, and one load reads each line once: appending
+    is then exactly what the merge would do, at half the cost. A changed file
+    (or a file loaded before a state loss) has rows there: it is merged, and
+    its rows are replaced.
+    """
+    return USERS_WRITE_DISPOSITION if files_present else USERS_NEW_FILES_WRITE_DISPOSITION
+
+
+def users_item(table: pa.Table, write_disposition: Any = USERS_WRITE_DISPOSITION) -> Any:
+    """Mark a chunk for raw.users: keyed on `_row_key`, with the declared column types.
 
     The hints are a table variant, not the resource's own: dlt lets a resource's
     column hints leak into every table it yields to, and this resource also
@@ -276,7 +328,7 @@ def users_item(table: pa.Table) -> Any:
         table,
         dlt.mark.make_hints(
             table_name=USERS_TABLE,
-            write_disposition=USERS_WRITE_DISPOSITION,
+            write_disposition=write_disposition,
             primary_key=ROW_KEY_COLUMN,
             columns=USERS_COLUMNS,
         ),

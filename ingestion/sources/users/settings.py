@@ -45,6 +45,10 @@ USERS_WRITE_DISPOSITION: dict[str, Any] = {
     "strategy": "delete-insert",
     "deduplicated": True,
 }
+# A load whose files have no row in raw.users yet (checked in the warehouse, not in
+# state, so a lost state cannot duplicate) appends: no key can collide, and dlt's
+# merge (staging copy, delete, insert) doubled the load time (1M rows: 3.1 s vs 6 s).
+USERS_NEW_FILES_WRITE_DISPOSITION = "append"
 
 # Rows per yielded Arrow table: large enough for dlt's Arrow path, small enough for memory.
 CHUNK_ROWS = 100_000

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print a markdown table (python benchmarks/run.py)."""

@@ -1,0 +1,698 @@
+"""Benchmarks: throughput, memory and incremental cost, each against a baseline in the same run.
+
+    python benchmarks/run.py --rows 1000000          # what `make bench` runs
+    python benchmarks/run.py --rows 10000 --repeat 1 # CI smoke test
+
+Generates sample data with `ingestion.sample.generator` at the requested scale,
+then times the product's own commands (`python -m ingestion`, `dbt build`,
+`python -m monitoring`) as child processes, interleaved with baselines that do
+the same job (DuckDB's native readers, pandas). Every command is a fresh child
+process, so start-up counts as a user sees it (and is reported on its own row),
+and each child's peak RSS comes from the kernel (`wait4`). Machines are noisy:
+each number is the median of `--repeat` runs, and each ratio compares medians
+taken in the same run, interleaved rep by rep.
+
+Prints a markdown table and writes `benchmarks/results/<date>-<rows>.json`.
+Targets are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+TOKEN = "bench-token"
+SEED = 42
+EVENTS_PER_USER = 10  # pipeline sample: rows/10 users with 10 events each = rows events
+SEGMENT_SIZE = 5000  # the generator's default stream segment
+INCREMENT = 0.01  # the incremental run adds 1% new events
+# The orders API pages dicts through dlt (~3k orders/s here): a fixed, small orders
+# sample keeps the pipeline rows about the N events, not about the REST source.
+ORDERS_SAMPLE_USERS = 1000
+
+
+@dataclass
+class Run:
+    """One child process: wall seconds, peak RSS (MB), exit code, what it printed."""
+
+    seconds: float
+    rss_mb: float
+    code: int
+    output: str = field(repr=False)
+
+
+@dataclass
+class Series:
+    """Repeated runs of one command: medians are what the table shows."""
+
+    seconds: list[float] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)
+
+    def add(self, run: Run) -> Run:
+        self.seconds.append(round(run.seconds, 3))
+        self.rss_mb.append(round(run.rss_mb, 1))
+        return run
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def median_rss(self) -> float:
+        return statistics.median(self.rss_mb)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "median_seconds": self.median, "median_rss_mb": self.median_rss}
+
+
+def run_child(command: Sequence[str], env: dict[str, str], check: bool = True) -> Run:
+    """Run a command to completion from the project root; peak RSS from wait4.
+
+    Linux carries a forked child's high-water RSS over its exec, so a child's
+    peak is at least this process's RSS at the fork: this process therefore
+    imports nothing heavy and leaves data generation and the API to children.
+    """
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            list(command), cwd=ROOT, env=env, stdout=out, stderr=out, text=True
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        output = out.read()
+    if check and child.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {child.returncode}:\n{output[-3000:]}")
+    return Run(seconds, usage.ru_maxrss / 1024, child.returncode, output)
+
+
+class Bench:
+    """The work folder, the samples and the environment every child runs with."""
+
+    def __init__(self, rows: int, repeat: int, pipeline_repeat: int, work: Path) -> None:
+        self.rows = rows
+        self.repeat = repeat
+        self.pipeline_repeat = pipeline_repeat
+        self.work = work
+        self.csv_inbox = work / "csv"
+        self.inbox = work / "stream"
+        self.orders_inbox = work / "orders"
+        self.python = sys.executable
+        self.dbt = str(Path(sys.executable).with_name("dbt"))
+        self.results: dict[str, Any] = {}
+        self._warehouses = 0
+
+    def env(self, warehouse: Path) -> dict[str, str]:
+        return {
+            **os.environ,
+            "WAREHOUSE_PATH": str(warehouse),
+            "DBT_PROFILES_DIR": str(ROOT / "profiles"),
+            # One target folder for the whole benchmark, as a user has one: dbt re-parses
+            # only what changed (partial parse), which is what a user's runs cost.
+            "DBT_TARGET_PATH": str(self.work / "target"),
+            "DBT_LOG_PATH": str(self.work / "logs"),
+            "SOURCES__ORDERS__API_TOKEN": TOKEN,
+        }
+
+    def fresh_warehouse(self) -> Path:
+        """A new, empty folder for one warehouse (and its dlt state, dbt target)."""
+        self._warehouses += 1
+        folder = self.work / f"w{self._warehouses:03d}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        return folder / "warehouse.duckdb"
+
+    def drop(self, warehouse: Path) -> None:
+        shutil.rmtree(warehouse.parent, ignore_errors=True)
+
+    # ---------------------------------------------------------------- samples
+
+    def _generate(
+        self, out: Path, users: int, events_per_user: int, segment_size: int, orders_per_user: int
+    ) -> dict[str, Any]:
+        command = [
+            self.python,
+            "-m",
+            "ingestion.sample",
+            "--out",
+            str(out),
+            "--users",
+            str(users),
+            "--seed",
+            str(SEED),
+            "--events-per-user",
+            str(events_per_user),
+            "--segment-size",
+            str(segment_size),
+            "--orders-per-user",
+            str(orders_per_user),
+        ]
+        run_child(command, dict(os.environ))
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+    def generate(self) -> dict[str, Any]:
+        """CSV sample: `rows` users (two exports); stream sample: `rows` events, rows/10 users."""
+        started = time.perf_counter()
+        csv = self._generate(self.csv_inbox, self.rows, 1, max(SEGMENT_SIZE, self.rows), 0)
+        users = max(self.rows // EVENTS_PER_USER, 1)
+        stream = self._generate(self.inbox, users, EVENTS_PER_USER, SEGMENT_SIZE, 0)
+        orders = self._generate(self.orders_inbox, ORDERS_SAMPLE_USERS, 1, SEGMENT_SIZE, 2)
+        return {
+            "seconds": round(time.perf_counter() - started, 1),
+            "csv": {
+                "users": self.rows,
+                "csv_rows": csv["users"]["csv_rows"],
+                "bytes": _size(self.csv_inbox / "users"),
+            },
+            "stream": {
+                "users": users,
+                "csv_rows": stream["users"]["csv_rows"],
+                "event_lines": stream["events"]["lines"],
+                "segments": len(stream["events"]["segments"]),
+                "orders": orders["orders"]["rows"],
+                "products": stream["products"]["rows"],
+                "bytes": _size(self.inbox / "events"),
+            },
+            "manifest": {"csv": csv, "stream": stream},
+        }
+
+    # ---------------------------------------------------------------- rows
+
+    def startup(self) -> dict[str, Any]:
+        """What every command pays before any work: `python -m ingestion --help`."""
+        ours, bare = Series(), Series()
+        env = self.env(self.work / "unused.duckdb")
+        for _ in range(self.repeat):
+            ours.add(run_child([self.python, "-m", "ingestion", "--help"], env))
+            bare.add(run_child([self.python, "-c", "import duckdb"], env))
+        return {"ingestion_cli": ours.as_dict(), "python_duckdb": bare.as_dict()}
+
+    def csv_ingest(self, rows: int) -> dict[str, Any]:
+        ours, floor, pandas = Series(), Series(), Series()
+        for _ in range(self.repeat):
+            warehouse = self.fresh_warehouse()
+            command = [self.python, "-m", "ingestion", "users", "--inbox", str(self.csv_inbox)]
+            ours.add(run_child(command, self.env(warehouse)))
+            self.drop(warehouse)
+            for series, name in ((floor, "duckdb-csv"), (pandas, "pandas-csv")):
+                warehouse = self.fresh_warehouse()
+                series.add(self._baseline(name, self.csv_inbox, warehouse))
+                self.drop(warehouse)
+        return {
+            "rows": rows,
+            "ours": ours.as_dict(),
+            "duckdb": floor.as_dict(),
+            "pandas": pandas.as_dict(),
+        }
+
+    def stream_ingest(self, lines: int) -> dict[str, Any]:
+        ours, floor = Series(), Series()
+        for _ in range(self.repeat):
+            warehouse = self.fresh_warehouse()
+            command = [self.python, "-m", "ingestion", "events", "--inbox", str(self.inbox)]
+            ours.add(run_child(command, self.env(warehouse)))
+            self.drop(warehouse)
+            warehouse = self.fresh_warehouse()
+            floor.add(self._baseline("duckdb-json", self.inbox, warehouse))
+            self.drop(warehouse)
+        return {"rows": lines, "ours": ours.as_dict(), "duckdb": floor.as_dict()}
+
+    def _baseline(self, name: str, inbox: Path, warehouse: Path) -> Run:
+        command = [
+            self.python,
+            "-m",
+            "benchmarks.baselines",
+            name,
+            "--inbox",
+            str(inbox),
+            "--db",
+            str(warehouse),
+        ]
+        return run_child(command, self.env(warehouse))
+
+    def pipeline_steps(self, warehouse: Path, url: str) -> dict[str, Run]:
+        """ingest (all sources) -> dbt build -> monitor, as `python -m pipeline run` does."""
+        env = self.env(warehouse)
+        ingest = [self.python, "-m", "ingestion", "--inbox", str(self.inbox), "--api-url", url]
+        monitor = [self.python, "-m", "monitoring", "--target-dir", env["DBT_TARGET_PATH"]]
+        return {
+            "ingest": run_child(ingest, env),
+            "dbt_build": run_child([self.dbt, "build"], env),
+            # 1 = an error-level quality alert, which the sample's planted defects may raise
+            "monitor": _allow(run_child(monitor, env, check=False), (0, 1)),
+        }
+
+    def pipeline(self, events: int) -> dict[str, Any]:
+        """Full pipeline vs the pandas reference, then 1% new events, then the monitor probe."""
+        total, pandas = Series(), Series()
+        steps: dict[str, Series] = {}
+        ingest_sources: list[dict[str, float]] = []
+        warehouse = self.work / "none"
+        with self.orders_api() as url:
+            for rep in range(self.pipeline_repeat):
+                if rep:
+                    self.drop(warehouse)
+                warehouse = self.fresh_warehouse()
+                runs = self.pipeline_steps(warehouse, url)
+                for name, step in runs.items():
+                    steps.setdefault(name, Series()).add(step)
+                ingest_sources.append(_source_seconds(runs["ingest"].output))
+                total.add(_sum_runs(list(runs.values())))
+                out = self.work / "pandas"
+                command = [
+                    self.python,
+                    "-m",
+                    "benchmarks.pandas_reference",
+                    "--inbox",
+                    str(self.inbox),
+                    "--out",
+                    str(out),
+                ]
+                pandas.add(run_child(command, self.env(warehouse)))
+                shutil.rmtree(out, ignore_errors=True)
+
+            probe = self.monitor_probe(warehouse)
+            incremental = self.incremental(warehouse, url, events)
+        self.drop(warehouse)
+        return {
+            "pipeline": {
+                "rows": events,
+                "ours": total.as_dict(),
+                "pandas": pandas.as_dict(),
+                "steps": {k: v.as_dict() for k, v in steps.items()},
+                "ingest_seconds_by_source": ingest_sources,
+            },
+            "incremental": incremental,
+            "monitor": probe,
+        }
+
+    @contextmanager
+    def orders_api(self) -> Iterator[str]:
+        """The demo orders API as a child process; yields its base URL."""
+        command = [
+            self.python,
+            "-m",
+            "ingestion.sample.api",
+            "--data",
+            str(self.orders_inbox),
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+            "--quiet",
+        ]
+        server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            line = server.stdout.readline() if server.stdout else ""
+            match = re.search(r"serving on (\S+)", line)
+            if not match:
+                raise RuntimeError(f"the demo orders API did not start: {line!r}")
+            yield match.group(1)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    def incremental(self, warehouse: Path, url: str, events: int) -> dict[str, Any]:
+        """Add 1% new events as one more segment and run the pipeline again, per repetition."""
+        total = Series()
+        steps: dict[str, Series] = {}
+        added = max(int(events * INCREMENT), 1)
+        segments = sorted((self.inbox / "events").glob("events-*.jsonl"))
+        written = []
+        try:
+            for rep in range(self.pipeline_repeat):
+                number = len(segments) + rep + 1
+                path = self.inbox / "events" / f"events-{number:06d}.jsonl"
+                _write_new_events(path, added, first_id=10_000_000_000 + rep * added)
+                written.append(path)
+                runs = self.pipeline_steps(warehouse, url)
+                for name, step in runs.items():
+                    steps.setdefault(name, Series()).add(step)
+                total.add(_sum_runs(list(runs.values())))
+        finally:
+            for path in written:
+                path.unlink(missing_ok=True)
+        return {
+            "rows_added": added,
+            "ours": total.as_dict(),
+            "steps": {k: v.as_dict() for k, v in steps.items()},
+        }
+
+    def monitor_probe(self, warehouse: Path) -> dict[str, Any]:
+        env = self.env(warehouse)
+        command = [
+            self.python,
+            "-m",
+            "benchmarks.baselines",
+            "monitor-probe",
+            "--target-dir",
+            env["DBT_TARGET_PATH"],
+            "--repeat",
+            str(max(self.repeat, 3)),
+        ]
+        return json.loads(run_child(command, env).output.strip().splitlines()[-1])
+
+
+def _allow(run: Run, codes: tuple[int, ...]) -> Run:
+    if run.code not in codes:
+        raise RuntimeError(f"monitor exited {run.code}:\n{run.output[-3000:]}")
+    return run
+
+
+def _sum_runs(runs: list[Run]) -> Run:
+    return Run(sum(r.seconds for r in runs), max(r.rss_mb for r in runs), 0, "")
+
+
+def _source_seconds(summary: str) -> dict[str, float]:
+    """Per-source seconds from `python -m ingestion`'s summary table."""
+    found = {}
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 8 and re.fullmatch(r"[\d.]+", cells[-1]):
+            found[cells[0]] = float(cells[-1])
+    return found
+
+
+def _write_new_events(path: Path, count: int, first_id: int) -> None:
+    """`count` new events (new ids, on time) as one more stream segment."""
+    categories = ("click", "view", "search", "add_to_cart", "purchase")
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"evt-{first_id + i}",
+                "user_id": 1 + i % 97,
+                "category": categories[i % 5],
+                "value": round(1.0 + (i % 50) / 10, 2),
+                "occurred_at": f"2026-03-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            }
+        )
+        for i in range(count)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+# -------------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo", encoding="utf-8") as info:
+        mem_kb = int(next(line for line in info if line.startswith("MemTotal")).split()[1])
+    versions = {}
+    for package in ("duckdb", "dlt", "dbt-core", "dbt-duckdb", "pandas", "pyarrow"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001 - a missing package is just not listed
+            continue
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+        "versions": versions,
+    }
+
+
+TARGETS = {
+    "csv_ingest": ("≤ 2× DuckDB native", 2.0),
+    "stream_ingest": ("≤ 3× DuckDB native", 3.0),
+    "stream_rss": ("≤ 1 GB at 10M events", 1024.0),
+    "pipeline_time": ("< 1× pandas", 1.0),
+    "pipeline_rss": ("≤ 1/3 pandas peak RSS", 1 / 3),
+    "incremental": ("≤ 20% of full run", 0.20),
+    "monitor": ("≤ 3 scans", 3.0),
+}
+
+
+def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table row per comparison: ours, the baseline, the ratio, the target."""
+    startup = results["startup"]["ingestion_cli"]["median_seconds"]
+    csv, stream = results["csv_ingest"], results["stream_ingest"]
+    pipe, inc, mon = results["pipeline"], results["incremental"], results["monitor"]
+    reps, preps = results["params"]["repeat"], results["params"]["pipeline_repeat"]
+
+    def rate(rows: int, seconds: float) -> str:
+        return f"{rows / seconds:,.0f} rows/s"
+
+    rows = []
+
+    def add(
+        row_id: str, key: str | None, name: str, ours: str, baseline: str, ratio: float, note: str
+    ) -> None:
+        target, limit = TARGETS[key] if key else ("-", None)
+        rows.append(
+            {
+                "id": row_id,
+                "benchmark": name,
+                "ours": ours,
+                "baseline": baseline,
+                "ratio": round(ratio, 3),
+                "target": target,
+                "met": None if limit is None else bool(ratio <= limit),
+                "note": note,
+            }
+        )
+
+    c_ours, c_floor = csv["ours"]["median_seconds"], csv["duckdb"]["median_seconds"]
+    c_pandas = csv["pandas"]["median_seconds"]
+    add(
+        "csv_ingest",
+        "csv_ingest",
+        f"CSV ingest, {csv['rows']:,} users rows",
+        f"{c_ours:.2f} s ({rate(csv['rows'], c_ours)})",
+        f"DuckDB read_csv {c_floor:.2f} s ({rate(csv['rows'], c_floor)})",
+        c_ours / c_floor,
+        f"without start-up: {(c_ours - startup) / c_floor:.2f}×; median of {reps}",
+    )
+    add(
+        "csv_ingest_pandas",
+        None,
+        "CSV ingest vs pandas",
+        f"{c_ours:.2f} s",
+        f"pandas read_csv + DuckDB {c_pandas:.2f} s ({rate(csv['rows'], c_pandas)})",
+        c_ours / c_pandas,
+        f"median of {reps}",
+    )
+    s_ours, s_floor = stream["ours"]["median_seconds"], stream["duckdb"]["median_seconds"]
+    add(
+        "stream_ingest",
+        "stream_ingest",
+        f"JSONL ingest, {stream['rows']:,} event lines",
+        f"{s_ours:.2f} s ({rate(stream['rows'], s_ours)})",
+        f"DuckDB read_json {s_floor:.2f} s ({rate(stream['rows'], s_floor)})",
+        s_ours / s_floor,
+        f"without start-up: {(s_ours - startup) / s_floor:.2f}×; median of {reps}",
+    )
+    rss = stream["ours"]["median_rss_mb"]
+    add(
+        "stream_rss",
+        "stream_rss" if stream["rows"] >= 10_000_000 else None,
+        f"JSONL ingest peak RSS, {stream['rows']:,} lines",
+        f"{rss:,.0f} MB",
+        f"DuckDB read_json {stream['duckdb']['median_rss_mb']:,.0f} MB",
+        rss / stream["duckdb"]["median_rss_mb"],
+        "target applies at 10M events" if stream["rows"] < 10_000_000 else "",
+    )
+    p_ours, p_pandas = pipe["ours"]["median_seconds"], pipe["pandas"]["median_seconds"]
+    steps = pipe["steps"]
+    add(
+        "pipeline_time",
+        "pipeline_time",
+        f"Full pipeline, {pipe['rows']:,} events",
+        f"{p_ours:.1f} s (ingest {steps['ingest']['median_seconds']:.1f} + dbt build "
+        f"{steps['dbt_build']['median_seconds']:.1f} + monitor "
+        f"{steps['monitor']['median_seconds']:.1f})",
+        f"pandas reference {p_pandas:.1f} s",
+        p_ours / p_pandas,
+        f"median of {preps}; ours also loads orders + products, runs tests, quarantine, monitor",
+    )
+    add(
+        "pipeline_rss",
+        "pipeline_rss",
+        "Full pipeline peak RSS",
+        f"{pipe['ours']['median_rss_mb']:,.0f} MB (largest step)",
+        f"pandas reference {pipe['pandas']['median_rss_mb']:,.0f} MB",
+        pipe["ours"]["median_rss_mb"] / pipe["pandas"]["median_rss_mb"],
+        f"median of {preps}",
+    )
+    i_ours = inc["ours"]["median_seconds"]
+    add(
+        "incremental",
+        "incremental",
+        f"Incremental: +{inc['rows_added']:,} events (1%)",
+        f"{i_ours:.1f} s (ingest {inc['steps']['ingest']['median_seconds']:.1f} + dbt build "
+        f"{inc['steps']['dbt_build']['median_seconds']:.1f} + monitor "
+        f"{inc['steps']['monitor']['median_seconds']:.1f})",
+        f"full run {p_ours:.1f} s",
+        i_ours / p_ours,
+        f"median of {preps}",
+    )
+    add(
+        "monitor",
+        "monitor",
+        f"Monitor on {mon['table']} ({mon['rows']:,} rows, {mon['columns']} cols)",
+        f"{mon['monitor_seconds'] * 1000:.0f} ms ({mon['monitor_scans']} queries)",
+        f"scan of every column {mon['column_scan_seconds'] * 1000:.0f} ms; "
+        f"count(*) {mon['count_seconds'] * 1000:.1f} ms",
+        mon["monitor_seconds"] / mon["column_scan_seconds"],
+        f"vs count(*): {mon['monitor_seconds'] / mon['count_seconds']:.0f}×; median of "
+        f"{max(reps, 3)}",
+    )
+    add(
+        "startup",
+        None,
+        "Start-up: `python -m ingestion --help`",
+        f"{startup:.2f} s",
+        f"python -c 'import duckdb' {results['startup']['python_duckdb']['median_seconds']:.2f} s",
+        startup / results["startup"]["python_duckdb"]["median_seconds"],
+        "included in every command's time above",
+    )
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Benchmarks at --rows {results['params']['rows']:,} on {m['cpus']} × {m['cpu']}, "
+        f"{m['memory_gb']} GB RAM, Python {m['python']}, DuckDB {m['versions'].get('duckdb')}, "
+        f"dlt {m['versions'].get('dlt')}, dbt-duckdb {m['versions'].get('dbt-duckdb')} "
+        f"({results['date']}, load average at start {m['load_average_at_start'][0]:.1f})",
+        "",
+        "| benchmark | ours | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        note = f" ({r['note']})" if r["note"] else ""
+        lines.append(
+            f"| {r['benchmark']} | {r['ours']} | {r['baseline']} | {r['ratio']:.2f}×{note} "
+            f"| {r['target']} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/run.py", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="users CSV rows and stream events (default 1,000,000)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="repetitions per measurement; medians are reported (default 3)",
+    )
+    parser.add_argument(
+        "--pipeline-repeat",
+        type=int,
+        help="repetitions of the full and incremental pipeline "
+        "(default: --repeat, but 1 from 500,000 rows up)",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="scratch folder for samples and warehouses (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where <date>-<rows>.json goes (default benchmarks/results)",
+    )
+    args = parser.parse_args(argv)
+    if args.rows < 1000 or args.repeat < 1:
+        parser.error("--rows must be >= 1000 and --repeat >= 1")
+    if args.pipeline_repeat is None:
+        args.pipeline_repeat = 1 if args.rows >= 500_000 else args.repeat
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ml-warehouse-bench-") as scratch:
+        work = args.work or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        bench = Bench(args.rows, args.repeat, args.pipeline_repeat, work)
+        results: dict[str, Any] = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "params": {
+                "rows": args.rows,
+                "repeat": args.repeat,
+                "pipeline_repeat": args.pipeline_repeat,
+                "seed": SEED,
+                "segment_size": SEGMENT_SIZE,
+                "events_per_user": EVENTS_PER_USER,
+            },
+            "machine": machine(),
+        }
+
+        def step(name: str, work_fn: Any, *fn_args: Any) -> Any:
+            started = time.perf_counter()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            value = work_fn(*fn_args)
+            print(
+                f"bench: {name} done in {time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            return value
+
+        sample = step("generate samples", bench.generate)
+        results["sample"] = {k: v for k, v in sample.items() if k != "manifest"}
+        results["startup"] = step("start-up", bench.startup)
+        results["csv_ingest"] = step("CSV ingest", bench.csv_ingest, sample["csv"]["csv_rows"])
+        results["stream_ingest"] = step(
+            "JSONL ingest", bench.stream_ingest, sample["stream"]["event_lines"]
+        )
+        results.update(
+            step("pipeline, incremental, monitor", bench.pipeline, sample["stream"]["event_lines"])
+        )
+    results["table"] = verdicts(results)
+    results["total_seconds"] = round(time.perf_counter() - began, 1)
+    table = markdown(results["table"], results)
+    print(table)
+    print(f"\n(total {results['total_seconds']:.0f} s)")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"{results['date'][:10]}-{args.rows}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

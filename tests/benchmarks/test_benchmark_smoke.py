@@ -1,0 +1,85 @@
+"""Smoke test of `benchmarks/run.py` at 10k rows: every benchmark runs and is reported.
+
+The numbers are not asserted (machines are noisy; the targets are for the 1M and
+10M runs); what is checked is that each row of the table is measured, printed
+and written to the results JSON with a baseline from the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW_IDS = [
+    "csv_ingest",
+    "csv_ingest_pandas",
+    "stream_ingest",
+    "stream_rss",
+    "pipeline_time",
+    "pipeline_rss",
+    "incremental",
+    "monitor",
+    "startup",
+]
+
+
+@pytest.mark.slow
+def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--rows",
+            "10000",
+            "--repeat",
+            "1",
+            "--work",
+            str(tmp_path / "work"),
+            "--results-dir",
+            str(results),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    [path] = results.glob("*-10000.json")
+    report = json.loads(path.read_text())
+    assert [row["id"] for row in report["table"]] == ROW_IDS
+    for row in report["table"]:
+        assert row["ratio"] > 0, row
+        assert f"| {row['benchmark']} |" in done.stdout
+    assert "| benchmark | ours | baseline | ratio | target | met |" in done.stdout
+
+    # Each comparison has its measurements and its same-run baseline.
+    assert report["params"] == {
+        "rows": 10000,
+        "repeat": 1,
+        "pipeline_repeat": 1,
+        "seed": 42,
+        "segment_size": 5000,
+        "events_per_user": 10,
+    }
+    assert report["csv_ingest"]["rows"] == report["sample"]["csv"]["csv_rows"] == 11839
+    assert report["stream_ingest"]["rows"] == report["sample"]["stream"]["event_lines"] == 10100
+    for key, baselines in {
+        "csv_ingest": ("ours", "duckdb", "pandas"),
+        "stream_ingest": ("ours", "duckdb"),
+        "pipeline": ("ours", "pandas"),
+        "incremental": ("ours",),
+    }.items():
+        for name in baselines:
+            assert len(report[key][name]["seconds"]) == 1
+            assert report[key][name]["median_rss_mb"] > 0
+    assert set(report["pipeline"]["steps"]) == {"ingest", "dbt_build", "monitor"}
+    assert report["incremental"]["rows_added"] == 101
+    assert report["monitor"]["table"] == "marts.fct_events"
+    assert report["monitor"]["monitor_seconds"] > 0
