@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,7 @@ def test_two_snapshots_load_every_row_with_lineage_once(users_inbox: Path) -> No
     assert loaded_files(pipeline)["users-0001.csv"] == {
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "sha256": hashlib.sha256((users_inbox / "users-0001.csv").read_bytes()).hexdigest(),
     }
     before = checksum("raw.users")
 
@@ -383,3 +386,34 @@ def test_bad_settings_fail_before_the_run_with_the_config_key(tmp_path: Path) ->
         users_source(inbox=str(missing), schema_contract="evolve")
     with pytest.raises(ValueError, match="sources.users.schema_contract"):
         users_source(inbox=str(tmp_path), schema_contract="lenient")
+
+
+def test_a_touched_or_copied_file_is_not_loaded_again(users_inbox: Path) -> None:
+    bad_line = "8,Short,row\n"
+    path = write(users_inbox, "users-0001.csv", FILE_1 + bad_line)
+    run(users_inbox)
+    before = checksum("raw.users"), rejected()
+    assert len(before[1]) == 1
+
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    pipeline = run(users_inbox)
+
+    assert last_run(pipeline)["files_read"] == []
+    assert (checksum("raw.users"), rejected()) == before
+    assert loaded_files(pipeline)[path.name]["mtime_ns"] == path.stat().st_mtime_ns
+
+
+def test_lost_state_does_not_duplicate_rows(users_inbox: Path, tmp_path: Path) -> None:
+    """Pipeline state gone (working folder and the copy in the warehouse): merge, not append."""
+    write(users_inbox, "users-0001.csv", FILE_1)
+    run(users_inbox)
+    before = checksum("raw.users")
+    shutil.rmtree(tmp_path / ".dlt-pipelines")
+    with duckdb.connect(os.environ["WAREHOUSE_PATH"]) as con:
+        con.execute("delete from raw._dlt_pipeline_state")
+
+    pipeline = run(users_inbox)
+
+    assert last_run(pipeline)["files_read"] == ["users-0001.csv"]
+    assert query("select count(*), count(distinct _row_key) from raw.users") == [(5, 5)]
+    assert checksum("raw.users")[0] == before[0]

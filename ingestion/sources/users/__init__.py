@@ -14,6 +14,7 @@ from ingestion.rejected import rejected_rows
 
 from .helpers import (
     UnreadableFileError,
+    already_loaded,
     current_pipeline,
     file_signature,
     files_in_raw,
@@ -47,12 +48,13 @@ def users(inbox: str) -> Iterator[Any]:
     """Each new or changed export once, as Arrow chunks; unparsable rows to _rejected_rows.
 
     raw.users is keyed on `_row_key` (`<file>:<line>`), declared in `users_item`.
-    A file is skipped when its size and mtime match the ones recorded when it was
-    loaded; a changed file is read again, and the merge keeps that idempotent.
+    A file is skipped when it is the one recorded when it was loaded (same size
+    and mtime, or same bytes); a changed file is read again, and the merge keeps
+    that idempotent.
     Loads of files with no row in raw yet append (see `write_disposition_for`).
     """
     state = dlt.current.resource_state()
-    loaded: dict[str, dict[str, int]] = state.setdefault(STATE_FILES, {})
+    loaded: dict[str, dict[str, Any]] = state.setdefault(STATE_FILES, {})
     run: dict[str, Any] = {
         "rows_read": 0,
         "rows_rejected": 0,
@@ -63,15 +65,18 @@ def users(inbox: str) -> Iterator[Any]:
     state[STATE_LAST_RUN] = run
     loaded_at = datetime.now(UTC)
 
-    pending = [
-        (path, signature)
-        for path in list_inbox(inbox)
-        if loaded.get(path.name) != (signature := file_signature(path))
-    ]
+    pending = []
+    for path in list_inbox(inbox):
+        recorded = loaded.get(path.name)
+        if already_loaded(path, recorded):  # remember a new mtime: next time, no digest
+            loaded[path.name] = {**recorded, "mtime_ns": path.stat().st_mtime_ns}
+        else:
+            pending.append(path)
     disposition = write_disposition_for(
-        files_in_raw(current_pipeline(), [path.name for path, _ in pending])
+        files_in_raw(current_pipeline(), [path.name for path in pending])
     )
-    for path, signature in pending:
+    for path in pending:
+        signature = file_signature(path)
         try:
             csv_file = read_csv_file(path)
         except UnreadableFileError as error:

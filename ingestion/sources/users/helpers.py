@@ -13,6 +13,7 @@ with one clear row in `raw._rejected_rows` and the other files still load.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,10 +88,30 @@ def list_inbox(inbox: str | Path) -> list[Path]:
     return sorted((p for p in folder.glob(FILE_GLOB) if p.is_file()), key=lambda p: p.name)
 
 
-def file_signature(path: Path) -> dict[str, int]:
-    """Size and modification time: a file with the same signature was already loaded."""
+def file_signature(path: Path) -> dict[str, Any]:
+    """Size, modification time and content digest of an export, as recorded when loaded."""
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(path)}
+
+
+def file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def already_loaded(path: Path, recorded: dict[str, Any] | None) -> bool:
+    """Whether this export is the one loaded before, by content, not just by its stat.
+
+    Same size and mtime: skipped without reading it. A copied or touched file
+    (new mtime, same bytes) is recognised by its digest, so its rejected rows
+    are not appended to raw._rejected_rows a second time.
+    """
+    if recorded is None:
+        return False
+    stat = path.stat()
+    if (stat.st_size, stat.st_mtime_ns) == (recorded.get("size"), recorded.get("mtime_ns")):
+        return True
+    return stat.st_size == recorded.get("size") and file_digest(path) == recorded.get("sha256")
 
 
 def scan_records(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
