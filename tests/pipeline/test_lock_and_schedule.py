@@ -91,7 +91,8 @@ def test_every_keeps_its_schedule_after_failed_runs_and_status_lists_them(tmp_pa
         ("run", "failed", "failed", "skipped"),
     ]
     assert all(r["published"] is False and r["finished_at"] for r in rows)
-    assert rows[1]["started_at"] - rows[0]["started_at"] >= timedelta(seconds=2)
+    # Slots are 2 s apart; the ledger stamps a run when it takes the lock, a little later.
+    assert rows[1]["started_at"] - rows[0]["started_at"] >= timedelta(seconds=1.9)
     assert not site.analytics.exists()
     status = site.pipeline("status")
     assert status.returncode == 0
