@@ -5,6 +5,7 @@
     publish   monitor and publish the current marts (after a manual dbt build or a backfill)
     backfill  re-process an event-time range through the microbatch models, resumably
     features  export user features as of a time, or point-in-time for a label spine
+    serve     read-only HTTP feature API over the published user features, hot-swapped
     demo      sample data + demo orders API + `run` (what `make run` does)
 
 Every step runs as a child process (see steps.py for why). Exit codes, like
@@ -150,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--out", type=Path, required=True, help="Parquet file to write")
     _common(features, wait=False)
 
+    serve = commands.add_parser(
+        "serve", help="read-only HTTP feature API over the published analytics database"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--analytics",
+        type=Path,
+        help="published file (default $ANALYTICS_PATH or beside the warehouse)",
+    )
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between checks for a new publish"
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    _common(serve, wait=False)
+
     demo = commands.add_parser(
         "demo", help="sample data + demo orders API + run (what `make run` does)"
     )
@@ -190,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             return command_features(args, ctx)
         if args.command == "demo":
             return demo(args, ctx)
+        if args.command == "serve":
+            from .serve import command_serve
+
+            return command_serve(args, ctx.analytics)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
