@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import dlt
@@ -39,9 +39,61 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
 
     warehouse = warehouse or warehouse_path()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
+    kind = warehouse_destination()
+    if kind == "duckdb":
+        destination = dlt.destinations.duckdb(str(warehouse))
+        working_dir = pipelines_dir(warehouse)
+    else:
+        destination = _scale_out_destination(kind)
+        working_dir = pipelines_dir(warehouse).with_name(f"{warehouse.stem}-{kind}")
     return dlt.pipeline(
         pipeline_name=f"ml_warehouse_{source_name}",
-        destination=dlt.destinations.duckdb(str(warehouse)),
+        destination=destination,
         dataset_name=RAW_DATASET,
-        pipelines_dir=str(pipelines_dir(warehouse)),
+        pipelines_dir=str(working_dir),
+    )
+
+
+# --- scale-out destinations (README "Outgrowing one machine") ----------------------
+
+DESTINATIONS = ("duckdb", "postgres", "filesystem")
+DEFAULT_LAKE = "data/lake"
+
+
+def warehouse_destination() -> str:
+    """Where raw goes: `WAREHOUSE_DESTINATION` = duckdb (default), postgres, or
+    filesystem (a Parquet lake that Spark reads); the sources never change."""
+    kind = os.environ.get("WAREHOUSE_DESTINATION", "duckdb").strip().lower() or "duckdb"
+    if kind not in DESTINATIONS:
+        raise ValueError(f"WAREHOUSE_DESTINATION={kind!r} is not one of {', '.join(DESTINATIONS)}")
+    return kind
+
+
+def lake_path() -> Path:
+    """The Parquet lake (`WAREHOUSE_LAKE`, default data/lake); raw is `<lake>/raw/<table>/`."""
+    return Path(os.environ.get("WAREHOUSE_LAKE", DEFAULT_LAKE))
+
+
+def postgres_url() -> str:
+    """The server from libpq's PG* variables, the same ones dbt's postgres target reads."""
+    from urllib.parse import quote
+
+    user = quote(os.environ.get("PGUSER", "postgres"), safe="")
+    password = os.environ.get("PGPASSWORD", "")
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    host = os.environ.get("PGHOST", "127.0.0.1")
+    port = os.environ.get("PGPORT", "5432")
+    return f"postgresql://{auth}@{host}:{port}/{os.environ.get('PGDATABASE', 'warehouse')}"
+
+
+def _scale_out_destination(kind: str) -> Any:
+    import dlt
+
+    if kind == "postgres":
+        return dlt.destinations.postgres(credentials=postgres_url())
+    lake = lake_path().resolve()
+    lake.mkdir(parents=True, exist_ok=True)
+    # Parquet, not dlt's default JSONL, so Spark reads raw as external tables.
+    return dlt.destinations.filesystem(
+        bucket_url=lake.as_uri(), preferred_loader_file_format="parquet"
     )

@@ -4,35 +4,81 @@
     flavoured, ANSI where possible) and a Spark one where the default fails.
 #}
 
-{# Cast that yields null instead of failing ("abc" as integer -> null). #}
+{#
+    Cast that yields null instead of failing ("abc" as integer -> null).
+    Integers must be plain digits on every engine (optional sign, surrounding
+    blanks): DuckDB's try_cast would round '3.7' to 4 and read '1e3' as 1000,
+    PostgreSQL's and Spark's would not, so all three check the same pattern.
+#}
 {% macro safe_cast(expression, data_type) -%}
     {{ return(adapter.dispatch('safe_cast', 'ml_warehouse')(expression, data_type)) }}
 {%- endmacro %}
 
 {% macro duckdb__safe_cast(expression, data_type) -%}
-    try_cast({{ expression }} as {{ data_type }})
+    {%- if is_integer_type(data_type) -%}
+        case
+            when {{ duckdb__regexp_like('cast(' ~ expression ~ ' as varchar)', safe_cast_pattern(data_type)) }}
+                then try_cast({{ expression }} as {{ data_type }})
+        end
+    {%- else -%}
+        try_cast({{ expression }} as {{ data_type }})
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro spark__safe_cast(expression, data_type) -%}
-    try_cast({{ expression }} as {{ data_type }})
+    {%- if is_integer_type(data_type) -%}
+        case
+            when {{ spark__regexp_like('cast(' ~ expression ~ ' as string)', safe_cast_pattern(data_type)) }}
+                then try_cast({{ expression }} as {{ data_type }})
+        end
+    {%- else -%}
+        try_cast({{ expression }} as {{ data_type }})
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__safe_cast(expression, data_type) -%}
-    {#- No try_cast: guard the cast with a pattern for the target's family. -#}
-    {%- set family = data_type | lower -%}
-    {%- if 'int' in family -%}
-        {%- set pattern = '^\\s*[-+]?[0-9]+\\s*$' -%}
-    {%- elif 'double' in family or 'float' in family or 'numeric' in family or 'decimal' in family or 'real' in family -%}
-        {%- set pattern = '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' -%}
-    {%- elif 'timestamp' in family or 'date' in family -%}
-        {%- set pattern = '^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)?(Z|[-+][0-9]{2}(:?[0-9]{2})?)?$' -%}
-    {%- else -%}
+    {#- No try_cast: guard the cast with a pattern for the target's family (on its text). -#}
+    {%- set pattern = safe_cast_pattern(data_type) -%}
+    {%- if not pattern -%}
         {{ return('cast(' ~ expression ~ ' as ' ~ data_type ~ ')') }}
     {%- endif -%}
     case
-        when {{ regexp_like(expression, pattern) }}
+        when {{ regexp_like('cast(' ~ expression ~ ' as ' ~ dbt.type_string() ~ ')', pattern) }}
             then cast({{ expression }} as {{ data_type }})
     end
+{%- endmacro %}
+
+{#
+    The text a cast to data_type accepts, for engines without try_cast: integers
+    short enough not to overflow, decimal/scientific numbers, ISO 8601 dates and
+    timestamps with valid field ranges (an impossible day such as 02-30 still
+    fails). None for other types.
+#}
+{% macro safe_cast_pattern(data_type) -%}
+    {%- set family = (data_type | lower).split('(')[0] | trim -%}
+    {%- if family in ['bigint', 'int8', 'long'] -%}
+        {{ return('^\\s*[-+]?[0-9]{1,18}\\s*$') }}
+    {%- elif family in ['smallint', 'int2', 'short', 'tinyint', 'int1'] -%}
+        {{ return('^\\s*[-+]?[0-9]{1,4}\\s*$') }}
+    {%- elif family in ['integer', 'int', 'int4', 'signed'] -%}
+        {{ return('^\\s*[-+]?[0-9]{1,9}\\s*$') }}
+    {%- elif 'double' in family or 'float' in family or 'numeric' in family or 'decimal' in family or 'real' in family -%}
+        {{ return('^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$') }}
+    {%- elif 'timestamp' in family or 'date' in family -%}
+        {{ return(
+            '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])'
+            ~ '([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]+)?)?)?'
+            ~ '(Z|[-+][0-9]{2}(:?[0-9]{2})?)?$'
+        ) }}
+    {%- endif -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro is_integer_type(data_type) -%}
+    {{ return((data_type | lower).split('(')[0] | trim in [
+        'bigint', 'int8', 'long', 'smallint', 'int2', 'short', 'tinyint', 'int1',
+        'integer', 'int', 'int4', 'signed',
+    ]) }}
 {%- endmacro %}
 
 

@@ -10,7 +10,7 @@
 #}
 {{
     config(
-        materialized='incremental',
+        materialized=merge_materialization(),
         incremental_strategy='merge',
         unique_key='event_id',
         on_schema_change='append_new_columns',

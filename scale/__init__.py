@@ -1,0 +1,1 @@
+"""Scale-out helpers: run the same project against PostgreSQL and Spark (README)."""
