@@ -13,17 +13,25 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dlt
 import duckdb
 
+from monitoring import audit
+from monitoring.audit import redact
+
+from . import suppression
 from .rejected import REJECTED_TABLE
 from .warehouse import make_pipeline, warehouse_path
+
+__all__ = ["main", "redact"]  # redact: the one secret filter (monitoring/audit.py), re-exported
 
 SOURCE_NAMES = ("users", "orders", "events", "products")
 
@@ -44,6 +52,7 @@ class SourceReport:
     seconds: float = 0.0
     error: str | None = None
     acked: int = 0  # broker entries acknowledged after the load (events, redis backend)
+    suppressed: int = 0  # rows of erased users dropped (python -m pipeline forget)
 
 
 def _make_source(name: str, args: argparse.Namespace, backend: Any = None) -> Any:
@@ -123,24 +132,27 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
     report = SourceReport(name)
     started = time.monotonic()
     owned = None  # a backend opened here is closed here
+    erased = None
     try:
         if name == "events" and backend is None:
             from .sources.events.helpers import configured_backend
 
             backend = owned = configured_backend()
+        erased = suppression.load(warehouse_path())  # before dlt opens the warehouse
         pipeline = make_pipeline(name)
+        finish_pending(pipeline, name)
         source = _make_source(name, args, backend)
+        suppression.apply(source, erased)
         known = _known_columns(pipeline, source.name)
-        load_info = pipeline.run(
-            source,
-            refresh="drop_sources" if args.full_refresh else None,
-            **({"progress": dlt.progress.log(10, logger=sys.stderr)} if args.progress else {}),
-        )
+        if args.progress:  # dlt takes the collector on the pipeline, not on run()
+            pipeline.collector = dlt.progress.log(10, logger=sys.stderr)
+        load_info = pipeline.run(source, refresh="drop_sources" if args.full_refresh else None)
         report.new_columns = _new_columns(load_info, known)
         counts = _last_run_counts(pipeline, source.name)
         report.rows_read = counts["rows_read"]
         report.rows_collapsed = counts["rows_collapsed"]
         report.rows_loaded, report.rows_rejected = _loaded_rows(pipeline)
+        report.suppressed = sum(erased.dropped.values()) if erased else 0
         if backend is not None:
             report.acked = backend.acknowledge()
     except Exception as exc:  # one line per failed source; the others still load
@@ -148,13 +160,43 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
             backend.discard()
         if args.debug:
             logging.exception("source %s failed", name)
-        report.status = "failed"
-        report.error = describe_error(name, exc)
+        if any(type(e).__name__ == "SignalReceivedException" for e in _chain(exc)):
+            report.status = "interrupted"  # SIGTERM/SIGINT: stopped at a safe point (Interrupt)
+        else:
+            report.status = "failed"
+            report.error = describe_error(name, exc)
     finally:
         if owned is not None:
             owned.close()
+        if erased is not None:
+            erased.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def finish_pending(pipeline: dlt.Pipeline, name: str) -> None:
+    """Load what a killed or interrupted run left in dlt's working folder, then go on.
+
+    dlt's `pipeline.run` would load the pending packages and return without
+    extracting anything new, so one re-run would not catch up; finishing them
+    first makes the next run complete the job.
+    """
+    if not pipeline.has_pending_data:
+        return
+    print(f"{name}: finishing the load an interrupted run left pending", file=sys.stderr)
+    # Killed between normalize's commit (package renamed into load/) and its deletion
+    # of the extracted copy ("do not kill this process"): that copy is stale. Normalizing
+    # it again fails on the existing package forever, or would load it twice.
+    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    stale = [i for i in pipeline.list_extracted_load_packages() if i in done]
+    if stale:
+        extracted = pipeline._get_normalize_storage().extracted_packages
+        for load_id in stale:
+            extracted.delete_package(load_id)
+    if pipeline.list_extracted_load_packages():
+        pipeline.normalize()
+    if pipeline.list_normalized_load_packages():
+        pipeline.load()
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -198,14 +240,6 @@ def describe_error(source: str, exc: BaseException) -> str:
     if isinstance(cause, (OSError, ValueError, RuntimeError)) and first_line:
         return first_line
     return f"{type(cause).__name__}: {first_line}"
-
-
-def redact(text: str) -> str:
-    """Remove secret values (from env) from anything we print."""
-    for key, value in os.environ.items():
-        if value and len(value) >= 4 and re.search(r"TOKEN|SECRET|PASSWORD|CREDENTIALS", key):
-            text = text.replace(value, "***")
-    return text
 
 
 def check_warehouse_writable(path: Path) -> str | None:
@@ -308,6 +342,39 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    started = datetime.now(UTC)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    reports: list[SourceReport] = []
+    code = EXIT_USAGE
+    try:
+        code = _main(argv, out, reports)
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    except SystemExit:  # argparse: --help or bad arguments, nothing was done
+        code = -1
+        raise
+    finally:
+        if code != -1:
+            _audit(arguments, code, started, reports)
+    return code
+
+
+def _audit(arguments: list[str], code: int, started: datetime, reports: list[SourceReport]) -> None:
+    detail = {
+        r.name: {
+            "status": r.status,
+            "loaded": r.rows_loaded,
+            "rejected": r.rows_rejected,
+            "suppressed": r.suppressed,
+            "error": r.error,
+        }
+        for r in reports
+    }
+    audit.record("ingest", arguments, code, started, detail)
+
+
+def _main(argv: list[str] | None, out: Callable[[str], None], reports: list[SourceReport]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     names = list(dict.fromkeys(args.sources)) or list(SOURCE_NAMES)
@@ -317,16 +384,81 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         return EXIT_SOURCE_FAILED
     if args.follow:
         return follow(args, out)
-    reports = []
-    for name in names:
-        if args.progress:
-            print(f"loading {name} ...", file=sys.stderr)
-        reports.append(run_source(name, args))
+    with Interrupt() as interrupt:
+        for name in names:
+            if interrupt.signum:
+                reports.append(SourceReport(name, status="skipped"))
+                continue
+            if args.progress:
+                print(f"loading {name} ...", file=sys.stderr)
+            reports.append(run_source(name, args))
     out(redact(format_summary(reports)))
     for r in reports:
+        if r.suppressed:
+            out(f"{r.name}: suppressed {r.suppressed} rows of erased users (not loaded)")
         if r.error:
             print(redact(f"error: {r.name}: {r.error}"), file=sys.stderr)
+    if interrupt.signum:
+        left = [r.name for r in reports if r.status in ("interrupted", "skipped")]
+        print(
+            f"error: interrupted by {signal.Signals(interrupt.signum).name}; not loaded: "
+            f"{', '.join(left) or 'none'}; run python -m ingestion again to finish "
+            "(it completes what this run left pending first)",
+            file=sys.stderr,
+        )
+        return 128 + interrupt.signum
     return EXIT_SOURCE_FAILED if any(r.status == "failed" for r in reports) else EXIT_OK
+
+
+class Interrupt:
+    """SIGTERM/SIGINT in a batch run: stop at dlt's next safe point, skip the later sources.
+
+    dlt's own interception is switched off: it restores the previous handlers
+    after each step and can drop a signal that arrives while a load finishes.
+    Here the handler stays for the whole run and raises dlt's flag, which its
+    extract, normalize and load check between items and jobs; what was not
+    committed stays in dlt's working folder and the next run finishes it
+    (`finish_pending`). A second signal stops at once (KeyboardInterrupt).
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+        self._intercept: str | None = None
+
+    def __enter__(self) -> Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+            self._intercept = os.environ.get(_INTERCEPT_ENV)
+            os.environ[_INTERCEPT_ENV] = "false"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if self.signum:  # dlt's flag is process-wide: a later run in this process starts clean
+            from dlt.common.runtime import signals as dlt_signals
+
+            dlt_signals.set_received_signal(0)
+        if self._previous:
+            if self._intercept is None:
+                os.environ.pop(_INTERCEPT_ENV, None)
+            else:
+                os.environ[_INTERCEPT_ENV] = self._intercept
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        from dlt.common.runtime import signals as dlt_signals
+
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+        dlt_signals.set_received_signal(signum)
+        dlt_signals.wake_all()
+        os.write(sys.stderr.fileno(), b"stopping at the next safe point (again: stop at once)\n")
+
+
+_INTERCEPT_ENV = "RUNTIME__INTERCEPT_SIGNALS"
 
 
 # --------------------------------------------------------------------------- --follow

@@ -11,15 +11,47 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from .manifest import tested_node
 from .metrics import ERROR, OK, WARN, Measurement, Metric
 
 SUMMARY_METRICS = {"dbt_tests_failed", "dbt_tests_warned"}  # alerted per test instead
 SEVERITY_ORDER = {ERROR: 0, WARN: 1}
 
 
-def collect(measurements: list[Measurement], anomalies: list[Metric]) -> list[Metric]:
-    """Every metric that is not ok, one alert per failed/warned dbt test, and the anomalies."""
-    alerts: list[Metric] = []
+def build_problems(
+    manifest: dict[str, Any], run_results: dict[str, Any] | None, monitored: set[str]
+) -> list[Metric]:
+    """Failures of the last `dbt build` that no monitored table carries.
+
+    A failed test on a staging model skips the marts downstream, which then
+    still hold the previous run's rows and measure as healthy: the failure
+    itself, and every model it left unbuilt, must raise an error. (Tests on
+    monitored tables are alerted with their table, in `collect`.)
+    """
+    nodes = manifest.get("nodes") or {}
+    alerts = []
+    for result in (run_results or {}).get("results") or []:
+        uid, status = str(result.get("unique_id")), str(result.get("status"))
+        kind = uid.split(".", 1)[0]
+        if kind == "test" and status in {"fail", "error"}:
+            if tested_node(nodes.get(uid) or {}) in monitored:
+                continue
+            message = f"dbt test {uid} {status}: {result.get('message') or 'no message'}"
+        elif kind in {"model", "seed", "snapshot"} and status in {"error", "skipped"}:
+            message = f"dbt {kind} {uid} {status}: its table keeps the previous run's rows"
+        else:
+            continue
+        name = uid.split(".")[-1] if kind != "test" else uid.split(".")[2]
+        alerts.append(Metric(f"dbt.{name}", None, f"dbt_{kind}", 1.0, 0.0, ERROR, message))
+    return alerts
+
+
+def collect(
+    measurements: list[Measurement], anomalies: list[Metric], build: list[Metric] | None = None
+) -> list[Metric]:
+    """Every metric that is not ok, one alert per failed/warned dbt test, the anomalies,
+    and the build's own failures (`build_problems`)."""
+    alerts: list[Metric] = list(build or [])
     for m in measurements:
         alerts += [x for x in m.metrics if x.status != OK and x.metric not in SUMMARY_METRICS]
         for test in m.target.tests:

@@ -25,7 +25,7 @@ import duckdb
 from ingestion.warehouse import warehouse_path
 
 from . import alerts as alerting
-from . import history, report
+from . import audit, history, report
 from .config import Thresholds, parse_time, project_vars
 from .manifest import UsageError, discover, load_manifest, load_run_results
 from .metrics import ERROR, OK, DltLoads, Measurement, Metric, measure_table
@@ -87,6 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help is 0, a bad option 2
         return int(exc.code or 0)
+    if args.command == "history":  # a read: not audited
+        return _main(args)
+    started = datetime.now(UTC)
+    code = EXIT_ERROR
+    try:
+        code = _main(args)
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    finally:
+        arguments = list(sys.argv[1:] if argv is None else argv)
+        audit.record("monitor", arguments, code, started)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
     debug = args.debug or getattr(args, "history_debug", False)
     try:
         if args.command == "history":
@@ -167,7 +183,8 @@ def monitor(args: argparse.Namespace) -> int:
         measurements = [_measure(con, t, thresholds, as_of, loads, args.debug) for t in targets]
         past = history.read_history(con, started - window)
         anomalies = history.anomalies(measurements, past, thresholds)
-        alerts = alerting.collect(measurements, anomalies)
+        build = alerting.build_problems(manifest, run_results, {t.unique_id for t in targets})
+        alerts = alerting.collect(measurements, anomalies, build)
         exit_code = EXIT_ERROR if any(a.status == ERROR for a in alerts) else EXIT_OK
         run["finished_at"] = datetime.now(UTC)
         run["exit_code"] = exit_code

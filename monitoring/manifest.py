@@ -107,7 +107,7 @@ def _is_mart(node: dict[str, Any]) -> bool:
     return "marts" in {node.get("schema"), config.get("schema")} or "marts" in fqn[1:-1]
 
 
-def _tested_node(test: dict[str, Any]) -> str | None:
+def tested_node(test: dict[str, Any]) -> str | None:
     """The model or source a test checks (sources have no `attached_node`)."""
     if test.get("attached_node"):
         return str(test["attached_node"])
@@ -186,7 +186,7 @@ def discover(manifest: dict[str, Any], run_results: dict[str, Any] | None) -> li
     for uid, test in nodes.items():
         if test.get("resource_type") != "test":
             continue
-        owner = _tested_node(test)
+        owner = tested_node(test)
         if owner not in targets:
             continue
         metadata = test.get("test_metadata") or {}

@@ -5,6 +5,7 @@
     publish   monitor and publish the current marts (after a manual dbt build or a backfill)
     backfill  re-process an event-time range through the microbatch models, resumably
     features  export user features as of a time, or point-in-time for a label spine
+    forget    erase users (right to erasure): every table, rebuild, republish, suppression list
     serve     read-only HTTP feature API over the published user features, hot-swapped
     demo      sample data + demo orders API + `run` (what `make run` does)
 
@@ -27,8 +28,10 @@ from types import FrameType
 
 import duckdb
 
-from ingestion.cli import SOURCE_NAMES, redact
+from ingestion.cli import SOURCE_NAMES
 from ingestion.warehouse import warehouse_path
+from monitoring import audit
+from monitoring.audit import redact
 
 from . import ledger
 from .lock import SharedLock, lock_path, read_holder
@@ -168,6 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     _common(serve, wait=False)
 
+    forget = commands.add_parser(
+        "forget",
+        help="right to erasure: remove users everywhere, rebuild, republish, suppress them",
+    )
+    forget.add_argument(
+        "--user-id",
+        dest="user_ids",
+        action="append",
+        required=True,
+        metavar="ID",
+        help="a user to erase (repeat for several)",
+    )
+    forget.add_argument(
+        "--vars", help="dbt --vars for the rebuild (YAML), e.g. a fixed features_as_of"
+    )
+    forget.add_argument(
+        "--no-publish", action="store_true", help="erase and rebuild, but leave analytics as is"
+    )
+    _common(forget)
+
     demo = commands.add_parser(
         "demo", help="sample data + demo orders API + run (what `make run` does)"
     )
@@ -205,7 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "features":
             from .features import command_features
 
-            return command_features(args, ctx)
+            started = datetime.now(UTC)
+            code = EXIT_FAILED
+            try:
+                code = command_features(args, ctx)
+            finally:
+                audit.record("export", arguments, code, started, {"out": str(args.out)})
+            return code
+        if args.command == "forget":
+            from .forget import command_forget
+
+            return command_forget(args, ctx)
         if args.command == "demo":
             return demo(args, ctx)
         if args.command == "serve":

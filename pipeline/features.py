@@ -29,7 +29,8 @@ from typing import Any
 
 import duckdb
 
-from .publish import publication
+from . import privacy
+from .publish import open_analytics, publication
 from .steps import Context, dbt_command, one_line, run_command
 
 MODEL = "user_features"
@@ -94,12 +95,10 @@ def at(sql: str, as_of: datetime) -> str:
 def open_published(analytics: Path) -> duckdb.DuckDBPyConnection:
     if not analytics.exists():
         raise ExportError(f"nothing published at {analytics}: run `python -m pipeline run` first")
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    path = str(analytics.resolve()).replace("'", "''")
-    con.execute(f"attach '{path}' as {CATALOG} (read_only)")
-    con.execute(f"use {CATALOG}")
-    return con
+    try:
+        return open_analytics(analytics, read_only=True, alias=CATALOG)
+    except duckdb.Error as exc:
+        raise ExportError(f"cannot open {analytics}: {one_line(str(exc))}") from exc
 
 
 def sha256(path: Path) -> str:
@@ -153,14 +152,29 @@ def export(
         else:
             extra = _spine_export(con, sql, spine)
             query = "select * exclude (_spine_row) from export order by _spine_row"
-        con.execute(f"copy ({query}) to '{_sql_path(temp)}' (format parquet)")
+        query, pii = _masked(con, query)
+        encryption = privacy.encryption_key()
+        options, reader = "format parquet", "read_parquet(?)"
+        if encryption:
+            privacy.enable_encrypted_writes(con)
+            # PRAGMA takes no parameters; the derived key is base64 (no quotes to escape).
+            con.execute(
+                f"pragma add_parquet_key('export_key', '{privacy.parquet_key(encryption)}')"
+            )
+            options += ", encryption_config {footer_key: 'export_key'}"
+            reader = "read_parquet(?, encryption_config = {footer_key: 'export_key'})"
+        con.execute(f"copy ({query}) to '{_sql_path(temp)}' ({options})")
         columns = con.execute(
-            "select column_name, column_type from (describe select * from read_parquet(?))",
+            f"select column_name, column_type from (describe select * from {reader})",
             [str(temp)],
         ).fetchall()
-        rows = con.execute("select count(*) from read_parquet(?)", [str(temp)]).fetchone()[0]  # type: ignore[index]
+        rows = con.execute(f"select count(*) from {reader}", [str(temp)]).fetchone()[0]  # type: ignore[index]
+    except privacy.PrivacyError as exc:
+        temp.unlink(missing_ok=True)
+        raise ExportError(str(exc)) from exc
     finally:
         con.close()
+    privacy.restrict(temp)
     os.replace(temp, out)
     manifest = {
         "file": out.name,
@@ -174,11 +188,48 @@ def export(
         "dlt_load_ids": list(published.get("dlt_load_ids") or []),
         **git_commit(ctx.project_dir),
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "pii_masking": pii,
+        "encrypted": bool(encryption),
         "sha256": sha256(out),
     }
     manifest_path = manifest_file(out)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    temp_manifest = manifest_path.with_name(f".{manifest_path.name}.tmp")
+    temp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    privacy.restrict(temp_manifest)
+    os.replace(temp_manifest, manifest_path)
     return manifest
+
+
+def _masked(con: duckdb.DuckDBPyConnection, query: str) -> tuple[str, dict[str, str]]:
+    """The export query with the model's PII columns masked, after the email guard.
+
+    The published marts are masked already; this applies the `pii` tags of
+    user_features itself (none today) and refuses a column that holds emails.
+    """
+    rules = privacy.pii_columns(Path(os.environ.get("DBT_PROJECT_DIR", "."))).get(MODEL, {})
+    con.execute(f"create temp table export_out as {query}")
+    columns = [(r[0], r[1]) for r in con.execute("describe export_out").fetchall()]
+    masking = privacy.masked_select("export_out", columns, rules)
+    if masking.applied:
+        key = os.environ.get(privacy.HASH_KEY_ENV)
+        if not key and "hash" in masking.applied.values():
+            raise privacy.PrivacyError(
+                f"{MODEL} has columns to hash: set {privacy.HASH_KEY_ENV} for the export"
+            )
+        privacy.set_hash_key(con, (key or "").encode())
+        con.execute(f"create temp table export_masked as {masking.select}")
+        relation = "export_masked"
+    else:
+        relation = "export_out"
+    kept = {c for c, a in masking.applied.items() if a == "keep"}
+    leaks = privacy.email_columns(con, relation, columns, kept)
+    if leaks:
+        raise privacy.PrivacyError(
+            f"the export's column {leaks[0]} holds email addresses but is not tagged as PII: "
+            f"add `config: {{meta: {{pii: email}}}}` to it in {MODEL}'s YAML"
+        )
+    privacy.warn_kept(MODEL, masking.applied)
+    return f"select * from {relation}", masking.applied
 
 
 def manifest_file(out: Path) -> Path:
@@ -245,6 +296,9 @@ def command_features(args: argparse.Namespace, ctx: Context) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    except privacy.PrivacyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except duckdb.Error as exc:
         if args.debug:
             raise

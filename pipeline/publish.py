@@ -6,22 +6,30 @@ it, checks it, fsyncs it and `os.replace`s it over the old one. Readers that
 have the old file open keep their snapshot (the old inode) and see the new
 data when they reconnect; a failed or killed publish leaves the old file
 byte-for-byte as it was (at worst a temp file, removed by the next publish).
+
+What is copied is masked: PII columns (tagged `meta: pii` in the model YAML)
+are hashed or nulled on the way (privacy.py), the new file gets mode 0640
+(ANALYTICS_FILE_MODE) and, with ANALYTICS_ENCRYPTION_KEY, DuckDB's encryption.
+Open it with `open_analytics()`, which applies the key when one is configured.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
+from . import privacy
 from .steps import test_pause
 
 SCHEMA = "marts"
 META_SCHEMA = "meta"
+ANALYTICS_CATALOG = "analytics"
+NEW_CATALOG = "analytics_new"  # the temp file's catalog while it is written
 
 
 class PublishError(Exception):
@@ -32,6 +40,8 @@ class PublishError(Exception):
 class Published:
     path: Path
     tables: dict[str, int]
+    masked: dict[str, str] = field(default_factory=dict)  # "table.column" -> hash|redact|keep
+    encrypted: bool = False
 
 
 def _quote(name: str) -> str:
@@ -60,22 +70,57 @@ def publish(
     run_id: str,
     dbt_invocation_id: str | None,
     dlt_load_ids: list[str],
+    project_dir: Path | None = None,
 ) -> Published:
-    """Copy every relation of `marts` into a new file and swap it in atomically."""
+    """Copy every relation of `marts`, PII masked, into a new file and swap it in atomically.
+
+    The new file gets ANALYTICS_FILE_MODE (default 0640) before the rename, and
+    is encrypted with ANALYTICS_ENCRYPTION_KEY when that is set (privacy.py).
+    """
+    project_dir = project_dir or Path(os.environ.get("DBT_PROJECT_DIR", "."))
+    try:
+        rules = privacy.pii_columns(project_dir)
+        key, _ = privacy.warehouse_hash_key(warehouse)
+        privacy.file_mode()  # a bad mode fails before any work
+    except privacy.PrivacyError as exc:
+        raise PublishError(str(exc)) from exc
     analytics.parent.mkdir(parents=True, exist_ok=True)
     for stale in temp_files(analytics):  # left by a killed publish; we hold the lock
         stale.unlink(missing_ok=True)
     temp = analytics.parent / f".{analytics.name}.{run_id}.tmp"
     try:
-        tables = _write(warehouse, temp, run_id, dbt_invocation_id, dlt_load_ids)
+        tables, masked = _write(
+            warehouse, temp, run_id, dbt_invocation_id, dlt_load_ids, rules, key
+        )
         test_pause("publish")
+        privacy.restrict(temp)
         _fsync(temp)
         os.replace(temp, analytics)
         _fsync(analytics.parent, directory=True)
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
-    return Published(analytics, tables)
+    return Published(analytics, tables, masked, privacy.encryption_key() is not None)
+
+
+def open_analytics(
+    analytics: Path, read_only: bool = True, alias: str = ANALYTICS_CATALOG
+) -> duckdb.DuckDBPyConnection:
+    """A connection to the published file, decrypted with ANALYTICS_ENCRYPTION_KEY when set.
+
+    The file is attached as catalog `alias` and made the default (`use`), so
+    `select * from marts.dim_users` works as on a plain `duckdb.connect(path)`.
+    Readers (features export, the feature API) open it through here.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        privacy.attach(con, analytics.resolve(), alias, read_only, privacy.encryption_key())
+        con.execute(f"use {alias}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _write(
@@ -84,10 +129,17 @@ def _write(
     run_id: str,
     dbt_invocation_id: str | None,
     dlt_load_ids: list[str],
-) -> dict[str, int]:
-    con = duckdb.connect(str(temp))
+    rules: dict[str, dict[str, privacy.PiiColumn]],
+    key: bytes,
+) -> tuple[dict[str, int], dict[str, str]]:
+    con = duckdb.connect()
+    encryption = privacy.encryption_key()
     try:
         con.execute("set TimeZone = 'UTC'")
+        crypto = privacy.enable_encrypted_writes(con) if encryption else None
+        privacy.attach(con, temp, NEW_CATALOG, read_only=False, key=encryption)
+        con.execute(f"use {NEW_CATALOG}")
+        privacy.set_hash_key(con, key)
         con.execute(f"attach {_literal(str(warehouse.resolve()))} as wh (read_only)")
         names = [
             r[0]
@@ -101,43 +153,66 @@ def _write(
             raise PublishError(f"the warehouse {warehouse} has no {SCHEMA} tables: run dbt first")
         con.execute(f"create schema {SCHEMA}")
         counts: dict[str, int] = {}
+        masked: dict[str, str] = {}
         for name in names:
             source = f"wh.{SCHEMA}.{_quote(name)}"
-            con.execute(f"create table {SCHEMA}.{_quote(name)} as select * from {source}")
+            target = f"{SCHEMA}.{_quote(name)}"
+            columns = [
+                (r[0], r[1])
+                for r in con.execute(
+                    "select column_name, data_type from information_schema.columns "
+                    "where table_catalog = 'wh' and table_schema = ? and table_name = ? "
+                    "order by ordinal_position",
+                    [SCHEMA, name],
+                ).fetchall()
+            ]
+            masking = privacy.masked_select(source, columns, rules.get(name, {}))
+            con.execute(f"create table {target} as {masking.select}")
             expected = con.execute(f"select count(*) from {source}").fetchone()[0]  # type: ignore[index]
-            copied = con.execute(f"select count(*) from {SCHEMA}.{_quote(name)}").fetchone()[0]  # type: ignore[index]
+            copied = con.execute(f"select count(*) from {target}").fetchone()[0]  # type: ignore[index]
             if copied != expected:
                 raise PublishError(
                     f"{SCHEMA}.{name}: copied {copied} rows, warehouse has {expected}"
                 )
+            kept = {c for c, action in masking.applied.items() if action == "keep"}
+            leaks = privacy.email_columns(con, target, columns, kept)
+            if leaks:
+                raise PublishError(
+                    f"{SCHEMA}.{name}.{leaks[0]} holds email addresses but is not tagged as PII: "
+                    "add `config: {meta: {pii: email}}` to the column in its model YAML"
+                )
+            privacy.warn_kept(f"{SCHEMA}.{name}", masking.applied)
+            masked.update({f"{name}.{c}": a for c, a in masking.applied.items()})
             counts[name] = int(copied)
         con.execute("detach wh")
         con.execute(f"create schema {META_SCHEMA}")
         con.execute(
             f"""create table {META_SCHEMA}.publication as select
                 ? as run_id, ?::timestamptz as published_at, ? as dbt_invocation_id,
-                ?::varchar[] as dlt_load_ids, ? as tables""",
+                ?::varchar[] as dlt_load_ids, ? as tables, ? as pii_masking,
+                ? as encrypted_with""",
             [
                 run_id,
                 datetime.now(UTC),
                 dbt_invocation_id,
                 dlt_load_ids,
                 json.dumps(counts, sort_keys=True),
+                json.dumps(masked, sort_keys=True),
+                crypto,
             ],
         )
-        con.execute("checkpoint")
+        con.execute(f"checkpoint {NEW_CATALOG}")
     finally:
         con.close()
-    return counts
+    return counts, masked
 
 
 def publication(analytics: Path) -> dict[str, object] | None:
     """What the published file says about the run that wrote it (None if not published)."""
     if not analytics.exists():
         return None
-    con = duckdb.connect(str(analytics), read_only=True)
+    con = open_analytics(analytics)
     try:
-        con.execute("set TimeZone = 'UTC'")
         cursor = con.execute(f"select * from {META_SCHEMA}.publication")
         names = [d[0] for d in cursor.description]
         row = cursor.fetchone()

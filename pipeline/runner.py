@@ -15,12 +15,14 @@ import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from ingestion.cli import locked_warehouse_message, redact
+from ingestion.cli import locked_warehouse_message
+from monitoring import audit
+from monitoring.audit import redact
 
 from . import ledger, steps
 from .lock import LockBusy, WarehouseLock
@@ -99,6 +101,7 @@ class PipelineRun:
         except LockBusy as exc:
             return str(exc)
         self.record.started_at = self.started = datetime.now(UTC)  # after any wait
+        self.ctx.env[audit.RUN_ID_ENV] = self.run_id  # children's audit rows name this run
         self.lock.update(started_at=utc_text(self.started))
         try:
             abandoned = ledger.start(self.ctx.warehouse, self.record)
@@ -126,6 +129,8 @@ class PipelineRun:
         result.name = name
         result.seconds = time.monotonic() - started
         self.results.append(result)
+        if name in ("publish", "erase") or "command" in result.data:
+            self.audit(name, started, result)  # ingest and monitor children audit themselves
         column = name if name in ledger.STEPS else "build"
         self.record.set_step(column, result.status, self._step_seconds(column, result))
         self._save()
@@ -137,6 +142,23 @@ class PipelineRun:
             r.seconds
             for r in self.results
             if (r.name if r.name in ledger.STEPS else "build") == column
+        )
+
+    def audit(self, name: str, started: float, result: StepResult) -> None:
+        """One audit row for a step this process ran (the dbt build, publish, an erasure)."""
+        begun = datetime.now(UTC) - timedelta(seconds=time.monotonic() - started)
+        code = EXIT_OK if result.status == "ok" else EXIT_FAILED
+        detail = {"step": name, "detail": result.detail, "error": result.error}
+        detail.update(result.data.get("audit", {}))
+        audit.record(
+            name if name in ("publish", "erase") else "build",
+            result.data.get("command", ""),
+            code,
+            begun,
+            detail,
+            self.run_id,
+            self.ctx.warehouse,
+            holds_lock=True,
         )
 
     def skip(self, *names: str) -> None:
@@ -161,6 +183,18 @@ class PipelineRun:
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
         finally:
+            code = EXIT_FAILED if error else EXIT_OK
+            detail = {"published": self.record.published, "error": self.record.error}
+            audit.record(
+                self.record.command,
+                self.record.arguments,
+                EXIT_INTERRUPTED if error and error.startswith("interrupted") else code,
+                self.started,
+                detail,
+                self.run_id,
+                self.ctx.warehouse,
+                holds_lock=True,
+            )
             self.lock.release()
         print()
         print(summary_table(self.results))
@@ -192,17 +226,20 @@ class PipelineRun:
                     self.run_id,
                     self.record.dbt_invocation_id,
                     load_ids,
+                    self.ctx.project_dir,
                 )
             except (PublishError, duckdb.Error, OSError) as exc:
                 return StepResult("publish", "failed", error=one_line(f"publish: {exc}"))
             self.record.published = True
             rows = sum(done.tables.values())
             detail = f"{len(done.tables)} tables, {rows:,} rows -> {done.path}"
-            return StepResult("publish", "ok", detail=detail, data={"tables": done.tables})
+            data = {"tables": done.tables, "pii": done.masked, "encrypted": done.encrypted}
+            return StepResult("publish", "ok", detail=detail, data=data)
 
         result = self.step("publish", action)
         if result.status == "ok":
             self.record.detail["published_tables"] = result.data["tables"]
+            self.record.detail["published_pii"] = result.data["pii"]
         return result
 
 

@@ -49,6 +49,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from . import privacy
+
 SCHEMA = "marts"
 TABLE = "user_features"
 KEY = "user_id"
@@ -157,16 +159,12 @@ def file_identity(path: Path) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def load_snapshot(path: Path, identity: tuple[int, ...]) -> Snapshot:
     """Read the published file once, read-only, through a fresh in-memory database."""
     con = duckdb.connect(":memory:")
     try:
         con.execute("set TimeZone = 'UTC'")
-        con.execute(f"attach {_literal(str(path))} as pub (read_only)")
+        privacy.attach(con, path, "pub", read_only=True, key=privacy.encryption_key())
         columns = tuple(
             Column(name, type_)
             for name, type_ in con.execute(

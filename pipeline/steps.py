@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingestion.cli import redact
+from monitoring.audit import redact
 
 PR_SET_PDEATHSIG = 1
 
@@ -247,6 +247,7 @@ def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:
     invocation, counts = summarize_results(results)
     result.exit_code = done.returncode
     result.data["dbt_invocation_id"] = invocation
+    result.data["command"] = redact(" ".join(["dbt", *command[1:]]))  # for the audit log
     result.detail = counts
     if done.returncode == 0:
         result.status = "ok"

@@ -336,6 +336,19 @@ def test_dbt_test_outcomes(project: Project) -> None:
     }
 
 
+def test_a_failed_upstream_test_and_the_marts_it_skipped_are_errors(project: Project) -> None:
+    """The mart still holds last run's rows and looks healthy; the build says otherwise."""
+    create(project, "marts.stale", "id integer", [(1,), (2,)])
+    staging = project.model("stg_things", schema="staging", folder="staging")
+    project.test(staging, "not_null", "id", status="fail", failures=3)
+    project.model("stale", status="skipped")
+    assert project.run() == 1
+    assert {(a["model"], a["metric"], a["severity"]) for a in project.alerts()} == {
+        ("dbt.not_null_stg_things_id", "dbt_test", "error"),
+        ("dbt.stale", "dbt_model", "error"),
+    }
+
+
 def test_usage_errors_exit_2(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(project.args()) == 2
     assert "run `dbt build` first" in capsys.readouterr().err

@@ -23,9 +23,11 @@ from typing import Any
 import duckdb
 
 from ingestion.sample.api import serve
+from pipeline import privacy
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_TOKEN = "sample-token-5b2f"  # tests/conftest.py's demo API token
+PII_HASH_KEY = "pipeline-tests-pii-key"  # publish masks PII with it (pipeline/privacy.py)
 
 # A fixed as-of keeps user_features identical between runs (else it is the run's start).
 VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
@@ -104,6 +106,8 @@ def site_env(root: Path) -> dict[str, str]:
         "DBT_TARGET_PATH": str(root / "target"),
         "DBT_LOG_PATH": str(root / "logs"),
         "SOURCES__ORDERS__API_TOKEN": SAMPLE_TOKEN,
+        # One masking key for every site, so that their published files compare equal.
+        privacy.HASH_KEY_ENV: PII_HASH_KEY,
     }
     env.pop("ANALYTICS_PATH", None)
     return env
@@ -135,10 +139,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def marts(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def marts(path: Path, as_published: bool = False) -> dict[str, list[tuple[Any, ...]]]:
     """Every mart's rows, sorted: equal dicts = no duplicated or missing rows anywhere.
 
     Floats are compared to 10 significant digits (aggregation order varies between runs).
+    `as_published`: a warehouse's marts with PII masked the way publish masks them.
     """
     con = duckdb.connect(str(path), read_only=True)
     try:
@@ -149,12 +154,23 @@ def marts(path: Path) -> dict[str, list[tuple[Any, ...]]]:
                 "where table_schema = 'marts' order by 1"
             ).fetchall()
         ]
-        return {
-            n: sorted(map(_stable, con.execute(f"select * from marts.{n}").fetchall()), key=repr)
-            for n in names
-        }
+        rules = _masking(con) if as_published else {}
+        out = {}
+        for n in names:
+            select = f"select * from marts.{n}"
+            if n in rules:
+                columns = [(r[0], r[1]) for r in con.execute(f"describe marts.{n}").fetchall()]
+                select = privacy.masked_select(f"marts.{n}", columns, rules[n]).select
+            out[n] = sorted(map(_stable, con.execute(select).fetchall()), key=repr)
+        return out
     finally:
         con.close()
+
+
+def _masking(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, privacy.PiiColumn]]:
+    """The PII rules, with the sites' masking key set on `con` (pipeline/privacy.py)."""
+    privacy.set_hash_key(con, PII_HASH_KEY.encode())
+    return privacy.pii_columns(ROOT)
 
 
 def _stable(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -47,7 +47,7 @@ def test_published_baseline_and_ledger(published: Site) -> None:
         "fct_orders",
         "user_features",
     ]
-    assert published_marts == marts(published.warehouse)
+    assert published_marts == marts(published.warehouse, as_published=True)
     con = duckdb.connect(str(published.analytics), read_only=True)
     meta = con.execute("select run_id, dlt_load_ids, tables from meta.publication").fetchone()
     con.close()
@@ -139,4 +139,4 @@ def test_two_runs_started_together(site: Site, running: list[subprocess.Popen[st
     assert [r["status"] for r in rows] == ["succeeded", "succeeded"]  # the refused run left none
     assert [r["pid"] for r in rows] == [first.pid, third.pid]
     assert rows[1]["started_at"] >= rows[0]["finished_at"]  # one writer at a time
-    assert marts(site.analytics) == marts(site.warehouse)
+    assert marts(site.analytics) == marts(site.warehouse, as_published=True)
