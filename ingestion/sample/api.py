@@ -9,7 +9,12 @@ re-read when it changes, so tests can add or update orders while it runs.
 
 Fault injection (`--fail-first`, `--fail-after`, `--fail-rate`, `--status`,
 `--retry-after`) lets tests prove that the source retries and fails cleanly; it
-is deterministic so a failing run can be replayed. `start_server` / `serve` run the same server in a
+is deterministic so a failing run can be replayed. `--fault` says what a failing
+request gets: an HTTP error `status` (default), a `slow` answer (`--delay`
+seconds, for client timeouts), a `truncated` body (cut half-way, Content-Length
+of the whole) or an `html` page with status 200. `--paging` breaks the paging
+itself: `empty-last-page` (one more page with no data), `loop` (the last page's
+next_page points back to page 1). `start_server` / `serve` run the same server in a
 thread for tests and the pipeline.
 """
 
@@ -23,6 +28,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ ORDERS_FILE = Path("orders") / "orders.json"
 DEFAULT_PER_PAGE = 100
 MAX_PER_PAGE = 1000
 FAULT_STATUSES = (429, 500, 502, 503)
+FAULT_KINDS = ("status", "slow", "truncated", "html")
+PAGING_MODES = ("normal", "empty-last-page", "loop")
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,17 @@ class Faults:
     status: int = 500
     retry_after: int | None = None
     seed: int = 0
+    fault: str = "status"  # what a failing request gets (FAULT_KINDS)
+    delay: float = 0.0  # seconds, for fault "slow"
+    paging: str = "normal"  # PAGING_MODES, for every request
 
     def __post_init__(self) -> None:
+        if self.fault not in FAULT_KINDS:
+            raise ValueError(f"fault must be one of {FAULT_KINDS}, got {self.fault!r}")
+        if self.paging not in PAGING_MODES:
+            raise ValueError(f"paging must be one of {PAGING_MODES}, got {self.paging!r}")
+        if self.delay < 0:
+            raise ValueError(f"delay must be >= 0, got {self.delay}")
         if self.status not in FAULT_STATUSES:
             raise ValueError(f"fault status must be one of {FAULT_STATUSES}, got {self.status}")
         if not 0.0 <= self.fail_rate <= 1.0:
@@ -168,6 +185,12 @@ class OrdersServer(ThreadingHTTPServer):
                 or draw < faults.fail_rate
             )
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timed out on a slow answer) is not a server error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def stop(self) -> None:
         """Stop serving, close the socket and wait for the serving thread."""
         self.shutdown()
@@ -186,9 +209,13 @@ class OrdersHandler(BaseHTTPRequestHandler):
         if url.path.rstrip("/") != ORDERS_PATH:
             self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {url.path}"})
             return
-        if self.server.next_fault():
+        faults = self.server.faults
+        fault = self.server.next_fault()
+        if fault and faults.fault == "status":
             self._send_fault()
             return
+        if fault and faults.fault == "slow":
+            time.sleep(faults.delay)
         if not self._authorized():
             self._send_json(
                 HTTPStatus.UNAUTHORIZED,
@@ -213,7 +240,15 @@ class OrdersHandler(BaseHTTPRequestHandler):
         offset = start + (page - 1) * per_page
         data = orders[offset : offset + per_page] if offset < len(orders) else []
         next_page = page + 1 if page * per_page < matching else None
-        self._send_json(HTTPStatus.OK, {"data": data, "next_page": next_page})
+        if faults.paging == "empty-last-page":  # go on until a page comes back empty
+            next_page = page + 1 if (page - 1) * per_page < matching else None
+        elif faults.paging == "loop" and next_page is None:
+            next_page = 1
+        body = {"data": data, "next_page": next_page}
+        if fault and faults.fault == "html":
+            self._send_html(HTTPStatus.OK, "<html><body><h1>Gateway login</h1></body></html>")
+        else:
+            self._send_json(HTTPStatus.OK, body, truncate=fault and faults.fault == "truncated")
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -230,14 +265,27 @@ class OrdersHandler(BaseHTTPRequestHandler):
         self._send_json(status, {"error": f"injected fault: {status.phrase}"}, headers)
 
     def _send_json(
-        self, status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        status: HTTPStatus,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        truncate: bool = False,
     ) -> None:
+        """`truncate`: announce the whole body but send half of it, as a dropped link does."""
         payload = json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
+
+    def _send_html(self, status: HTTPStatus, page: str) -> None:
+        payload = page.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
@@ -300,7 +348,7 @@ def start_server(
     """Start the API in a daemon thread; `server.url` is the base URL, `server.stop()` ends it.
 
     `faults` are the `Faults` fields (fail_first, fail_after, fail_rate, status, retry_after,
-    seed).
+    seed, fault, delay, paging).
     """
     server = OrdersServer(
         Path(data_dir),
@@ -354,6 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed for --fail-rate")
     parser.add_argument("--status", type=int, choices=FAULT_STATUSES, default=500)
     parser.add_argument("--retry-after", type=int, default=None, help="seconds, on 429/503")
+    parser.add_argument(
+        "--fault", choices=FAULT_KINDS, default="status", help="what a failing request gets"
+    )
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds, for --fault slow")
+    parser.add_argument("--paging", choices=PAGING_MODES, default="normal")
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
     args = parser.parse_args(argv)
     if not args.token:
@@ -372,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             status=args.status,
             retry_after=args.retry_after,
             seed=args.seed,
+            fault=args.fault,
+            delay=args.delay,
+            paging=args.paging,
         )
     except (OSError, ValueError) as exc:
         print(f"error: cannot start the orders API: {exc}", file=sys.stderr)

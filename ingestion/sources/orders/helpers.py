@@ -22,7 +22,8 @@ from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
-from requests import HTTPError, RequestException
+from requests import HTTPError, RequestException, Response
+from requests.exceptions import JSONDecodeError
 
 from . import settings
 
@@ -53,18 +54,54 @@ def make_client(
         "request_max_retry_delay": request_max_retry_delay,
     }
     # raise_for_status=False: RESTClient raises through its response hook, inside the retry.
+    # A 200 whose body is not JSON (a proxy's HTML page, a body cut short) is retried too.
     session = Client(
-        raise_for_status=False, **{k: v for k, v in retry.items() if v is not None}
+        raise_for_status=False,
+        retry_condition=not_json,
+        **{k: v for k, v in retry.items() if v is not None},
     ).session
     return RESTClient(
         base_url=base_url,
         auth=BearerTokenAuth(token=api_token),
-        paginator=JSONResponseCursorPaginator(
-            cursor_path=settings.NEXT_PAGE_PATH, cursor_param=settings.PAGE_PARAM
-        ),
+        paginator=PagesPaginator(),
         data_selector=settings.DATA_PATH,
         session=session,
     )
+
+
+def not_json(response: Response | None, exc: BaseException | None) -> bool:
+    """Retry condition: a successful answer whose body is not a JSON object."""
+    if response is None or not response.ok:
+        return False
+    try:
+        return not isinstance(json.loads(response.content), dict)
+    except ValueError:
+        return True
+
+
+class PagesPaginator(JSONResponseCursorPaginator):
+    """`next_page` paging that refuses a page it has already read: a loop would never end."""
+
+    def __init__(self) -> None:
+        super().__init__(cursor_path=settings.NEXT_PAGE_PATH, cursor_param=settings.PAGE_PARAM)
+        self.pages_read = [settings.FIRST_PAGE]
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        super().update_state(response, data)
+        page = self._next_reference
+        if page is None:
+            return
+        if page in self.pages_read or str(page) in map(str, self.pages_read):
+            raise OrdersApiError(
+                f"orders API paging loops: after page {self.pages_read[-1]} it sent "
+                f"next_page={page!r}, a page already read; stopped after "
+                f"{len(self.pages_read)} pages, nothing loaded"
+            )
+        if len(self.pages_read) >= settings.MAX_PAGES:
+            raise OrdersApiError(
+                f"orders API sent more than {settings.MAX_PAGES} pages; stopped, nothing loaded"
+            )
+        self.pages_read.append(page)
 
 
 def contract_for(setting: str) -> Any:
@@ -121,6 +158,15 @@ def iter_pages(
         )
         raise OrdersApiError(
             _redact(f"orders API {url} answered HTTP {status}: {exc}; {hint}", api_token)
+        ) from exc
+    except JSONDecodeError as exc:  # still not JSON after the retries (not_json)
+        raise OrdersApiError(
+            _redact(
+                f"orders API {url} kept answering with a body that is not JSON "
+                f"({type(exc).__name__}: {str(exc)[:120]}); "
+                "check base_url under [sources.orders] (a proxy or login page?)",
+                api_token,
+            )
         ) from exc
     except RequestException as exc:
         raise OrdersApiError(

@@ -14,6 +14,8 @@ PAGE_SIZE_PARAM = "per_page"
 DATA_PATH = "data"
 NEXT_PAGE_PATH = "next_page"
 FIRST_PAGE = 1
+# A bound on one run's pages (1000 orders each at most): a server that never ends paging fails.
+MAX_PAGES = 100_000
 MAX_PAGE_SIZE = 1000
 
 CURSOR_COLUMN = "updated_at"

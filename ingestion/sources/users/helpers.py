@@ -32,6 +32,7 @@ from .settings import (
     FILE_COLUMN,
     FILE_GLOB,
     FILE_REJECT_REASON,
+    KEY_COLUMN,
     LINE_COLUMN,
     LOADED_AT_COLUMN,
     REJECT_REASONS,
@@ -41,6 +42,7 @@ from .settings import (
     USERS_NEW_FILES_WRITE_DISPOSITION,
     USERS_TABLE,
     USERS_WRITE_DISPOSITION,
+    WRONG_HEADER_REASON,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,22 @@ select * from read_csv(
 
 
 class UnreadableFileError(Exception):
-    """DuckDB could not read the file, or its records did not line up with DuckDB's rows."""
+    """DuckDB could not read the file, or its records did not line up with DuckDB's rows.
+
+    `reason` is the code the whole file is rejected with in raw._rejected_rows.
+    """
+
+    def __init__(self, message: str, reason: str = FILE_REJECT_REASON) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FileReadError(OSError):
+    """The operating system could not read an export (an I/O error, not its content).
+
+    The run fails instead of rejecting the file: nothing of it is recorded as
+    loaded, so the next run reads it again once it is readable.
+    """
 
 
 def schema_contract_for(setting: str) -> Any:
@@ -90,8 +107,14 @@ def list_inbox(inbox: str | Path) -> list[Path]:
 
 def file_signature(path: Path) -> dict[str, Any]:
     """Size, modification time and content digest of an export, as recorded when loaded."""
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(path)}
+    try:
+        stat = path.stat()
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(path)}
+    except OSError as error:
+        raise FileReadError(
+            f"cannot read users export {path}: {error.strerror or error}; nothing of this run "
+            "was loaded: fix or remove the file, then run again"
+        ) from error
 
 
 def file_digest(path: Path) -> str:
@@ -236,6 +259,12 @@ def read_csv_file(path: Path) -> CsvFile:
     try:
         con.execute(_READ_CSV, [str(path)])
         columns = [row[0] for row in con.execute("describe rows").fetchall()]
+        if KEY_COLUMN not in columns:  # not a users export: no row could be keyed to a user
+            raise UnreadableFileError(
+                f"{path.name}: the header has no {KEY_COLUMN} column "
+                f"(found: {', '.join(columns)[:200]}; expected: {', '.join(EXPECTED_COLUMNS)})",
+                WRONG_HEADER_REASON,
+            )
         rows_good = con.execute("select count(*) from rows").fetchone()[0]
         errors = con.execute(
             "select line_byte_position, error_type::varchar from rejects "
@@ -245,6 +274,9 @@ def read_csv_file(path: Path) -> CsvFile:
         con.close()
         first_line = str(error).strip().splitlines()[0]
         raise UnreadableFileError(f"{path.name}: {first_line}") from error
+    except UnreadableFileError:
+        con.close()
+        raise
     except BaseException:
         con.close()
         raise
@@ -284,7 +316,8 @@ def read_csv_file(path: Path) -> CsvFile:
 
 def unreadable_file_reject(path: Path, error: Exception) -> dict[str, Any]:
     """The one rejected row that stands for a whole file we could not key by line."""
-    return {"location": path.name, "reason": FILE_REJECT_REASON, "payload": str(error)}
+    reason = getattr(error, "reason", FILE_REJECT_REASON)
+    return {"location": path.name, "reason": reason, "payload": str(error)}
 
 
 def current_pipeline() -> dlt.Pipeline | None:

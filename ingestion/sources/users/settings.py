@@ -69,6 +69,10 @@ REJECT_REASONS: dict[str, str] = {
 }
 # A whole file whose records we cannot line up with the CSV reader's rows.
 FILE_REJECT_REASON = "unreadable_file"
+# A whole file whose header has no KEY_COLUMN: not a users export. Other missing
+# columns load as empty (a column that disappears from the export).
+WRONG_HEADER_REASON = "wrong_header"
+KEY_COLUMN = "user_id"
 
 # `schema_contract` setting -> dlt schema contract. "freeze" still lets raw.users be
 # created on the first load; after that a new column or a type change fails the load.
