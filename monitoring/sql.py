@@ -1,4 +1,5 @@
-"""SQL helpers: every identifier the monitor writes into a query goes through `quote`."""
+"""SQL helpers: every identifier or literal built into a query (monitor, publish, privacy,
+export) goes through `quote` or `literal`."""
 
 from __future__ import annotations
 
@@ -11,3 +12,8 @@ def quote(identifier: str) -> str:
 def relation(schema: str, identifier: str) -> str:
     """`"schema"."table"` in the connection's default catalog (the warehouse file)."""
     return f"{quote(schema)}.{quote(identifier)}"
+
+
+def literal(text: str) -> str:
+    """A SQL string literal, safe for any text (single quotes doubled)."""
+    return "'" + text.replace("'", "''") + "'"

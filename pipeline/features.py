@@ -29,6 +29,8 @@ from typing import Any
 
 import duckdb
 
+from monitoring.sql import literal
+
 from . import privacy
 from .publish import open_analytics, publication
 from .steps import Context, dbt_command, one_line, run_command
@@ -163,7 +165,7 @@ def export(
             )
             options += ", encryption_config {footer_key: 'export_key'}"
             reader = "read_parquet(?, encryption_config = {footer_key: 'export_key'})"
-        con.execute(f"copy ({query}) to '{_sql_path(temp)}' ({options})")
+        con.execute(f"copy ({query}) to {literal(str(temp))} ({options})")
         columns = con.execute(
             f"select column_name, column_type from (describe select * from {reader})",
             [str(temp)],
@@ -236,10 +238,6 @@ def manifest_file(out: Path) -> Path:
     return out.with_name(out.name + ".manifest.json")
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def _spine_export(con: duckdb.DuckDBPyConnection, sql: str, spine: Path) -> dict[str, Any]:
     """One row per spine row: user_id, label_ts and the features as of that label_ts."""
     try:
@@ -247,7 +245,7 @@ def _spine_export(con: duckdb.DuckDBPyConnection, sql: str, spine: Path) -> dict
             f"""create temp table spine as
             select row_number() over () as _spine_row, user_id::bigint as user_id,
                 (label_ts::timestamptz at time zone 'UTC')::timestamp as label_ts
-            from read_csv('{_sql_path(spine)}', header = true, all_varchar = true)"""
+            from read_csv({literal(str(spine))}, header = true, all_varchar = true)"""
         )
     except duckdb.Error as exc:
         raise ExportError(

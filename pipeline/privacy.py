@@ -41,6 +41,7 @@ import yaml
 
 from ingestion import suppression
 from ingestion.suppression import EMAIL, USER_ID
+from monitoring.sql import literal, quote
 
 HASH_KEY_ENV = "PII_HASH_KEY"
 HASH_KEY_NAME = "pii_hash_key"
@@ -166,10 +167,6 @@ def hmac_hex(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @dataclass
 class Masking:
     """How one relation's columns are copied out; `applied` lists what was done."""
@@ -186,7 +183,7 @@ def masked_select(
     applied = {}
     for name, data_type in columns:
         rule = rules.get(name)
-        column = _quote(name)
+        column = quote(name)
         if rule is None or rule.action == "keep":
             parts.append(column)
         elif rule.action == "hash":
@@ -218,7 +215,7 @@ def email_columns(
     if not texts:
         return []
     probes = ", ".join(
-        f"bool_or(contains({_quote(n)}, '@') and regexp_matches({_quote(n)}, '{EMAIL_PATTERN}'))"
+        f"bool_or(contains({quote(n)}, '@') and regexp_matches({quote(n)}, '{EMAIL_PATTERN}'))"
         for n in texts
     )
     row = con.execute(f"select {probes} from {relation}").fetchone() or ()
@@ -263,9 +260,8 @@ def attach_sql(path: Path, alias: str, read_only: bool, key: str | None) -> tupl
         options.append("read_only")
     if key:
         options.append("encryption_key ?")  # a parameter: the key never sits in SQL text
-    literal = "'" + str(path).replace("'", "''") + "'"
     suffix = f" ({', '.join(options)})" if options else ""
-    return f"attach {literal} as {alias}{suffix}", [key] if key else []
+    return f"attach {literal(str(path))} as {alias}{suffix}", [key] if key else []
 
 
 def attach(
@@ -381,7 +377,7 @@ def erase(warehouse: Path, user_ids: list[str], audit_id: str | None = None) -> 
             names = {c for c, _ in _columns(con, schema, table)}
             if {"user_id", "email"} <= names:
                 rows = con.execute(
-                    f"select distinct {email_sql} from {_quote(schema)}.{_quote(table)} "
+                    f"select distinct {email_sql} from {quote(schema)}.{quote(table)} "
                     f"where {id_sql} in (select id from erase_ids) and email is not null"
                 ).fetchall()
                 emails.update(r[0] for r in rows if r[0])
@@ -397,7 +393,7 @@ def erase(warehouse: Path, user_ids: list[str], audit_id: str | None = None) -> 
                 continue
             where = " or ".join(f"coalesce({c}, false)" for c in conditions)
             count = con.execute(
-                f"delete from {_quote(schema)}.{_quote(table)} where {where}"
+                f"delete from {quote(schema)}.{quote(table)} where {where}"
             ).fetchone()[0]  # type: ignore[index]
             if count:
                 deleted[f"{schema}.{table}"] = int(count)
@@ -444,7 +440,7 @@ def _erase_conditions(columns: list[tuple[str, str]], with_emails: bool) -> list
     for name, data_type in columns:
         if not data_type.upper().startswith("VARCHAR"):
             continue
-        column = _quote(name)
+        column = quote(name)
         if name == "payload":
             for pattern in (suppression.JSON_USER_ID, suppression.CSV_USER_ID):
                 found = f"nullif(regexp_extract({column}, '{pattern}', 1), '')"

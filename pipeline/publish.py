@@ -23,6 +23,8 @@ from pathlib import Path
 
 import duckdb
 
+from monitoring.sql import literal, quote
+
 from . import privacy
 from .steps import test_pause
 
@@ -42,14 +44,6 @@ class Published:
     tables: dict[str, int]
     masked: dict[str, str] = field(default_factory=dict)  # "table.column" -> hash|redact|keep
     encrypted: bool = False
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def temp_files(analytics: Path) -> list[Path]:
@@ -140,7 +134,7 @@ def _write(
         privacy.attach(con, temp, NEW_CATALOG, read_only=False, key=encryption)
         con.execute(f"use {NEW_CATALOG}")
         privacy.set_hash_key(con, key)
-        con.execute(f"attach {_literal(str(warehouse.resolve()))} as wh (read_only)")
+        con.execute(f"attach {literal(str(warehouse.resolve()))} as wh (read_only)")
         names = [
             r[0]
             for r in con.execute(
@@ -155,8 +149,8 @@ def _write(
         counts: dict[str, int] = {}
         masked: dict[str, str] = {}
         for name in names:
-            source = f"wh.{SCHEMA}.{_quote(name)}"
-            target = f"{SCHEMA}.{_quote(name)}"
+            source = f"wh.{SCHEMA}.{quote(name)}"
+            target = f"{SCHEMA}.{quote(name)}"
             columns = [
                 (r[0], r[1])
                 for r in con.execute(

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-from conftest import HASH_KEY, Secured, text_values
+from security_site import HASH_KEY, Secured, text_values
 
 from ingestion import suppression
 from monitoring import audit

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import HASH_KEY, ROOT, Secured, sample_email, text_values
+from security_site import HASH_KEY, ROOT, Secured, sample_email, text_values
 
 from pipeline import privacy
 from pipeline.publish import publish

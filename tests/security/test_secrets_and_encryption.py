@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ROOT, Secured, sample_email
+from security_site import ROOT, Secured, sample_email
 
 from monitoring import audit
 from pipeline import privacy
