@@ -212,7 +212,13 @@ def measure_table(
         else None
     )
     row_columns = [c for c in cols if not c.startswith(DLT_PREFIX)] or list(cols)
-    numeric = [c for c in measured if is_numeric(cols[c]) and c not in (key or [])]
+    # Identifiers (`<object>_id`, the naming the models follow) are not measures:
+    # their spread says nothing about quality, and each quartile costs a sort.
+    numeric = [
+        c
+        for c in measured
+        if is_numeric(cols[c]) and c not in (key or []) and not c.endswith("_id")
+    ]
     ts_column, ts_expr, ts_label = _timestamp_source(target, cols)
     skip_freshness = target.freshness_disabled and not target.timestamp_column
     if skip_freshness:

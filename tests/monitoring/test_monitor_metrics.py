@@ -390,3 +390,13 @@ def test_outlier_fences_per_group_from_column_meta(tmp_path: Path) -> None:
 
     assert outliers(grouped) == 1 / 10  # only small's 9.0
     assert outliers(ungrouped) == 0.0  # one global fence spans both scales
+
+
+def test_identifier_columns_are_not_measured_for_outliers(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema marts")
+    con.execute("create table marts.t as select i as user_id, 1.0 as v from range(10) r(i)")
+    target = Target(unique_id="model.x.t", kind="model", schema="marts", identifier="t")
+    measured = measure_table(con, target, Thresholds({}), datetime(2026, 1, 1, tzinfo=UTC))
+    outlier_columns = {m.column for m in measured.metrics if m.metric == "outlier_rate"}
+    assert outlier_columns == {"v"}
