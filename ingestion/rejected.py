@@ -73,3 +73,13 @@ def rejected_rows(source: str, resource: str, rows: Iterable[dict[str, Any]]) ->
         ),
         create_table_variant=True,
     )
+
+
+def data_rows(table: Any, **hints: Any) -> Any:
+    """Mark a resource's good rows for their own table (hints as for `make_hints`).
+
+    A resource that also yields `rejected_rows` cannot declare its table's hints
+    on itself: dlt lets a resource's column hints leak into every table it
+    yields to. So the good rows carry their hints as a table variant too.
+    """
+    return dlt.mark.with_hints(table, dlt.mark.make_hints(**hints), create_table_variant=True)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.configuration import with_config
 
-from ingestion.rejected import REJECTED_TABLE, rejected_rows
+from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
 
 from .settings import (
     BACKEND_CONFIG_KEY,
@@ -626,20 +626,14 @@ def read_events(
 def events_item(table: pa.Table) -> Any:
     """Mark a chunk for raw.events: insert-only merge on event_id, declared column types.
 
-    The hints live in a table variant, not on the resource: dlt lets a
-    resource's column hints leak into every table it yields to, and this
-    resource also yields `raw._rejected_rows`.
     Insert-only keeps the first occurrence of an event_id already in raw.
     """
-    return dlt.mark.with_hints(
+    return data_rows(
         table,
-        dlt.mark.make_hints(
-            table_name=TABLE_NAME,
-            write_disposition=EVENTS_WRITE_DISPOSITION,
-            primary_key=PRIMARY_KEY,
-            columns=EVENTS_COLUMNS,
-        ),
-        create_table_variant=True,
+        table_name=TABLE_NAME,
+        write_disposition=EVENTS_WRITE_DISPOSITION,
+        primary_key=PRIMARY_KEY,
+        columns=EVENTS_COLUMNS,
     )
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingestion.rejected import data_rows
+
 from .settings import (
     EXPECTED_COLUMNS,
     FILE_COLUMN,
@@ -372,19 +374,11 @@ def write_disposition_for(files_present: set[str]) -> Any:
 
 
 def users_item(table: pa.Table, write_disposition: Any = USERS_WRITE_DISPOSITION) -> Any:
-    """Mark a chunk for raw.users: keyed on `_row_key`, with the declared column types.
-
-    The hints are a table variant, not the resource's own: dlt lets a resource's
-    column hints leak into every table it yields to, and this resource also
-    yields `raw._rejected_rows` (see `ingestion.rejected`).
-    """
-    return dlt.mark.with_hints(
+    """Mark a chunk for raw.users: keyed on `_row_key`, with the declared column types."""
+    return data_rows(
         table,
-        dlt.mark.make_hints(
-            table_name=USERS_TABLE,
-            write_disposition=write_disposition,
-            primary_key=ROW_KEY_COLUMN,
-            columns=USERS_COLUMNS,
-        ),
-        create_table_variant=True,
+        table_name=USERS_TABLE,
+        write_disposition=write_disposition,
+        primary_key=ROW_KEY_COLUMN,
+        columns=USERS_COLUMNS,
     )
