@@ -32,6 +32,9 @@ class TestOutcome:
     status: str
     failures: int | None
     message: str | None
+    kind: str | None = None  # the generic test's name (`unique`, `not_null`, ...)
+    filtered: bool = False  # configured with `where`: it saw only part of the table
+    started_at: datetime | None = None  # start of dbt's execute step
 
 
 @dataclass
@@ -59,6 +62,33 @@ class Target:
     def timestamp_column(self) -> str | None:
         value = self.meta.get("monitor_timestamp_column")
         return str(value) if value else None
+
+    def key_proven_unique(self) -> TestOutcome | None:
+        """A dbt `unique` test that passed on this build of the model's one-column key.
+
+        Its query (`group by key having count(*) > 1` over the whole table) is the
+        duplicate count itself, exact; recounting it right after costs the monitor
+        a hash of every key, two scans' time. Trusted only when it ran on this
+        very build: the model was built in the same invocation, the test started
+        after that build finished, saw the whole table (no `where`) and found 0.
+        Sources are always counted: a load may land between dbt and the monitor.
+        """
+        if self.kind != "model" or self.built_at is None or not self.unique_key:
+            return None
+        if len(self.unique_key) != 1:
+            return None
+        for test in self.tests:
+            if (
+                test.kind == "unique"
+                and test.column == self.unique_key[0]
+                and test.status == "pass"
+                and test.failures == 0
+                and not test.filtered
+                and test.started_at is not None
+                and test.started_at >= self.built_at
+            ):
+                return test
+        return None
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -134,13 +164,21 @@ def _unique_key(
     return None
 
 
+def _execute_time(result: dict[str, Any], edge: str) -> datetime | None:
+    """When dbt's execute step of one node started or completed (`edge`)."""
+    for timing in result.get("timing") or []:
+        if timing.get("name") == "execute" and timing.get(edge):
+            return parse_time(timing[edge])
+    return None
+
+
 def _build_times(run_results: dict[str, Any] | None) -> dict[str, datetime]:
     """When each model was last built (end of dbt's execute step): its load time."""
     out: dict[str, datetime] = {}
     for result in (run_results or {}).get("results") or []:
-        for timing in result.get("timing") or []:
-            if timing.get("name") == "execute" and timing.get("completed_at"):
-                out[result["unique_id"]] = parse_time(timing["completed_at"])
+        completed = _execute_time(result, "completed_at")
+        if completed is not None:
+            out[result["unique_id"]] = completed
     return out
 
 
@@ -202,6 +240,9 @@ def discover(manifest: dict[str, Any], run_results: dict[str, Any] | None) -> li
                     status=str(result.get("status")),
                     failures=result.get("failures"),
                     message=result.get("message"),
+                    kind=metadata.get("name"),
+                    filtered=bool((test.get("config") or {}).get("where")),
+                    started_at=_execute_time(result, "started_at"),
                 )
             )
     for uid, target in targets.items():

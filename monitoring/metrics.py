@@ -1,9 +1,11 @@
-"""Per-table quality metrics, computed inside DuckDB in at most two scans.
+"""Per-table quality metrics, computed inside DuckDB in two scans plus one per grouped column.
 
 Scan 1 is one aggregate: row count, per-column non-null counts, the distinct
-key count, quartiles of numeric columns and the newest timestamp. Scan 2
-counts values outside the IQR bounds from scan 1. No table rows ever reach
-Python; each query returns a single row.
+key count (skipped when a dbt `unique` test proved the key on this build, see
+Target.key_proven_unique), quartiles of numeric columns and the newest
+timestamp. Scan 2 counts values outside the IQR bounds from scan 1; a column
+with `outlier_group_by` meta gets its own query with fences per group. No
+table rows ever reach Python; each query returns a single row.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def measure_table(
     now: datetime,
     dlt_loads: DltLoads | None = None,
 ) -> Measurement:
-    """Every metric of one table; at most two scans of it."""
+    """Every metric of one table, in the scans the module docstring lists."""
     started = time.perf_counter()
     name, meta = target.name, target.meta
     cols = dict(table_columns(con, target.schema, target.identifier))
@@ -225,13 +227,24 @@ def measure_table(
         ts_column, ts_expr, ts_label = None, None, ""
     has_load_id = "_dlt_load_id" in cols
 
+    grouped = {
+        c: col_meta(c)["outlier_group_by"]
+        for c in numeric
+        if col_meta(c).get("outlier_group_by") in cols
+    }
+    unique_by = target.key_proven_unique()
+
     select = ["count(*)"] + [f"count({quote(c)})" for c in measured]
-    if key and len(key) == 1:
+    if unique_by is not None:
+        select.append("0")
+    elif key and len(key) == 1:
         select.append(f"count({quote(key[0])}) - count(distinct {quote(key[0])})")
     else:
         fields = ", ".join(quote(c) for c in (key or row_columns))
         select.append(f"count(*) - count(distinct row({fields}))")
-    select += [f"quantile_cont({quote(c)}::double, [0.25, 0.75])" for c in numeric]
+    # grouped columns get their quartiles per group, in count_grouped_outliers
+    global_fenced = [c for c in numeric if c not in grouped]
+    select += [f"quantile_cont({quote(c)}::double, [0.25, 0.75])" for c in global_fenced]
     if ts_expr:
         select.append(ts_expr)
     if has_load_id:
@@ -244,7 +257,7 @@ def measure_table(
     rows = int(values.pop(0))
     non_null = {c: int(values.pop(0)) for c in measured}
     duplicates = int(values.pop(0) or 0)
-    quartiles = {c: values.pop(0) for c in numeric}
+    quartiles = {c: values.pop(0) for c in global_fenced}
     newest_epoch = values.pop(0) if ts_expr else None
     latest_load_id = values.pop(0) if has_load_id else None
 
@@ -263,28 +276,22 @@ def measure_table(
             _rate_metric(name, c, "missing_rate", rows - non_null[c], rows, column_warn_at, WARN)
         )
     key_label = ", ".join(key) if key else None
-    metrics.append(
-        _rate_metric(
-            name,
-            key_label,
-            "duplicate_rate",
-            duplicates,
-            rows,
-            thresholds.get("duplicate_rate_error", meta),
-            ERROR,
-        )
+    duplicate_rate = _rate_metric(
+        name,
+        key_label,
+        "duplicate_rate",
+        duplicates,
+        rows,
+        thresholds.get("duplicate_rate_error", meta),
+        ERROR,
     )
+    if unique_by is not None and rows:
+        duplicate_rate.message += f" (dbt test {unique_by.name} passed on this build)"
+    metrics.append(duplicate_rate)
 
-    grouped = {
-        c: col_meta(c)["outlier_group_by"]
-        for c in numeric
-        if col_meta(c).get("outlier_group_by") in cols
-    }
     bounds: dict[str, tuple[float, float]] = {}
-    for c in numeric:
+    for c in global_fenced:
         q = quartiles[c]
-        if c in grouped:
-            continue
         if q is None or q[0] is None or q[1] is None:
             continue
         factor = thresholds.get("outlier_iqr_factor", meta, col_meta(c))

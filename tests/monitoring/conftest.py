@@ -172,7 +172,14 @@ class Project:
         column: str,
         status: str = "pass",
         failures: int = 0,
+        after_build: bool = False,
+        where: str | None = None,
     ) -> str:
+        """A test's node and result; by default it ran alongside its model's build.
+
+        `after_build` runs it after the model's build finished, as `dbt build`
+        orders a model's tests; `where` is the test's `where` config.
+        """
         name = f"{kind}_{owner.split('.')[-1]}_{column}".replace(" ", "_").replace('"', "")
         uid = f"test.{PROJECT}.{name}.{uuid.uuid4().hex[:10]}"
         is_source = owner.startswith("source.")
@@ -193,7 +200,13 @@ class Project:
                 "namespace": None,
             },
             "depends_on": {"macros": [f"macro.dbt.test_{kind}"], "nodes": [owner]},
-            "config": {"enabled": True, "materialized": "test", "severity": "ERROR", "meta": {}},
+            "config": {
+                "enabled": True,
+                "materialized": "test",
+                "severity": "ERROR",
+                "meta": {},
+                "where": where,
+            },
             "meta": {},
             "columns": {},
             "tags": [],
@@ -201,12 +214,19 @@ class Project:
         message = (
             None if status == "pass" else f"Got {failures} results, configured to fail if != 0"
         )
-        self.result(uid, status, failures=failures, message=message)
+        self.result(uid, status, failures=failures, message=message, after_build=after_build)
         return uid
 
     def result(
-        self, uid: str, status: str, failures: int | None = None, message: str | None = "OK"
+        self,
+        uid: str,
+        status: str,
+        failures: int | None = None,
+        message: str | None = "OK",
+        after_build: bool = False,
     ) -> None:
+        # a build's execute step ends at 11:59:01; a test after it starts at 11:59:01.2
+        second = "01.2" if after_build else "00.1"
         self.results.append(
             {
                 "status": status,
@@ -218,8 +238,10 @@ class Project:
                     },
                     {
                         "name": "execute",
-                        "started_at": "2026-01-10T11:59:00.100000Z",
-                        "completed_at": "2026-01-10T11:59:01.000000Z",
+                        "started_at": f"2026-01-10T11:59:{second}00000Z",
+                        "completed_at": "2026-01-10T11:59:01.000000Z"
+                        if not after_build
+                        else "2026-01-10T11:59:01.500000Z",
                     },
                 ],
                 "thread_id": "Thread-1 (worker)",

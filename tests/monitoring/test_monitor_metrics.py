@@ -116,6 +116,34 @@ def test_exact_metrics_on_a_fixture_table(project: Project) -> None:
     }
 
 
+def test_a_unique_test_that_passed_on_this_build_stands_for_the_duplicate_count(
+    project: Project,
+) -> None:
+    # Every table holds 10 rows with one duplicated id (a 10% duplicate rate). Only
+    # "proven" is reported at 0: its `unique` test passed after this build, so the
+    # monitor takes dbt's count instead of recounting (the artifact is made to
+    # contradict the table here precisely to show which count was used).
+    dup_rows = [(i,) for i in range(9)] + [(0,)]
+    for name in ("proven", "stale", "filtered", "failed"):
+        create(project, f"marts.{name}", "id integer", dup_rows)
+    create(project, "raw.things", "id integer", dup_rows)
+    for name in ("proven", "stale", "filtered", "failed"):
+        project.model(name, meta={"unique_key": "id"})
+    project.test("model.fixture_project.proven", "unique", "id", after_build=True)
+    project.test("model.fixture_project.stale", "unique", "id")  # ran alongside the build
+    project.test("model.fixture_project.filtered", "unique", "id", after_build=True, where="id > 0")
+    project.test(
+        "model.fixture_project.failed", "unique", "id", "fail", failures=1, after_build=True
+    )
+    source = project.source("things", "things", meta={"unique_key": "id"})
+    project.test(source, "unique", "id", after_build=True)  # a load may follow dbt
+    project.run()
+
+    assert project.metrics("marts.proven")[("id", "duplicate_rate")] == 0
+    for model in ("marts.stale", "marts.filtered", "marts.failed", "raw.things"):
+        assert project.metrics(model)[("id", "duplicate_rate")] == 1 / 10, model
+
+
 def test_duplicates_without_a_key_use_the_whole_row(project: Project) -> None:
     create(
         project,
