@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,35 @@ def test_new_segment_loads_only_its_rows(warehouse: Path, inbox: Path) -> None:
     assert query(warehouse, "select _segment, _line from raw.events where event_id = 'e11'") == [
         ("events-000004.jsonl", 1)
     ]
+
+
+def test_new_events_are_appended_and_a_lost_state_duplicates_nothing(
+    warehouse: Path, inbox: Path, tmp_path: Path
+) -> None:
+    """The resource drops what raw holds, so raw.events is appended (no staging copy + MERGE)."""
+    write_all(inbox)
+    run(inbox)
+    write_segment(inbox, "events-000004.jsonl", [event("e11"), E4, event("e12"), event("e11")])
+    run(inbox)
+    schema_tables = make_pipeline("events").default_schema.tables
+    assert schema_tables["events"]["write_disposition"] == "append"
+    staged = query(
+        warehouse,
+        "select count(*) from information_schema.tables where table_name = 'events'"
+        " and table_schema <> 'raw'",
+    )
+    assert staged == [(0,)]
+    before = checksum(warehouse)
+
+    # state gone (working folder and the copy in the warehouse): every segment is read again
+    shutil.rmtree(tmp_path / ".dlt-pipelines")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("delete from raw._dlt_pipeline_state")
+    state = run(inbox)
+
+    assert state["last_run"]["rows_read"] == 4 + sum(len(lines) for lines in SEGMENTS.values())
+    assert checksum(warehouse) == before
+    assert query(warehouse, "select count(*) - count(distinct event_id) from raw.events") == [(0,)]
 
 
 def test_truncated_last_line_waits_until_complete(warehouse: Path, inbox: Path) -> None:

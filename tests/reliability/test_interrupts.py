@@ -82,8 +82,10 @@ def test_sigterm_stops_cleanly_and_the_next_run_completes(
     warehouse = make_warehouse(tmp_path / "wh")
     with serve(big_sample.inbox, token=TOKEN) as url:
         first = warehouse.start(*ingest_args(big_sample, url))
+        # During the events extract: dlt checks the signal between items there. (An
+        # append load runs its jobs at once, so a signal mid-load finds them done.)
         stopped = signal_at(
-            first, lambda: loading(warehouse, "events"), signal.SIGTERM, "events loading"
+            first, lambda: extracting(warehouse, "events"), signal.SIGTERM, "events extracting"
         )
         again = warehouse.run(*ingest_args(big_sample, url))
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr

@@ -58,9 +58,10 @@ def events_source(
 def events(inbox: str, stream_backend: Any = None, max_batch: int | None = None) -> Iterator[Any]:
     """New events since the stored position; re-sent event_ids never load twice.
 
-    raw.events is an insert-only merge on event_id (declared in `events_item`:
-    the table hints sit on the chunks, see there). The resource also drops
-    repeats before yielding, which is how it counts them.
+    The resource drops repeats before yielding (which is how it counts them):
+    of the run and, on DuckDB, of raw.events, and then appends; on another
+    destination raw.events is an insert-only merge on event_id (the table hints
+    sit on the chunks, see `events_item`).
     """
     yield from read_events(
         stream_backend if stream_backend is not None else FileSegments(inbox_dir(inbox)),

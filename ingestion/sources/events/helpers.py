@@ -34,6 +34,7 @@ from .settings import (
     DEFAULT_REDIS_URL,
     DEFAULT_STREAM,
     EVENT_FIELDS,
+    EVENTS_CHECKED_WRITE_DISPOSITION,
     EVENTS_COLUMNS,
     EVENTS_WRITE_DISPOSITION,
     INBOX_CONFIG_KEY,
@@ -506,7 +507,10 @@ class LoadedEventIds:
             return
         client = self._stack.enter_context(pipeline.sql_client())
         native = client.native_connection
-        if not isinstance(native, duckdb.DuckDBPyConnection) or not client.has_dataset():
+        if not isinstance(native, duckdb.DuckDBPyConnection):
+            return
+        self._con = native
+        if not client.has_dataset():  # the first load: raw holds nothing yet
             return
         tables = {
             row[0]
@@ -515,7 +519,6 @@ class LoadedEventIds:
                 {"schema": client.dataset_name},
             ).fetchall()
         }
-        self._con = native
         if TABLE_NAME in tables:
             self._table = client.make_qualified_table_name(TABLE_NAME)
         if REJECTED_TABLE in tables:
@@ -523,6 +526,11 @@ class LoadedEventIds:
 
     def close(self) -> None:
         self._stack.close()
+
+    @property
+    def checks_raw(self) -> bool:
+        """Whether `drop_known` sees raw.events (a DuckDB warehouse; absent table = empty)."""
+        return self._con is not None
 
     def drop_known(self, events: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
         """The events raw.events does not hold yet, and how many it already held."""
@@ -597,11 +605,16 @@ def read_events(
         stack.callback(parser.close)
         raw_ids = LoadedEventIds(pipeline)
         stack.callback(raw_ids.close)
+        # Every yielded event is then new to raw and to this run (the parser drops
+        # repeats within it), so appending loads exactly what the merge would.
+        disposition = (
+            EVENTS_CHECKED_WRITE_DISPOSITION if raw_ids.checks_raw else EVENTS_WRITE_DISPOSITION
+        )
         for batch in backend.read(state, batch_lines if max_lines is None else max_lines):
             parsed = parser.parse(batch.lines)
             events, known = raw_ids.drop_known(parsed.events, parsed.hashes)
             for offset in range(0, events.num_rows, YIELD_ROWS):
-                yield events_item(events.slice(offset, YIELD_ROWS))
+                yield events_item(events.slice(offset, YIELD_ROWS), disposition)
             rejects = _rejected_dicts(parsed.rejected, backend.location)
             if batch.redelivered and rejects:
                 done = raw_ids.known_rejects([r["location"] for r in rejects])
@@ -623,15 +636,16 @@ def read_events(
                 break
 
 
-def events_item(table: pa.Table) -> Any:
-    """Mark a chunk for raw.events: insert-only merge on event_id, declared column types.
+def events_item(table: pa.Table, write_disposition: Any = EVENTS_WRITE_DISPOSITION) -> Any:
+    """Mark a chunk for raw.events: keyed on event_id, declared column types.
 
-    Insert-only keeps the first occurrence of an event_id already in raw.
+    The insert-only merge keeps the first occurrence of an event_id already in
+    raw; `read_events` appends instead when it dropped those itself.
     """
     return data_rows(
         table,
         table_name=TABLE_NAME,
-        write_disposition=EVENTS_WRITE_DISPOSITION,
+        write_disposition=write_disposition,
         primary_key=PRIMARY_KEY,
         columns=EVENTS_COLUMNS,
     )

@@ -16,6 +16,9 @@ EVENT_FIELDS = ("event_id", "user_id", "category", "value", "occurred_at")
 PRIMARY_KEY = "event_id"
 # Re-sent events collapse on event_id; the first occurrence stays in raw.
 EVENTS_WRITE_DISPOSITION = {"disposition": "merge", "strategy": "insert-only"}
+# ... unless the resource itself dropped every event_id raw holds (LoadedEventIds):
+# then the merge would insert every row anyway, after a second copy through staging.
+EVENTS_CHECKED_WRITE_DISPOSITION = "append"
 
 # Lineage columns added to every raw row.
 SEGMENT_COLUMN = "_segment"
