@@ -1,15 +1,20 @@
-"""Per-table quality metrics, computed inside DuckDB in two scans plus one per grouped column.
+"""Per-table quality metrics, computed inside DuckDB in a few scans of a table.
 
 Scan 1 is one aggregate: row count, per-column non-null counts, the distinct
 key count (skipped when a dbt `unique` test proved the key on this build, see
-Target.key_proven_unique), quartiles of numeric columns and the newest
-timestamp. Scan 2 counts values outside the IQR bounds from scan 1; a column
-with `outlier_group_by` meta gets its own query with fences per group. No
-table rows ever reach Python; each query returns a single row.
+Target.key_proven_unique), quartiles of non-integer numeric columns, the
+range of integer ones and the newest timestamp. Integer columns then get
+their quartiles in one more query (integer_quartiles). Scan 2 counts values
+outside the IQR bounds; a column with `outlier_group_by` meta gets its own
+query with fences per group. No table rows reach Python; each query returns
+one row.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +29,14 @@ from .sql import quote, relation
 OK, WARN, ERROR = "ok", "warn", "error"
 DLT_PREFIX = "_dlt_"
 LOAD_TIME_COLUMN = "_loaded_at"
+INTEGER_TYPES = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}  # fmt: skip
+# An integer column whose values span at most this many steps gets its exact
+# quartiles from a count per value (a small hash aggregate) instead of
+# quantile_cont, which materialises and partially sorts every value.
+SMALL_INTEGER_RANGE = 4096
 NUMERIC_TYPES = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
     "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
@@ -156,6 +169,52 @@ def _timestamp_source(
     return None, None, ""
 
 
+def integer_quartiles(
+    con: duckdb.DuckDBPyConnection, table: str, ranges: dict[str, list[int | None]]
+) -> dict[str, list[float] | None]:
+    """Exact [q1, q3] (as quantile_cont) of integer columns, given their [min, max], in one query.
+
+    A column spanning at most SMALL_INTEGER_RANGE steps is counted per value
+    and interpolated here; a wider one goes to quantile_cont.
+    """
+    small = [
+        c
+        for c, (low, high) in ranges.items()
+        if low is not None and high - low <= SMALL_INTEGER_RANGE
+    ]
+    wide = [c for c, (low, _) in ranges.items() if low is not None and c not in small]
+    select = [f"histogram({quote(c)})" for c in small] + [
+        f"quantile_cont({quote(c)}::double, [0.25, 0.75])" for c in wide
+    ]
+    out: dict[str, list[float] | None] = {c: None for c in ranges}
+    if not select:
+        return out
+    row = con.execute(f"select {', '.join(select)} from {table}").fetchone()
+    assert row is not None
+    for c, counts in zip(small, row, strict=False):
+        out[c] = _interpolated_quartiles(counts) if counts else None
+    for c, value in zip(wide, row[len(small) :], strict=True):
+        out[c] = value
+    return out
+
+
+def _interpolated_quartiles(counts: dict[int, int]) -> list[float]:
+    """q1 and q3 of the values `counts` tallies, interpolated like quantile_cont."""
+    values = sorted(counts)
+    ends = list(itertools.accumulate(counts[v] for v in values))  # 1 + last position of each
+
+    def at(position: int) -> float:
+        return float(values[bisect.bisect_right(ends, position)])
+
+    out = []
+    for q in (0.25, 0.75):
+        position = q * (ends[-1] - 1)
+        below = math.floor(position)
+        low, high = at(below), at(math.ceil(position))
+        out.append(low + (position - below) * (high - low))
+    return out
+
+
 def count_grouped_outliers(
     con: duckdb.DuckDBPyConnection, table: str, column: str, group: str, factor: float
 ) -> int:
@@ -244,7 +303,13 @@ def measure_table(
         select.append(f"count(*) - count(distinct row({fields}))")
     # grouped columns get their quartiles per group, in count_grouped_outliers
     global_fenced = [c for c in numeric if c not in grouped]
-    select += [f"quantile_cont({quote(c)}::double, [0.25, 0.75])" for c in global_fenced]
+    integers = [c for c in global_fenced if cols[c].upper() in INTEGER_TYPES]
+    select += [
+        f"[min({quote(c)}), max({quote(c)})]"
+        if c in integers
+        else f"quantile_cont({quote(c)}::double, [0.25, 0.75])"
+        for c in global_fenced
+    ]
     if ts_expr:
         select.append(ts_expr)
     if has_load_id:
@@ -258,6 +323,7 @@ def measure_table(
     non_null = {c: int(values.pop(0)) for c in measured}
     duplicates = int(values.pop(0) or 0)
     quartiles = {c: values.pop(0) for c in global_fenced}
+    ranges = {c: quartiles.pop(c) for c in integers}
     newest_epoch = values.pop(0) if ts_expr else None
     latest_load_id = values.pop(0) if has_load_id else None
 
@@ -289,6 +355,9 @@ def measure_table(
         duplicate_rate.message += f" (dbt test {unique_by.name} passed on this build)"
     metrics.append(duplicate_rate)
 
+    if ranges:
+        quartiles.update(integer_quartiles(con, table, ranges))
+        scans += 1
     bounds: dict[str, tuple[float, float]] = {}
     for c in global_fenced:
         q = quartiles[c]

@@ -144,6 +144,44 @@ def test_a_unique_test_that_passed_on_this_build_stands_for_the_duplicate_count(
         assert project.metrics(model)[("id", "duplicate_rate")] == 1 / 10, model
 
 
+def test_integer_columns_get_exact_quartiles_by_value_counts_or_quantile_cont(
+    project: Project,
+) -> None:
+    # hour: 0..23 spans 24 steps (counted per value); cents: 0..10^6 (quantile_cont)
+    hours = [h % 24 for h in range(97)] + [None, 90, 91]
+    cents = [(i * 7919) % 1_000_003 for i in range(97)] + [None, 50_000_000, 60_000_000]
+    create(
+        project, "marts.ints", "hour integer, cents bigint", list(zip(hours, cents, strict=True))
+    )
+    project.model("ints")
+    project.run()
+
+    m = project.metrics("marts.ints")
+    for column, values in (("hour", hours), ("cents", cents)):
+        present = [v for v in values if v is not None]
+        q1, q3 = quantile_cont(present, 0.25), quantile_cont(present, 0.75)
+        low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+        outliers = sum(v < low or v > high for v in present)
+        assert outliers == 2, column  # the two planted values, nothing else
+        assert m[(column, "outlier_rate")] == outliers / len(present), column
+
+
+def test_quartiles_from_value_counts_equal_duckdb_quantile_cont() -> None:
+    import random
+
+    from monitoring.metrics import _interpolated_quartiles
+
+    rng = random.Random(11)
+    with duckdb.connect() as con:
+        for size in (1, 2, 3, 4, 5, 8, 13, 100, 1001):
+            values = [rng.randint(-5, 30) for _ in range(size)]
+            counts = {v: values.count(v) for v in set(values)}
+            expected = con.execute(
+                "select quantile_cont(v::double, [0.25, 0.75]) from unnest(?) as t(v)", [values]
+            ).fetchone()[0]
+            assert _interpolated_quartiles(counts) == pytest.approx(expected, abs=1e-12), values
+
+
 def test_duplicates_without_a_key_use_the_whole_row(project: Project) -> None:
     create(
         project,
