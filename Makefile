@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DBT_PROFILES_DIR := profiles
 export WAREHOUSE_PATH ?= data/warehouse.duckdb
 
-.PHONY: run test lint format venv sample dbt-build monitor report-shot clean bench
+.PHONY: run test lint format venv sample dbt-build monitor report-shot clean bench bench-10m
 
 venv: $(VENV)/.installed
 
@@ -48,6 +48,10 @@ monitor: venv
 ## make bench: benchmarks at 1M rows vs DuckDB/pandas baselines (table + benchmarks/results/*.json)
 bench: venv
 	$(PY) benchmarks/run.py --rows 1000000
+
+## make bench-10m: the targets stated at 10M events (JSONL ingest memory, full pipeline), ~8 min
+bench-10m: venv
+	$(PY) benchmarks/run.py --rows 10000000 --only jsonl,pipeline
 
 ## make report-shot: screenshot target/quality_report.html with headless Chromium, when installed
 report-shot:
