@@ -37,11 +37,7 @@ INTEGER_TYPES = {
 # quartiles from a count per value (a small hash aggregate) instead of
 # quantile_cont, which materialises and partially sorts every value.
 SMALL_INTEGER_RANGE = 4096
-NUMERIC_TYPES = {
-    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
-    "FLOAT", "REAL", "DOUBLE",
-}  # fmt: skip
+NUMERIC_TYPES = INTEGER_TYPES | {"FLOAT", "REAL", "DOUBLE"}
 
 
 @dataclass

@@ -28,8 +28,8 @@ ROW_IDS = [
 ]
 
 
-@pytest.mark.slow
-def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> None:
+def run_benchmark(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`benchmarks/run.py` at 10k rows, one repetition: what it printed and its results JSON."""
     results = tmp_path / "results"
     done = subprocess.run(
         [
@@ -39,6 +39,7 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
             "10000",
             "--repeat",
             "1",
+            *extra,
             "--work",
             str(tmp_path / "work"),
             "--results-dir",
@@ -50,9 +51,13 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-
     [path] = results.glob("*-10000.json")
-    report = json.loads(path.read_text())
+    return done, json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> None:
+    done, report = run_benchmark(tmp_path)
     assert [row["id"] for row in report["table"]] == ROW_IDS
     for row in report["table"]:
         assert row["ratio"] > 0, row
@@ -87,30 +92,7 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
 
 
 def test_only_runs_the_named_parts(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--rows",
-            "10000",
-            "--repeat",
-            "1",
-            "--only",
-            "jsonl",
-            "--work",
-            str(tmp_path / "work"),
-            "--results-dir",
-            str(results),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    report = json.loads(next(results.glob("*-10000.json")).read_text())
+    _, report = run_benchmark(tmp_path, "--only", "jsonl")
     assert [row["id"] for row in report["table"]] == ["stream_ingest", "stream_rss", "startup"]
     assert "csv" not in report["sample"] and "csv_ingest" not in report
     assert not (tmp_path / "work" / "csv").exists()  # no CSV sample made for nothing
