@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import dlt
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.configuration import with_config
@@ -340,9 +341,18 @@ def _pointer(key: str) -> str:
 
 
 # A line is an event candidate when it is a JSON object; JSON whitespace may lead.
-_IS_OBJECT = (
-    "not undecodable and json_valid(line) and left(ltrim(line, ' ' || chr(9) || chr(13)), 1) = '{'"
-)
+# Computed once a batch (JSON parsing is the cost); the cheap prefix test goes
+# first so that json_valid runs only on lines that can be objects.
+_IS_OBJECT_SQL = """
+    select
+        not undecodable
+        and (
+            starts_with(line, '{')
+            or left(ltrim(line, ' ' || chr(9) || chr(13)), 1) = '{'
+        )
+        and json_valid(line) as is_object
+    from batch_lines
+"""
 
 _REJECTED_SQL = f"""
     select
@@ -355,7 +365,7 @@ _REJECTED_SQL = f"""
             else '{REASON_NOT_AN_OBJECT}'
         end as reason
     from batch_lines
-    where not ({_IS_OBJECT})
+    where not is_object
 """
 
 
@@ -380,7 +390,8 @@ class EventParser:
         self.con.close()
 
     def parse(self, lines: pa.Table) -> ParsedLines:
-        self.con.register("batch_lines", lines)
+        is_object = self._classify(lines)
+        self.con.register("batch_lines", lines.append_column("is_object", is_object))
         try:
             rejected = self.con.sql(_REJECTED_SQL).to_arrow_table()
             rows, extra = self._extract(list(EVENT_FIELDS))
@@ -405,6 +416,13 @@ class EventParser:
         collapsed = rows.num_rows - fresh.num_rows
         return ParsedLines(events, fresh["_h"], rejected, collapsed, extra)
 
+    def _classify(self, lines: pa.Table) -> pa.ChunkedArray:
+        self.con.register("batch_lines", lines)
+        try:
+            return self.con.sql(_IS_OBJECT_SQL).to_arrow_table()["is_object"]
+        finally:
+            self.con.unregister("batch_lines")
+
     def _extract(self, keys: list[str]) -> tuple[pa.Table, list[str]]:
         """Fields as text (JSON numbers as their text), plus keys beyond `keys`."""
         fields = ", ".join(f"f[{i + 1}] as {_quote(key)}" for i, key in enumerate(keys))
@@ -422,7 +440,7 @@ class EventParser:
             from (
                 select *, json_extract_string(line, $paths) as f
                 from batch_lines
-                where {_IS_OBJECT}
+                where is_object
             )
             """,
             params={
@@ -440,15 +458,11 @@ class EventParser:
         if count == 0:
             return np.zeros(0, dtype=bool)
         hashes = rows["_h"].to_numpy()
-        # rows come in (segment, line) order; np.unique's index is the first occurrence
-        _, first, inverse, counts = np.unique(
-            hashes, return_index=True, return_inverse=True, return_counts=True
-        )
-        keep = np.zeros(count, dtype=bool)
-        keep[first] = True
-        repeated = np.flatnonzero(counts[inverse] > 1)
-        if len(repeated):  # the ids decide between rows sharing a hash
-            keep[repeated] = False
+        # a hash table pass (pandas), not a sort: rows sharing a hash with another row
+        shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+        keep = ~shared
+        repeated = np.flatnonzero(shared)
+        if len(repeated):  # the ids decide; rows come in (segment, line) order
             firsts: dict[str, int] = {}
             for position, event_id in zip(
                 repeated, rows[PRIMARY_KEY].take(repeated).to_pylist(), strict=True
