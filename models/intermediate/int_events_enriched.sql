@@ -3,7 +3,8 @@
     merged on event_id. An incremental run takes every event loaded since the
     last run (late events included, whatever their occurred_at) plus the last
     `events_lookback_days` of occurred_at, so re-processing is bounded and
-    idempotent. Aggregates over all events (category_stats, the per-category
+    idempotent; it ranks only the copies of those event_ids to find the one
+    that counts (a re-sent event's newest copy replaces the row). Aggregates over all events (category_stats, the per-category
     columns of fct_events) are rebuilt downstream from this table.
     Tagged `backfill`: with the vars backfill_start/backfill_end it re-processes
     exactly that occurred_at range instead (macros/backfill.sql).
@@ -22,13 +23,11 @@
 
 with
 
-events as (
-
-    select * from {{ ref('stg_events__events') }}
-
-),
-
-{% if is_incremental() %}
+{% if is_incremental() and not is_backfill() %}
+    -- Only the copies of the event_ids this run touches are ranked again
+    -- (macros/events.sql), not every event: reading the staging view without
+    -- its event_status skips its ranking. One import per use: a CTE used
+    -- twice is computed whole, ranks included, by some engines.
     processed as (
 
         select
@@ -38,31 +37,102 @@ events as (
         from {{ this }}
 
     ),
-{% endif %}
 
-to_process as (
+    recent_copies as (
 
-    select events.*
+        select * from {{ ref('stg_events__events') }}
 
-    from events
-    {% if is_incremental() %}
+    ),
+
+    all_copies as (
+
+        select * from {{ ref('stg_events__events') }}
+
+    ),
+
+    touched as (
+
+        select recent_copies.event_id
+
+        from recent_copies
         cross join processed
         where
-            events.event_status = 'valid'
-            {% if is_backfill() %}
-                and {{ backfill_range_filter('events.occurred_at') }}
-            {% else %}
-                and (
-                    processed.max_loaded_at is null
-                    or events.loaded_at >= processed.max_loaded_at
-                    or events.occurred_at >= processed.lookback_start
-                )
-            {% endif %}
-    {% else %}
-        where events.event_status = 'valid'
-    {% endif %}
+            processed.max_loaded_at is null
+            or recent_copies.loaded_at >= processed.max_loaded_at
+            or recent_copies.occurred_at >= processed.lookback_start
 
-),
+    ),
+
+    touched_copies as (
+
+        select
+            all_copies.event_id,
+            all_copies.user_id,
+            all_copies.category,
+            all_copies.value,
+            all_copies.has_non_numeric_value,
+            all_copies.occurred_at,
+            all_copies.segment,
+            all_copies.segment_line,
+            all_copies.loaded_at
+
+        from all_copies
+        where all_copies.event_id in (select touched.event_id from touched)
+
+    ),
+
+    ranked as (
+
+        select
+            *,
+            {{ event_copy_number() }} as copy_number
+
+        from touched_copies
+
+    ),
+
+    to_process as (
+
+        select *
+
+        from ranked
+        where {{ event_status() }} = 'valid'
+
+    ),
+{% elif is_incremental() %}
+    -- a backfill: exactly the requested occurred_at range (macros/backfill.sql)
+    events as (
+
+        select * from {{ ref('stg_events__events') }}
+
+    ),
+
+    to_process as (
+
+        select *
+
+        from events
+        where
+            event_status = 'valid'
+            and {{ backfill_range_filter('occurred_at') }}
+
+    ),
+{% else %}
+    events as (
+
+        select * from {{ ref('stg_events__events') }}
+
+    ),
+
+    to_process as (
+
+        select *
+
+        from events
+        where event_status = 'valid'
+
+    ),
+{% endif %}
 
 final as (
 

@@ -203,6 +203,8 @@ EVENTS_BATCH_2 = [
     ("events-000002.jsonl", 3, "evt-013", "2", "click", "3.5", "2026-01-02T07:00:00Z"),
     ("events-000002.jsonl", 4, "evt-014", "2", "view", "200.0", "2026-01-06T10:00:00Z"),
     ("events-000002.jsonl", 5, "evt-015", "3", "click", "abc", "2026-01-06T11:00:00Z"),
+    # re-sent: this newer copy counts, the first load's evt-004 becomes a duplicate
+    ("events-000002.jsonl", 6, "evt-004", "2", "click", "4.0", "2026-01-04T11:00:00Z"),
 ]
 
 # (order_id, user_id, product_id, amount, currency, status, created_at, updated_at)

@@ -66,14 +66,18 @@ def test_users_counts_per_defect(full_build: Path) -> None:
 
 def test_events_and_orders_counts(full_build: Path) -> None:
     wh = full_build
-    assert scalar(wh, "select count(*) from raw.events") == 15
+    assert scalar(wh, "select count(*) from raw.events") == 16
     assert scalar(wh, "select count(*) from marts.fct_events") == 13
     reasons = query(
         wh,
-        "select quarantine_reason, count(*) from quarantine.quarantine_events"
-        " group by 1 order by 1",
+        "select quarantine_reason, segment, segment_line from quarantine.quarantine_events"
+        " order by 1",
     )
-    assert reasons == [("invalid_timestamp", 1), ("missing_key", 1)]
+    assert reasons == [
+        ("duplicate", "events-000001.jsonl", 4),  # evt-004, re-sent in the second load
+        ("invalid_timestamp", "events-000001.jsonl", 10),
+        ("missing_key", "events-000001.jsonl", 9),
+    ]
     outliers = query(wh, "select event_id from marts.fct_events where is_value_outlier order by 1")
     assert outliers == [("evt-005",)]
     stats = query(wh, "select category, event_count from marts.category_stats order by category")
@@ -123,7 +127,14 @@ def test_incremental_run_equals_full_refresh(
     # the second build really took the incremental path
     assert "max(loaded_at)" in enriched["compiled_code"]
     assert scalar(incremental, "select count(*) from intermediate.int_events_enriched") == 13
-    for table in [f"marts.{m}" for m in MARTS] + [f"quarantine.{q}" for q in QUARANTINE]:
+    # the re-sent evt-004: its second load's copy replaced the first (loaded_at tells them apart)
+    resent = "select loaded_at from intermediate.int_events_enriched where event_id = 'evt-004'"
+    assert scalar(incremental, resent) == scalar(full_build, resent)
+    assert scalar(incremental, resent) == scalar(
+        incremental, "select max(loaded_at) from intermediate.int_events_enriched"
+    )
+    tables = [f"marts.{m}" for m in MARTS] + [f"quarantine.{q}" for q in QUARANTINE]
+    for table in ["intermediate.int_events_enriched", *tables]:
         sql = f"select * from {table} order by all"
         assert rows_equal(query(incremental, sql), query(full_build, sql)), table
 

@@ -41,10 +41,7 @@ ranked as (
 
     select
         *,
-        row_number() over (
-            partition by event_id
-            order by loaded_at desc, segment desc, segment_line desc
-        ) as copy_number
+        {{ event_copy_number() }} as copy_number
 
     from renamed
 
@@ -66,12 +63,7 @@ final as (
         occurred_at,
 
         -- classification
-        case
-            when event_id is null then 'missing_key'
-            when occurred_at is null then 'invalid_timestamp'
-            when copy_number > 1 then 'duplicate'
-            else 'valid'
-        end as event_status,
+        {{ event_status() }} as event_status,
 
         -- raw values
         user_id_raw,
