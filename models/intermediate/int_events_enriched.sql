@@ -24,10 +24,11 @@
 with
 
 {% if is_incremental() and not is_backfill() %}
-    -- Only the copies of the event_ids this run touches are ranked again
-    -- (macros/events.sql), not every event: reading the staging view without
-    -- its event_status skips its ranking. One import per use: a CTE used
-    -- twice is computed whole, ranks included, by some engines.
+    -- Of every event loaded since the last run or in the lookback window, the
+    -- copy that counts (macros/events.sql). Only the copies of those event_ids
+    -- are ranked, on the few columns ranking needs, not every raw event with
+    -- every cast: reading the staging view without its event_status skips its
+    -- ranking. One import per use: an import used twice is computed whole.
     processed as (
 
         select
@@ -50,9 +51,18 @@ with
 
     ),
 
-    touched as (
+    recent as (
 
-        select recent_copies.event_id
+        select
+            recent_copies.event_id,
+            recent_copies.user_id,
+            recent_copies.category,
+            recent_copies.value,
+            recent_copies.has_non_numeric_value,
+            recent_copies.occurred_at,
+            recent_copies.segment,
+            recent_copies.segment_line,
+            recent_copies.loaded_at
 
         from recent_copies
         cross join processed
@@ -63,40 +73,45 @@ with
 
     ),
 
-    touched_copies as (
-
-        select
-            all_copies.event_id,
-            all_copies.user_id,
-            all_copies.category,
-            all_copies.value,
-            all_copies.has_non_numeric_value,
-            all_copies.occurred_at,
-            all_copies.segment,
-            all_copies.segment_line,
-            all_copies.loaded_at
-
-        from all_copies
-        where all_copies.event_id in (select touched.event_id from touched)
-
-    ),
-
     ranked as (
 
         select
-            *,
+            all_copies.event_id,
+            all_copies.occurred_at,
+            all_copies.segment,
+            all_copies.segment_line,
+            all_copies.loaded_at,
             {{ event_copy_number() }} as copy_number
 
-        from touched_copies
+        from all_copies
+        where all_copies.event_id in (select recent.event_id from recent)
+
+    ),
+
+    counted as (
+
+        select
+            event_id,
+            segment,
+            segment_line,
+            loaded_at
+
+        from ranked
+        where {{ event_status() }} = 'valid'
 
     ),
 
     to_process as (
 
-        select *
+        select recent.*
 
-        from ranked
-        where {{ event_status() }} = 'valid'
+        from recent
+        inner join counted
+            on
+                recent.event_id = counted.event_id
+                and recent.segment = counted.segment
+                and recent.segment_line = counted.segment_line
+                and recent.loaded_at = counted.loaded_at
 
     ),
 {% elif is_incremental() %}
