@@ -66,10 +66,20 @@ with
 
         from recent_copies
         cross join processed
+        -- a copy merged by an earlier run (the last load is read again in
+        -- case more of it arrived) has nothing new: merging it again would
+        -- rewrite every row of that load
+        left join {{ this }} as merged
+            on
+                recent_copies.event_id = merged.event_id
+                and recent_copies.loaded_at = merged.loaded_at
         where
-            processed.max_loaded_at is null
-            or recent_copies.loaded_at >= processed.max_loaded_at
-            or recent_copies.occurred_at >= processed.lookback_start
+            merged.event_id is null
+            and (
+                processed.max_loaded_at is null
+                or recent_copies.loaded_at >= processed.max_loaded_at
+                or recent_copies.occurred_at >= processed.lookback_start
+            )
 
     ),
 
