@@ -49,7 +49,7 @@ monitor: venv
 bench: venv
 	$(PY) benchmarks/run.py --rows 1000000
 
-## make bench-10m: the targets stated at 10M events (JSONL ingest memory, full pipeline), ~8 min
+## make bench-10m: the targets stated at 10M events (JSONL ingest, memory, full pipeline), ~6 min
 bench-10m: venv
 	$(PY) benchmarks/run.py --rows 10000000 --only jsonl,pipeline
 
