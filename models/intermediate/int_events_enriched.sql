@@ -124,8 +124,9 @@ with
                 and recent.loaded_at = counted.loaded_at
 
     ),
-{% elif is_incremental() %}
-    -- a backfill: exactly the requested occurred_at range (macros/backfill.sql)
+{% else %}
+    -- a full build, or a backfill of exactly the requested occurred_at range
+    -- (macros/backfill.sql)
     events as (
 
         select * from {{ ref('stg_events__events') }}
@@ -139,22 +140,7 @@ with
         from events
         where
             event_status = 'valid'
-            and {{ backfill_range_filter('occurred_at') }}
-
-    ),
-{% else %}
-    events as (
-
-        select * from {{ ref('stg_events__events') }}
-
-    ),
-
-    to_process as (
-
-        select *
-
-        from events
-        where event_status = 'valid'
+            {{- ' and ' ~ backfill_range_filter('occurred_at') if is_incremental() }}
 
     ),
 {% endif %}
