@@ -170,7 +170,23 @@ def dlt_load_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in rows.fetchall()]
 
 
-def last_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[dict[str, Any]]:
+def last_build(con: duckdb.DuckDBPyConnection, exclude_run: str) -> dict[str, Any] | None:
+    """The newest run, other than `exclude_run`, that reached the build step."""
+    where = "build_status <> 'skipped' and run_id <> ?"
+    rows = last_runs(con, limit=1, where=where, params=[exclude_run])
+    if not rows:
+        return None
+    row = rows[0]
+    row["detail"] = json.loads(row["detail"] or "{}")
+    return row
+
+
+def last_runs(
+    con: duckdb.DuckDBPyConnection,
+    limit: int,
+    where: str = "true",
+    params: list[Any] | None = None,
+) -> list[dict[str, Any]]:
     exists = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = ? and table_name = 'pipeline_runs'",
@@ -178,6 +194,9 @@ def last_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[dict[str, Any]
     ).fetchone()
     if not exists or not exists[0]:
         return []
-    cursor = con.execute(f"select * from {TABLE} order by started_at desc limit ?", [limit])
+    cursor = con.execute(
+        f"select * from {TABLE} where {where} order by started_at desc limit ?",
+        [*(params or []), limit],
+    )
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -24,7 +24,7 @@ from ingestion.cli import locked_warehouse_message
 from monitoring import audit
 from monitoring.audit import redact
 
-from . import ledger, steps
+from . import ledger, scope, steps
 from .lock import LockBusy, WarehouseLock
 from .publish import PublishError, publish
 from .steps import Context, StepResult, one_line
@@ -307,14 +307,37 @@ def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
         run.skip("build", "monitor", "publish")
         return run.finish(error)
 
-    build = run.step(
-        "build", lambda: steps.build(ctx, options.select, options.vars, options.full_refresh)
-    )
+    build = run.step("build", lambda: _build(run, ctx, options))
     run.record.dbt_invocation_id = build.data.get("dbt_invocation_id")
     if error := gate(build):
         run.skip("monitor", "publish")
         return run.finish(error)
     return monitor_and_publish(run, ctx, options)
+
+
+def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
+    """dbt build of what the new rows reach (pipeline/scope.py), or what the user selected."""
+    if options.select or options.full_refresh:
+        return steps.build(ctx, options.select, options.vars, options.full_refresh)
+    planned = scope.plan(ctx, options.vars, run.run_id)
+    print(f"\nbuild scope: {planned.reason}", flush=True)
+    if planned.select == []:
+        previous = steps.read_run_results(ctx, since=0) or {}
+        invocation = (previous.get("metadata") or {}).get("invocation_id")
+        result = StepResult("build", "ok", detail=f"nothing to rebuild ({planned.reason})")
+        result.data["dbt_invocation_id"] = invocation
+    elif planned.select is None:
+        result = steps.build(ctx, None, options.vars, full_refresh=False)
+    else:
+        earlier = steps.read_run_results(ctx, since=0)
+        result = steps.build(ctx, " ".join(planned.select), options.vars, full_refresh=False)
+        scope.carry_results(ctx, earlier)
+    run.record.detail["build_scope"] = {
+        "select": planned.select,
+        "reason": planned.reason,
+        **scope.build_state(ctx, options.vars),
+    }
+    return result
 
 
 def monitor_and_publish(run: PipelineRun, ctx: Context, options: RunOptions) -> int:

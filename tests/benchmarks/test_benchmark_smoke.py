@@ -87,6 +87,8 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
             assert report[key][name]["median_rss_mb"] > 0
     assert set(report["pipeline"]["steps"]) == {"ingest", "dbt_build", "monitor"}
     assert report["incremental"]["rows_added"] == 101
+    # the re-run rebuilds what the new events reach, not the users chain
+    assert report["incremental"]["build_scope"] == ["new rows in events.events"]
     assert report["monitor"]["table"] == "marts.fct_events"
     assert report["monitor"]["monitor_seconds"] > 0
 

@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
-from pipeline_sites import ROOT, SAMPLE_TOKEN, Site, clone, marts, sha256, wait_for
+from pipeline_sites import ROOT, SAMPLE_TOKEN, VARS, Site, clone, marts, sha256, wait_for
 
 from ingestion.sample.api import serve
 
@@ -140,3 +141,66 @@ def test_two_runs_started_together(site: Site, running: list[subprocess.Popen[st
     assert [r["pid"] for r in rows] == [first.pid, third.pid]
     assert rows[1]["started_at"] >= rows[0]["finished_at"]  # one writer at a time
     assert marts(site.analytics) == marts(site.warehouse, as_published=True)
+
+
+def test_a_run_rebuilds_what_its_new_rows_reach(published: Site, tmp_path: Path) -> None:
+    """New events only: dbt builds what raw.events reaches, and the marts equal a full build's."""
+    site = clone(published, tmp_path / "site", with_inbox=True)
+    (site.inbox / "events" / "events-999999.jsonl").write_text(
+        json.dumps(
+            {
+                "event_id": "evt-new-1",
+                "user_id": 1,
+                "category": "click",
+                "value": 1.5,
+                "occurred_at": "2026-01-20T10:00:00Z",
+            }
+        )
+        + "\n"
+    )
+
+    def scope() -> dict[str, Any]:
+        return json.loads(site.ledger()[-1]["detail"])["build_scope"]
+
+    def results() -> dict[str, dict[str, Any]]:
+        path = site.root / "target" / "run_results.json"
+        return {r["unique_id"]: r for r in json.loads(path.read_text())["results"]}
+
+    published_results = results()
+    done = site.run()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (scope()["select"], scope()["reason"]) == (
+        ["source:events.events+"],
+        "new rows in events.events",
+    )
+    # run_results.json still covers every node: the users chain's from the last build
+    after = results()
+    assert after.keys() == published_results.keys()
+    assert (
+        after["model.ml_warehouse.dim_users"] == published_results["model.ml_warehouse.dim_users"]
+    )
+    assert (
+        after["model.ml_warehouse.fct_events"] != published_results["model.ml_warehouse.fct_events"]
+    )
+    narrowed = marts(site.warehouse)
+    assert len(narrowed["fct_events"]) == len(marts(published.warehouse)["fct_events"]) + 1
+
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    full = subprocess.run(
+        [dbt, "build", "--vars", VARS], cwd=ROOT, env=site.env, capture_output=True, text=True
+    )
+    assert full.returncode == 0, full.stdout[-3000:]
+    assert marts(site.warehouse) == narrowed
+
+    done = site.run()  # the manual dbt build is not in the ledger: everything again
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (scope()["select"], scope()["reason"]) == (
+        None,
+        "dbt ran outside the pipeline since the last build",
+    )
+    done = site.run()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert scope()["select"] == []
+    assert (
+        "| build | ok |" in done.stdout and "nothing to rebuild (no new rows in raw)" in done.stdout
+    )

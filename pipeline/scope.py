@@ -1,0 +1,145 @@
+"""What a run's dbt build rebuilds: the models downstream of raw tables that changed.
+
+Every raw row carries the dlt load that wrote it (`_dlt_load_id`), so the newest
+load id of a source table says whether it got rows since a build. A run records
+them with its build; when that build passed, the next run rebuilds (and tests)
+only what the changed tables reach: `dbt build --select source:events.events+`.
+An events-only run then leaves the users chain, rebuilt from every CSV snapshot,
+as the last build left it. Whenever that could be wrong it builds everything:
+no earlier build in the ledger, or it failed or died; a dbt invocation since
+that the ledger did not see (a manual `dbt build`); a changed project (models,
+macros, seeds, tests, dbt_project.yml); other `--vars`.
+
+After a narrowed build, run_results.json gets the results of the nodes it did
+not run back from the last build, so it describes every node as of its last
+build, as a full build's does: the monitor's test alerts and build times (and
+the next run's check above) read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import ledger
+from .steps import Context, read_run_results
+
+# What dbt reads besides the warehouse: a change in any of them can change every model.
+PROJECT_FILES = ("dbt_project.yml", "packages.yml")
+PROJECT_FOLDERS = ("models", "macros", "seeds", "snapshots", "tests/dbt")
+LOAD_ID = "_dlt_load_id"
+
+
+@dataclass
+class BuildScope:
+    """`select` None: build everything; [] nothing changed; else dbt selectors."""
+
+    select: list[str] | None
+    reason: str
+
+
+def project_fingerprint(project_dir: Path, vars_: str | None) -> str:
+    digest = hashlib.sha256((vars_ or "").encode())
+    paths = [project_dir / name for name in PROJECT_FILES]
+    for folder in PROJECT_FOLDERS:
+        paths += sorted(p for p in (project_dir / folder).rglob("*") if p.is_file())
+    for path in paths:
+        if path.is_file():
+            digest.update(str(path.relative_to(project_dir)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def source_tables(target_dir: Path) -> dict[str, tuple[str, str]]:
+    """`source.table` -> (schema, identifier) of every dbt source, from dbt's manifest."""
+    try:
+        manifest = json.loads((target_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {
+        f"{s['source_name']}.{s['name']}": (s["schema"], s.get("identifier") or s["name"])
+        for s in (manifest.get("sources") or {}).values()
+    }
+
+
+def newest_loads(warehouse: Path, tables: dict[str, tuple[str, str]]) -> dict[str, str | None]:
+    """The newest dlt load id in each table that has the column (null when empty)."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        found = {
+            (schema, table)
+            for schema, table in con.execute(
+                "select table_schema, table_name from information_schema.columns "
+                "where column_name = ?",
+                [LOAD_ID],
+            ).fetchall()
+        }
+        loads: dict[str, str | None] = {}
+        for key, (schema, table) in sorted(tables.items()):
+            if (schema, table) in found:
+                query = f'select max({LOAD_ID}) from "{schema}"."{table}"'
+                loads[key] = con.execute(query).fetchone()[0]
+        return loads
+    finally:
+        con.close()
+
+
+def previous_build(warehouse: Path, run_id: str) -> dict[str, Any] | None:
+    """The newest other run that started a dbt build (ok, failed or died in it)."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return ledger.last_build(con, exclude_run=run_id)
+    finally:
+        con.close()
+
+
+def build_state(ctx: Context, vars_: str | None) -> dict[str, Any]:
+    """What a build reads: the project and the newest load of each source table.
+
+    Taken after the build too, for its ledger row: the first build writes the
+    manifest that lists the sources, and raw cannot change while the run holds
+    the lock.
+    """
+    loads = newest_loads(ctx.warehouse, source_tables(ctx.target_dir))
+    return {"project": project_fingerprint(ctx.project_dir, vars_), "source_loads": loads}
+
+
+def plan(ctx: Context, vars_: str | None, run_id: str) -> BuildScope:
+    state = build_state(ctx, vars_)
+    fingerprint, loads = state["project"], state["source_loads"]
+    previous = previous_build(ctx.warehouse, run_id)
+    if previous is None:
+        return BuildScope(None, "first build")
+    recorded = (previous.get("detail") or {}).get("build_scope") or {}
+    last_invocation = ((read_run_results(ctx, since=0) or {}).get("metadata") or {}).get(
+        "invocation_id"
+    )
+    if previous["build_status"] != "ok":
+        return BuildScope(None, "the last build did not pass")
+    if not loads or recorded.get("source_loads") is None:
+        return BuildScope(None, "no record of what the last build read")
+    if last_invocation != previous["dbt_invocation_id"]:
+        return BuildScope(None, "dbt ran outside the pipeline since the last build")
+    if recorded.get("project") != fingerprint:
+        return BuildScope(None, "the dbt project or --vars changed")
+    before = recorded["source_loads"]
+    changed = [key for key, load in loads.items() if load != before.get(key)]
+    reason = f"new rows in {', '.join(changed)}" if changed else "no new rows in raw"
+    return BuildScope([f"source:{key}+" for key in changed], reason)
+
+
+def carry_results(ctx: Context, earlier: dict[str, Any] | None) -> None:
+    """Add the last build's results of nodes this narrowed build did not run."""
+    path = ctx.target_dir / "run_results.json"
+    current = read_run_results(ctx, since=0)
+    if not earlier or not current:
+        return
+    ran = {r["unique_id"] for r in current.get("results") or []}
+    kept = [r for r in earlier.get("results") or [] if r["unique_id"] not in ran]
+    current["results"] = [*(current.get("results") or []), *kept]
+    path.write_text(json.dumps(current), encoding="utf-8")
