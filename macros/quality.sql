@@ -203,27 +203,41 @@
 
 
 {#
-    The end of a row-level test with a `mostly` tolerance: after a CTE `judged`
-    (the model's rows plus quality_is_failing 0/1), keep the failing rows with
-    the summary columns; quality_over_tolerance is 1 on them when the passing
-    share is below `mostly` (exactly `mostly` passes), for
-    fail_calc = sum(quality_over_tolerance).
+    The body of a row-level test with a `mostly` tolerance: the model's failing
+    rows (non-null `column_name` where `failing` holds) with the summary
+    columns; quality_over_tolerance is 1 on them when the passing share is
+    below `mostly` (exactly `mostly` passes), for fail_calc =
+    sum(quality_over_tolerance). The summary and the failing rows each read the
+    model: one CTE of every row read twice would be materialized whole (0.5 s
+    a test on 10M rows instead of milliseconds).
 #}
-{% macro quality_mostly_tail(mostly) -%}
+{% macro quality_row_check(model, column_name, failing, mostly) -%}
+with
+
 summary as (
 
     select
         count(*) as quality_value_count,
-        coalesce(sum(quality_is_failing), 0) as quality_failing_count
+        coalesce(sum(case when {{ failing }} then 1 else 0 end), 0) as quality_failing_count
 
-    from judged
+    from {{ model }}
+    where {{ column_name }} is not null
+
+),
+
+failing_rows as (
+
+    select *
+
+    from {{ model }}
+    where {{ column_name }} is not null and ({{ failing }})
 
 ),
 
 final as (
 
     select
-        judged.*,
+        failing_rows.*,
         summary.quality_value_count,
         summary.quality_failing_count,
         cast(summary.quality_value_count - summary.quality_failing_count as {{ type_double() }})
@@ -236,9 +250,8 @@ final as (
             else 0
         end as quality_over_tolerance
 
-    from judged
+    from failing_rows
     cross join summary
-    where judged.quality_is_failing = 1
 
 )
 

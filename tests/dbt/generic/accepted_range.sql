@@ -27,19 +27,6 @@
     {%- do outside.append(column_name ~ ' ' ~ above ~ ' ' ~ max_value) -%}
 {%- endif -%}
 
-with
-
-judged as (
-
-    select
-        *,
-        case when {{ outside | join(' or ') if outside else '1 = 0' }} then 1 else 0 end as quality_is_failing
-
-    from {{ model }}
-    where {{ column_name }} is not null
-
-),
-
-{{ quality_mostly_tail(mostly) }}
+{{ quality_row_check(model, column_name, outside | join(' or ') if outside else '1 = 0', mostly) }}
 
 {% endtest %}

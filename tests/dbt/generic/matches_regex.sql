@@ -18,19 +18,6 @@
     fail_calc='coalesce(sum(quality_over_tolerance), 0)',
 ) }}
 
-with
-
-judged as (
-
-    select
-        *,
-        case when {{ regexp_like(column_name, pattern) }} then 0 else 1 end as quality_is_failing
-
-    from {{ model }}
-    where {{ column_name }} is not null
-
-),
-
-{{ quality_mostly_tail(mostly) }}
+{{ quality_row_check(model, column_name, 'not (' ~ regexp_like(column_name, pattern) ~ ')', mostly) }}
 
 {% endtest %}
