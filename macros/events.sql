@@ -1,9 +1,8 @@
 {#
-    How a raw event is classified, in one place for stg_events__events (over
-    every raw event) and int_events_enriched (whose incremental runs rank only
-    the copies of the event_ids they touch instead of every event again).
-    Of the copies of an event_id, the newest load's counts (then the latest
-    segment and line); the others are duplicates.
+    How a raw event is classified (stg_events__events: a full build ranks every
+    raw event, an incremental run the new rows with the stored copies of their
+    event_ids). Of the copies of an event_id, the newest load's counts (then
+    the latest segment and line); the others are duplicates.
 #}
 
 {% macro event_copy_number() -%}
@@ -21,4 +20,33 @@
         when {{ copy_number }} > 1 then 'duplicate'
         else 'valid'
     end
+{%- endmacro %}
+
+
+{#
+    Where an incremental run of stg_events__events (one row per raw event)
+    starts: the newest loaded_at it holds, as a literal, so the filter on the
+    raw table is pushed into its scan and skips the row groups of earlier loads
+    (a subquery in the filter reads and casts every raw row first). Rows of that
+    instant are read again (inclusive) when raw has more of them than the model:
+    a load that was still arriving at the last build. none when the model is
+    empty. Returns {'literal': SQL timestamp, 'operator': '>' or '>='}.
+#}
+{% macro events_watermark(raw_relation) -%}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set newest = run_query('select max(loaded_at) from ' ~ this).columns[0].values()[0] -%}
+    {%- if newest is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set literal = "cast('" ~ newest.isoformat(sep=' ') ~ "' as " ~ dbt.type_timestamp() ~ ")" -%}
+    {%- set counts -%}
+        select
+            (select count(*) from {{ raw_relation }}
+             where {{ to_utc_timestamp('_loaded_at', safe=false) }} = {{ literal }}) as raw_rows,
+            (select count(*) from {{ this }} where loaded_at = {{ literal }}) as model_rows
+    {%- endset -%}
+    {%- set row = run_query(counts).rows[0] -%}
+    {{ return({'literal': literal, 'operator': '>=' if row[0] != row[1] else '>'}) }}
 {%- endmacro %}

@@ -5,7 +5,7 @@ invocation (a delete of the slice and an insert of it again, so re-running a
 slice is idempotent):
 - dbt `microbatch` models (`event_time`, `batch_size`), driven by
   `--event-time-start/--event-time-end`; `dbt retry` re-runs failed batches;
-- models tagged `backfill` (ours: `int_events_enriched`), driven by the vars
+- models tagged `backfill` (ours: `stg_events__events`), driven by the vars
   `backfill_start`/`backfill_end` (macros/backfill.sql says why that model is
   not microbatch).
 dbt cannot survive `kill -9` (run_results.json is written at the end), so the

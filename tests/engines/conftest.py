@@ -41,7 +41,7 @@ def duckdb_marts(engine_inbox: Path) -> dict[str, Table]:
                 row[0]
                 for row in con.execute(
                     "select table_name from information_schema.tables"
-                    " where table_schema = ? and table_type = 'BASE TABLE'",
+                    " where table_schema = ?",  # views too: fct_events is one
                     [schema],
                 ).fetchall()
             ]

@@ -115,7 +115,7 @@ def make_table(columns: Iterable[str], rows: Iterable[Sequence[Any]]) -> Table:
 def read_all(
     list_tables: Callable[[str], Iterable[str]], read: Callable[[str], Table]
 ) -> dict[str, Table]:
-    """Every table of SCHEMAS, by `schema.table`."""
+    """Every table and view of SCHEMAS, by `schema.table`."""
     return {
         f"{schema}.{name}": read(f"{schema}.{name}")
         for schema in SCHEMAS

@@ -31,7 +31,7 @@ def postgres_marts(engine_inbox: Path, cluster: Cluster) -> dict[str, Table]:
     }
     ingest(engine_inbox, env)
     dbt_build("postgres", env)
-    # Again: the incremental model takes its merge path (dbt.dateadd lookback, MERGE).
+    # Again: the incremental model takes its merge path (watermark, MERGE on a 3-column key).
     dbt_build("postgres", env)
     with (
         psycopg2.connect(
@@ -43,7 +43,7 @@ def postgres_marts(engine_inbox: Path, cluster: Cluster) -> dict[str, Table]:
         def tables(schema: str) -> list[str]:
             cursor.execute(
                 "select table_name from information_schema.tables"
-                " where table_schema = %s and table_type = 'BASE TABLE'",
+                " where table_schema = %s",  # views too: fct_events is one
                 [schema],
             )
             return [row[0] for row in cursor.fetchall()]

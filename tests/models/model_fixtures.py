@@ -199,7 +199,7 @@ EVENTS_BATCH_1 = [
 EVENTS_BATCH_2 = [
     ("events-000002.jsonl", 1, "evt-011", "1", "click", "2.5", "2026-01-06T08:00:00Z"),
     ("events-000002.jsonl", 2, "evt-012", "9", "add_to_cart", "7.0", "2026-01-06T09:00:00Z"),
-    # late: 2.5 days before the first batch's newest event, within the lookback
+    # late: 2.5 days before the first batch's newest event
     ("events-000002.jsonl", 3, "evt-013", "2", "click", "3.5", "2026-01-02T07:00:00Z"),
     ("events-000002.jsonl", 4, "evt-014", "2", "view", "200.0", "2026-01-06T10:00:00Z"),
     ("events-000002.jsonl", 5, "evt-015", "3", "click", "abc", "2026-01-06T11:00:00Z"),
@@ -237,31 +237,41 @@ def create_raw(path: Path) -> None:
         )
 
 
-def load_batch(path: Path, batch: int) -> None:
-    """Append load 1 (first users file, first segment, first orders) or load 2."""
+def load_batch(path: Path, batch: int, part: slice = slice(None)) -> None:
+    """Append load 1 (first users file, first segment, first orders) or load 2.
+
+    `part` takes only those rows of each table: the rest of the load can be
+    appended later with the same loaded_at, as a load that was still arriving.
+    """
     users, events, orders, loaded_at = (
         (USERS_FILE_1, EVENTS_BATCH_1, ORDERS_BATCH_1, LOAD_1)
         if batch == 1
         else (USERS_FILE_2, EVENTS_BATCH_2, ORDERS_BATCH_2, LOAD_2)
     )
-    with duckdb.connect(str(path)) as con:
-        con.execute("set TimeZone = 'UTC'")
-        con.executemany(
+    users, events, orders = users[part], events[part], orders[part]
+    inserts = [
+        (
             "insert into raw.users values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::timestamptz, ?, ?)",
             [
                 (*row[2:], row[0], row[1], f"{row[0]}:{row[1]}", loaded_at, f"l{batch}", row[0])
                 for row in users
             ],
-        )
-        con.executemany(
+        ),
+        (
             "insert into raw.events values (?, ?, ?, ?, ?, ?, ?, ?::timestamptz, ?, ?)",
             [(*row[2:], row[0], row[1], loaded_at, f"l{batch}", f"e{row[1]}") for row in events],
-        )
-        con.executemany(
+        ),
+        (
             "insert into raw.orders values"
             " (?, ?, ?, ?, ?, ?, ?::timestamptz, ?::timestamptz, ?::timestamptz, ?, ?)",
             [(*row, loaded_at, f"l{batch}", f"o{row[0]}") for row in orders],
-        )
+        ),
+    ]
+    with duckdb.connect(str(path)) as con:
+        con.execute("set TimeZone = 'UTC'")
+        for sql, rows in inserts:
+            if rows:
+                con.executemany(sql, rows)
 
 
 DbtRunner = Callable[..., subprocess.CompletedProcess[str]]

@@ -118,14 +118,22 @@ def test_every_raw_row_is_accounted_for(full_build: Path) -> None:
 
 
 def test_incremental_run_equals_full_refresh(
-    full_build: Path, incremental_build: tuple[Path, dict[str, Any]]
+    full_build: Path, incremental_build: tuple[Path, list[dict[str, Any]]]
 ) -> None:
-    incremental, run_results = incremental_build
-    enriched = next(
-        r for r in run_results["results"] if r["unique_id"].endswith(".int_events_enriched")
-    )
-    # the second build really took the incremental path
-    assert "max(loaded_at)" in enriched["compiled_code"]
+    incremental, builds = incremental_build
+
+    def staging_sql(run_results: dict[str, Any]) -> str:
+        node = next(
+            r for r in run_results["results"] if r["unique_id"].endswith(".stg_events__events")
+        )
+        return " ".join(str(node["compiled_code"]).split())
+
+    # the builds after the first really took the incremental path: the rows loaded
+    # after the newest stored one, then that instant again (raw had more of it)
+    first, second, third = (staging_sql(run_results) for run_results in builds)
+    assert "stored_copies" not in first
+    assert "stored_copies" in second and ") > cast('2026-01-05 00:00:00' as" in second
+    assert "stored_copies" in third and ") >= cast('2026-01-07 00:00:00' as" in third
     assert scalar(incremental, "select count(*) from intermediate.int_events_enriched") == 13
     # the re-sent evt-004: its second load's copy replaced the first (loaded_at tells them apart)
     resent = "select loaded_at from intermediate.int_events_enriched where event_id = 'evt-004'"
@@ -133,8 +141,15 @@ def test_incremental_run_equals_full_refresh(
     assert scalar(incremental, resent) == scalar(
         incremental, "select max(loaded_at) from intermediate.int_events_enriched"
     )
+    statuses = "select event_status, count(*) from staging.stg_events__events group by 1 order by 1"
+    assert query(incremental, statuses) == [
+        ("duplicate", 1),
+        ("invalid_timestamp", 1),
+        ("missing_key", 1),
+        ("valid", 13),
+    ]
     tables = [f"marts.{m}" for m in MARTS] + [f"quarantine.{q}" for q in QUARANTINE]
-    for table in ["intermediate.int_events_enriched", *tables]:
+    for table in ["staging.stg_events__events", "intermediate.int_events_enriched", *tables]:
         sql = f"select * from {table} order by all"
         assert rows_equal(query(incremental, sql), query(full_build, sql)), table
 

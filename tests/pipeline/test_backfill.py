@@ -38,13 +38,11 @@ def test_backfill_equals_full_refresh_and_resumes(
         text=True,
     )
     assert full.returncode == 0, full.stdout[-3000:]
-    expected_events = rows(site.warehouse, "intermediate.int_events_enriched")
+    expected_events = rows(site.warehouse, "staging.stg_events__events")
     in_range = "occurred_at >= '2026-01-05' and occurred_at < '2026-01-08'"
     con = duckdb.connect(str(site.warehouse))
-    lost = con.execute(f"delete from intermediate.int_events_enriched where {in_range}").fetchone()
-    con.execute(
-        "update intermediate.int_events_enriched set value = -1 where occurred_at < '2026-01-05'"
-    )
+    lost = con.execute(f"delete from staging.stg_events__events where {in_range}").fetchone()
+    con.execute("update staging.stg_events__events set value = -1 where occurred_at < '2026-01-05'")
     con.close()
     assert lost[0] > 0
 
@@ -60,14 +58,16 @@ def test_backfill_equals_full_refresh_and_resumes(
     # Inside the range: exactly the full refresh's rows; outside: untouched (still damaged).
     window = [r for r in expected_events if "2026-01-05" <= str(r[5])[:10] <= "2026-01-07"]
     assert len(window) == lost[0]
-    assert rows(site.warehouse, "intermediate.int_events_enriched", in_range) == window
-    before = rows(site.warehouse, "intermediate.int_events_enriched", "occurred_at < '2026-01-05'")
+    assert rows(site.warehouse, "staging.stg_events__events", in_range) == window
+    before = rows(site.warehouse, "staging.stg_events__events", "occurred_at < '2026-01-05'")
     assert before and all(r[3] == -1 for r in before)
-    after = rows(site.warehouse, "intermediate.int_events_enriched", "occurred_at >= '2026-01-08'")
-    assert after == [r for r in expected_events if str(r[5])[:10] >= "2026-01-08"]
+    after = rows(site.warehouse, "staging.stg_events__events", "occurred_at >= '2026-01-08'")
+    # (rows with no occurred_at, quarantined as invalid_timestamp, are in no range)
+    assert after == [r for r in expected_events if r[5] and str(r[5])[:10] >= "2026-01-08"]
     # Downstream was rebuilt from the backfilled table: fct_events has the range's events again.
     events_in_range = rows(site.warehouse, "marts.fct_events", in_range)
-    assert sorted(r[0] for r in events_in_range) == sorted(r[0] for r in window)
+    valid = [r for r in window if r[6] == "valid"]  # the event_status column
+    assert valid and sorted(r[0] for r in events_in_range) == sorted(r[0] for r in valid)
     batches = rows(site.warehouse, "monitoring.pipeline_backfill_batches")
     assert len({b[0] for b in batches}) == 1  # one backfill, resumed
     assert [(str(b[5])[:10], b[7]) for b in sorted(batches, key=lambda b: b[5])] == [
