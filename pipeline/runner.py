@@ -335,7 +335,7 @@ def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
     run.record.detail["build_scope"] = {
         "select": planned.select,
         "reason": planned.reason,
-        **scope.build_state(ctx, options.vars),
+        **scope.recorded_state(ctx, planned),
     }
     return result
 

@@ -37,10 +37,14 @@ LOAD_ID = "_dlt_load_id"
 
 @dataclass
 class BuildScope:
-    """`select` None: build everything; [] nothing changed; else dbt selectors."""
+    """`select` None: build everything; [] nothing changed; else dbt selectors.
+
+    `state` is what the plan read (build_state), recorded with the build.
+    """
 
     select: list[str] | None
     reason: str
+    state: dict[str, Any]
 
 
 def project_fingerprint(project_dir: Path, vars_: str | None) -> str:
@@ -67,70 +71,78 @@ def source_tables(target_dir: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-def newest_loads(warehouse: Path, tables: dict[str, tuple[str, str]]) -> dict[str, str | None]:
+def newest_loads(
+    con: duckdb.DuckDBPyConnection, tables: dict[str, tuple[str, str]]
+) -> dict[str, str | None]:
     """The newest dlt load id in each table that has the column (null when empty)."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        found = {
-            (schema, table)
-            for schema, table in con.execute(
-                "select table_schema, table_name from information_schema.columns "
-                "where column_name = ?",
-                [LOAD_ID],
-            ).fetchall()
-        }
-        loads: dict[str, str | None] = {}
-        for key, (schema, table) in sorted(tables.items()):
-            if (schema, table) in found:
-                query = f'select max({LOAD_ID}) from "{schema}"."{table}"'
-                loads[key] = con.execute(query).fetchone()[0]
-        return loads
-    finally:
-        con.close()
+    found = {
+        (schema, table)
+        for schema, table in con.execute(
+            "select table_schema, table_name from information_schema.columns where column_name = ?",
+            [LOAD_ID],
+        ).fetchall()
+    }
+    loads: dict[str, str | None] = {}
+    for key, (schema, table) in sorted(tables.items()):
+        if (schema, table) in found:
+            query = f'select max({LOAD_ID}) from "{schema}"."{table}"'
+            loads[key] = con.execute(query).fetchone()[0]
+    return loads
 
 
-def previous_build(warehouse: Path, run_id: str) -> dict[str, Any] | None:
-    """The newest other run that started a dbt build (ok, failed or died in it)."""
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        return ledger.last_build(con, exclude_run=run_id)
-    finally:
-        con.close()
-
-
-def build_state(ctx: Context, vars_: str | None) -> dict[str, Any]:
-    """What a build reads: the project and the newest load of each source table.
-
-    Taken after the build too, for its ledger row: the first build writes the
-    manifest that lists the sources, and raw cannot change while the run holds
-    the lock.
-    """
-    loads = newest_loads(ctx.warehouse, source_tables(ctx.target_dir))
+def build_state(ctx: Context, vars_: str | None, con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """What a build reads: the project and the newest load of each source table."""
+    loads = newest_loads(con, source_tables(ctx.target_dir))
     return {"project": project_fingerprint(ctx.project_dir, vars_), "source_loads": loads}
 
 
+def recorded_state(ctx: Context, planned: BuildScope) -> dict[str, Any]:
+    """The state to record with the build: the plan's, unless it had no source list.
+
+    The first build writes the manifest that lists the sources; raw cannot change
+    while the run holds the lock, nor the project files during the build.
+    """
+    if planned.state["source_loads"]:
+        return planned.state
+    con = duckdb.connect(str(ctx.warehouse), read_only=True)
+    try:
+        loads = newest_loads(con, source_tables(ctx.target_dir))
+    finally:
+        con.close()
+    return {**planned.state, "source_loads": loads}
+
+
 def plan(ctx: Context, vars_: str | None, run_id: str) -> BuildScope:
-    state = build_state(ctx, vars_)
+    con = duckdb.connect(str(ctx.warehouse), read_only=True)
+    try:
+        state = build_state(ctx, vars_, con)
+        # the newest other run that started a dbt build (ok, failed or died in it)
+        previous = ledger.last_build(con, exclude_run=run_id)
+    finally:
+        con.close()
+    return _choose(ctx, state, previous)
+
+
+def _choose(ctx: Context, state: dict[str, Any], previous: dict[str, Any] | None) -> BuildScope:
     fingerprint, loads = state["project"], state["source_loads"]
-    previous = previous_build(ctx.warehouse, run_id)
     if previous is None:
-        return BuildScope(None, "first build")
+        return BuildScope(None, "first build", state)
     recorded = (previous.get("detail") or {}).get("build_scope") or {}
     last_invocation = ((read_run_results(ctx, since=0) or {}).get("metadata") or {}).get(
         "invocation_id"
     )
     if previous["build_status"] != "ok":
-        return BuildScope(None, "the last build did not pass")
+        return BuildScope(None, "the last build did not pass", state)
     if not loads or recorded.get("source_loads") is None:
-        return BuildScope(None, "no record of what the last build read")
+        return BuildScope(None, "no record of what the last build read", state)
     if last_invocation != previous["dbt_invocation_id"]:
-        return BuildScope(None, "dbt ran outside the pipeline since the last build")
+        return BuildScope(None, "dbt ran outside the pipeline since the last build", state)
     if recorded.get("project") != fingerprint:
-        return BuildScope(None, "the dbt project or --vars changed")
+        return BuildScope(None, "the dbt project or --vars changed", state)
     before = recorded["source_loads"]
     changed = [key for key, load in loads.items() if load != before.get(key)]
     reason = f"new rows in {', '.join(changed)}" if changed else "no new rows in raw"
-    return BuildScope([f"source:{key}+" for key in changed], reason)
+    return BuildScope([f"source:{key}+" for key in changed], reason, state)
 
 
 def carry_results(ctx: Context, earlier: dict[str, Any] | None) -> None:
