@@ -29,11 +29,9 @@ from monitoring.audit import redact
 
 from . import suppression
 from .rejected import REJECTED_TABLE
-from .warehouse import make_pipeline, warehouse_path
+from .warehouse import SOURCE_NAMES, locked_warehouse_message, make_pipeline, warehouse_path
 
 __all__ = ["main", "redact"]  # redact: the one secret filter (monitoring/audit.py), re-exported
-
-SOURCE_NAMES = ("users", "orders", "events", "products")
 
 EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -206,17 +204,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
         seen.append(exc)
         exc = getattr(exc, "exception", None) or exc.__cause__ or exc.__context__
     return seen
-
-
-def locked_warehouse_message(error_text: str) -> str | None:
-    """One line naming the process DuckDB says holds the warehouse, if that is the error."""
-    match = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error_text)
-    if not match:
-        return None
-    return (
-        f"warehouse {warehouse_path()} is locked by PID {match.group(2)} ({match.group(1)}); "
-        "close that process or wait for it, then re-run"
-    )
 
 
 def describe_error(source: str, exc: BaseException) -> str:

@@ -7,6 +7,7 @@ Every command (ingestion, dbt's profile, monitor, pipeline) reads the same
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +16,24 @@ if TYPE_CHECKING:
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 RAW_DATASET = "raw"
+# The sources `python -m ingestion` loads, in its default order.
+SOURCE_NAMES = ("users", "orders", "events", "products")
 
 
 def warehouse_path() -> Path:
     """The working warehouse file (`WAREHOUSE_PATH`, default data/warehouse.duckdb)."""
     return Path(os.environ.get("WAREHOUSE_PATH", DEFAULT_WAREHOUSE))
+
+
+def locked_warehouse_message(error_text: str) -> str | None:
+    """One line naming the process DuckDB says holds the warehouse, if that is the error."""
+    match = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error_text)
+    if not match:
+        return None
+    return (
+        f"warehouse {warehouse_path()} is locked by PID {match.group(2)} ({match.group(1)}); "
+        "close that process or wait for it, then re-run"
+    )
 
 
 def pipelines_dir(warehouse: Path | None = None) -> Path:

@@ -28,8 +28,7 @@ from types import FrameType
 
 import duckdb
 
-from ingestion.cli import SOURCE_NAMES
-from ingestion.warehouse import warehouse_path
+from ingestion.warehouse import SOURCE_NAMES, warehouse_path
 from monitoring import audit
 from monitoring.audit import redact
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from ingestion.cli import locked_warehouse_message
+from ingestion.warehouse import locked_warehouse_message
 from monitoring import audit
 from monitoring.audit import redact
 
