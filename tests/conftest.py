@@ -8,7 +8,6 @@ subprocess on real files, so later tests read a warehouse made the product's way
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,15 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
 from ingestion.sample.api import serve
 from ingestion.sample.generator import generate
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_USERS = 300
 SAMPLE_SEED = 7
 SAMPLE_SEGMENT_SIZE = 1000
-SAMPLE_TOKEN = "sample-token-5b2f"
 
 
 @dataclass(frozen=True)
@@ -74,16 +72,7 @@ def make_sample(root: Path) -> Sample:
     manifest = generate(
         inbox, users=SAMPLE_USERS, seed=SAMPLE_SEED, segment_size=SAMPLE_SEGMENT_SIZE
     )
-    warehouse = root / "warehouse.duckdb"
-    env = {
-        **os.environ,
-        "WAREHOUSE_PATH": str(warehouse),
-        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
-        "DBT_TARGET_PATH": str(root / "target"),
-        "DBT_LOG_PATH": str(root / "logs"),
-        "SOURCES__ORDERS__API_TOKEN": SAMPLE_TOKEN,
-    }
-    return Sample(inbox, warehouse, manifest, env)
+    return Sample(inbox, root / "warehouse.duckdb", manifest, warehouse_env(root))
 
 
 @pytest.fixture(scope="session")

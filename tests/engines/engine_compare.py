@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -21,9 +20,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from project_env import ROOT, warehouse_env
+
 from ingestion.sample.api import serve
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "engine-token-7c1e"
 # Pinned "now"s: every engine renders the same point-in-time features and recency.
 DBT_VARS = {"features_as_of": "2026-02-01T00:00:00Z", "quality_now": "2026-01-20T00:00:00Z"}
@@ -58,14 +58,7 @@ class Table:
 def base_env(work: Path) -> dict[str, str]:
     """Env for one engine's build: its own dbt target/log dirs and warehouse file."""
     work.mkdir(parents=True, exist_ok=True)
-    return {
-        **os.environ,
-        "WAREHOUSE_PATH": str(work / "warehouse.duckdb"),
-        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
-        "DBT_TARGET_PATH": str(work / "target"),
-        "DBT_LOG_PATH": str(work / "logs"),
-        "SOURCES__ORDERS__API_TOKEN": TOKEN,
-    }
+    return warehouse_env(work, token=TOKEN)
 
 
 def run(command: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

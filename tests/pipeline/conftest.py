@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_sites import Site, clone, copy_state, site_env
+from pipeline_sites import Site, clone, site_env
+from project_env import copy_state
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from project_env import ROOT, SAMPLE_TOKEN, copy_state, warehouse_env
 
 from ingestion.sample.api import serve
 from pipeline import privacy
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_TOKEN = "sample-token-5b2f"  # tests/conftest.py's demo API token
 PII_HASH_KEY = "pipeline-tests-pii-key"  # publish masks PII with it (pipeline/privacy.py)
 
 # A fixed as-of keeps user_features identical between runs (else it is the run's start).
@@ -99,29 +97,10 @@ class Site:
 
 
 def site_env(root: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "WAREHOUSE_PATH": str(root / "warehouse.duckdb"),
-        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
-        "DBT_TARGET_PATH": str(root / "target"),
-        "DBT_LOG_PATH": str(root / "logs"),
-        "SOURCES__ORDERS__API_TOKEN": SAMPLE_TOKEN,
-        # One masking key for every site, so that their published files compare equal.
-        privacy.HASH_KEY_ENV: PII_HASH_KEY,
-    }
+    # One masking key for every site, so that their published files compare equal.
+    env = warehouse_env(root, **{privacy.HASH_KEY_ENV: PII_HASH_KEY})
     env.pop("ANALYTICS_PATH", None)
     return env
-
-
-def copy_state(source: Path, dest: Path, names: tuple[str, ...]) -> None:
-    """Copy warehouse files keeping mtimes (copy2), as a backup restore would."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, dest / name, copy_function=shutil.copy2)
-        elif path.exists():
-            shutil.copy2(path, dest / name)
 
 
 def clone(site: Site, dest: Path, with_inbox: bool = False) -> Site:

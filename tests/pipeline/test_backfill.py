@@ -8,7 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from pipeline_sites import ROOT, Site, copy_state, kill9, site_env, wait_for
+from pipeline_sites import Site, kill9, site_env, wait_for
+from project_env import ROOT, copy_state
 
 pytestmark = pytest.mark.slow
 

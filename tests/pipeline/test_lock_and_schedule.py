@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pipeline_sites import ROOT, Site, site_env
+from pipeline_sites import Site, site_env
+from project_env import ROOT
 
 from pipeline.lock import LockBusy, WarehouseLock, read_holder
 

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_sites import SAMPLE_TOKEN, Site, copy_state, kill9, marts, site_env, wait_for
+from pipeline_sites import Site, kill9, marts, site_env, wait_for
+from project_env import SAMPLE_TOKEN, copy_state
 
 from ingestion.sample.api import serve
 

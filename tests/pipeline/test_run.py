@@ -10,7 +10,8 @@ from typing import Any
 
 import duckdb
 import pytest
-from pipeline_sites import ROOT, SAMPLE_TOKEN, VARS, Site, clone, marts, sha256, wait_for
+from pipeline_sites import VARS, Site, clone, marts, sha256, wait_for
+from project_env import ROOT, SAMPLE_TOKEN
 
 from ingestion.sample.api import serve
 

@@ -11,7 +11,6 @@ twice, every row's `_dlt_load_id` in `raw._dlt_loads`.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -23,10 +22,10 @@ from typing import Any
 
 import duckdb
 import pytest
+from project_env import ROOT, warehouse_env
 
 from ingestion.sample.generator import generate
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "reliability-token-3e8a"
 BIG_USERS = 30_000
 BIG_ORDERS = 4_000  # orders go through dlt as dicts (~8k rows/s): enough to see paging
@@ -80,15 +79,7 @@ class Warehouse:
 
 def make_warehouse(root: Path, **extra: str) -> Warehouse:
     root.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "WAREHOUSE_PATH": str(root / "warehouse.duckdb"),
-        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
-        "DBT_TARGET_PATH": str(root / "target"),
-        "DBT_LOG_PATH": str(root / "logs"),
-        "SOURCES__ORDERS__API_TOKEN": TOKEN,
-        **extra,
-    }
+    env = warehouse_env(root, token=TOKEN, **extra)
     env.pop("ANALYTICS_PATH", None)
     return Warehouse(root, env)
 

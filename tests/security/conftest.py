@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from project_env import copy_state
 from security_site import VARS, Secured, copy_site, secured_env
 
 
@@ -19,13 +19,7 @@ from security_site import VARS, Secured, copy_site, secured_env
 def secured(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Secured:
     """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
     root = tmp_path_factory.mktemp("secured")
-    source = sample_warehouse.warehouse.parent
-    for name in ("warehouse.duckdb", ".dlt-pipelines"):
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, root / name, copy_function=shutil.copy2)
-        else:
-            shutil.copy2(path, root / name)
+    copy_state(sample_warehouse.warehouse.parent, root, ("warehouse.duckdb", ".dlt-pipelines"))
     site = Secured(root, sample_warehouse.inbox, secured_env(root))
     done = site.run("-m", "pipeline", "run", "--inbox", str(site.inbox), "--vars", VARS, api=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -6,8 +6,6 @@ no other test folder uses.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from project_env import ROOT, SAMPLE_TOKEN, copy_state, warehouse_env
 
 from ingestion.sample.api import serve
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_TOKEN = "sample-token-5b2f"  # tests/conftest.py's demo API token
 HASH_KEY = "pii-test-key-7f3a9c"
 VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
 
@@ -68,31 +65,14 @@ class Secured:
 
 
 def secured_env(root: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "WAREHOUSE_PATH": str(root / "warehouse.duckdb"),
-        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
-        "DBT_TARGET_PATH": str(root / "target"),
-        "DBT_LOG_PATH": str(root / "logs"),
-        "SOURCES__ORDERS__API_TOKEN": SAMPLE_TOKEN,
-        "PII_HASH_KEY": HASH_KEY,
-    }
+    env = warehouse_env(root, PII_HASH_KEY=HASH_KEY)
     for name in ("ANALYTICS_PATH", "ANALYTICS_ENCRYPTION_KEY", "ANALYTICS_FILE_MODE"):
         env.pop(name, None)
     return env
 
 
-NAMES = ("warehouse.duckdb", ".dlt-pipelines", "target", "analytics.duckdb")
-
-
 def copy_site(source: Path, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in NAMES:
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, dest / name, copy_function=shutil.copy2)
-        elif path.exists():
-            shutil.copy2(path, dest / name)
+    copy_state(source, dest, ("warehouse.duckdb", ".dlt-pipelines", "target", "analytics.duckdb"))
 
 
 def sample_email(warehouse: Path) -> tuple[int, str]:

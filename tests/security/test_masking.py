@@ -8,7 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from security_site import HASH_KEY, ROOT, Secured, sample_email, text_values
+from project_env import ROOT
+from security_site import HASH_KEY, Secured, sample_email, text_values
 
 from pipeline import privacy
 from pipeline.publish import publish

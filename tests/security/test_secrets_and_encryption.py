@@ -10,7 +10,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from security_site import ROOT, Secured, sample_email
+from project_env import ROOT
+from security_site import Secured, sample_email
 
 from monitoring import audit
 from pipeline import privacy

@@ -1,0 +1,40 @@
+"""What every test folder's commands share: the project root, the environment that
+points a command at one warehouse folder, and copying such a folder.
+
+Helpers live here, not in conftest.py, so test modules import them by a name no
+other module uses (pytest puts tests/ on sys.path for tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_TOKEN = "sample-token-5b2f"  # the demo orders API's token for the session's sample
+
+
+def warehouse_env(root: Path, token: str = SAMPLE_TOKEN, **extra: str) -> dict[str, str]:
+    """os.environ with the warehouse, dbt's target and logs in `root`, and the API token."""
+    return {
+        **os.environ,
+        "WAREHOUSE_PATH": str(root / "warehouse.duckdb"),
+        "DBT_PROFILES_DIR": str(ROOT / "profiles"),
+        "DBT_TARGET_PATH": str(root / "target"),
+        "DBT_LOG_PATH": str(root / "logs"),
+        "SOURCES__ORDERS__API_TOKEN": token,
+        **extra,
+    }
+
+
+def copy_state(source: Path, dest: Path, names: tuple[str, ...]) -> None:
+    """Copy these files and folders of a warehouse folder, keeping mtimes (copy2), as a
+    backup restore would."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, dest / name, copy_function=shutil.copy2)
+        elif path.exists():
+            shutil.copy2(path, dest / name)
