@@ -12,11 +12,12 @@ from typing import Any
 
 import dlt
 import duckdb
+import numpy as np
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion.sources.users import users_source
-from ingestion.sources.users.helpers import read_csv_file
+from ingestion.sources.users.helpers import read_csv_file, scan_records
 from ingestion.warehouse import make_pipeline
 
 HEADER = "user_id,name,email,age,country,signup_at,updated_at"
@@ -378,6 +379,18 @@ def test_line_numbers_match_the_csv_module_on_a_messy_file(tmp_path: Path) -> No
         assert csv_file.rows_read == len(expected_good) + len(expected_bad)
     finally:
         csv_file.close()
+
+
+def test_records_do_not_depend_on_where_the_scan_blocks_end() -> None:
+    """The scan carries quote and newline counts across blocks: a quoted field, an
+    escaped quote or a CRLF split between two blocks still ends where it should."""
+    rng = random.Random(11)
+    pieces = [b"a", b",", b'"', b'""', b"\n", b"\r\n", b'"x\ny"', b"\r"]
+    for _ in range(300):
+        data = np.frombuffer(b"".join(rng.choices(pieces, k=rng.randint(1, 60))), np.uint8)
+        whole = [a.tolist() for a in scan_records(data, block=data.size)]
+        for block in (1, 2, 3, 5, 16):
+            assert [a.tolist() for a in scan_records(data, block=block)] == whole, bytes(data)
 
 
 def test_bad_settings_fail_before_the_run_with_the_config_key(tmp_path: Path) -> None:
