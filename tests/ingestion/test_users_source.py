@@ -388,9 +388,10 @@ def test_records_do_not_depend_on_where_the_scan_blocks_end() -> None:
     pieces = [b"a", b",", b'"', b'""', b"\n", b"\r\n", b'"x\ny"', b"\r"]
     for _ in range(300):
         data = np.frombuffer(b"".join(rng.choices(pieces, k=rng.randint(1, 60))), np.uint8)
-        whole = [a.tolist() for a in scan_records(data, block=data.size)]
-        for block in (1, 2, 3, 5, 16):
-            assert [a.tolist() for a in scan_records(data, block=block)] == whole, bytes(data)
+        whole = [a.tolist() for a in scan_records([data])]
+        for size in (1, 2, 3, 5, 16):
+            blocks = [data[i : i + size] for i in range(0, data.size, size)]
+            assert [a.tolist() for a in scan_records(blocks)] == whole, bytes(data)
 
 
 def test_bad_settings_fail_before_the_run_with_the_config_key(tmp_path: Path) -> None:

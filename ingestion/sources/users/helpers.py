@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -141,44 +141,63 @@ def already_loaded(path: Path, recorded: dict[str, Any] | None) -> bool:
     return stat.st_size == recorded.get("size") and file_digest(path) == recorded.get("sha256")
 
 
-def scan_records(
-    data: np.ndarray, block: int = _SCAN_BLOCK
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scan_records(blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Start byte, end byte (before the line terminator) and 1-based line of each record.
 
     A newline ends a record when an even number of quotes precede it (RFC 4180:
     quotes open and close fields and escape as ""), so newlines inside quoted
     fields stay within their record. The record's line is where it starts.
-    The file is scanned `block` bytes at a time, carrying the counts of quotes
-    and newlines before the block: what stays in memory is the records'
-    arrays, not the position of every quote and newline of the file.
+    `blocks` are the file's bytes in order (`file_blocks`); the counts of
+    quotes and newlines before each block carry over, so what stays in memory
+    is the records' offsets, not the file or every quote and newline in it.
     """
-    terminator_parts, line_parts = [], []
-    quotes_before = newlines_before = 0
-    for offset in range(0, data.size, block):
-        chunk = data[offset : offset + block]
+    terminator_parts, line_parts, cr_parts = [], [], []
+    size = quotes_before = newlines_before = 0
+    last_byte = 0  # of the previous block
+    for chunk in blocks:
         newlines = np.flatnonzero(chunk == _NEWLINE)
         quotes = np.flatnonzero(chunk == _QUOTE)
         is_terminator = ((quotes_before + np.searchsorted(quotes, newlines)) & 1) == 0
-        terminator_parts.append(newlines[is_terminator] + offset)
+        terminators = newlines[is_terminator]
+        terminator_parts.append(terminators + size)
         # Line of a record = 1 + newlines before its start = 2 + index of its terminator.
         line_parts.append(np.flatnonzero(is_terminator) + newlines_before + 2)
+        before = np.where(terminators > 0, chunk[np.maximum(terminators - 1, 0)], last_byte)
+        cr_parts.append(before == _CARRIAGE_RETURN)
+        size += chunk.size
         quotes_before += quotes.size
         newlines_before += newlines.size
+        last_byte = int(chunk[-1]) if chunk.size else last_byte
     terminators = np.concatenate([np.empty(0, np.int64), *terminator_parts])
     starts = np.concatenate(([0], terminators + 1))
-    ends = np.concatenate((terminators, [data.size]))
+    ends = np.concatenate((terminators, [size]))
     lines = np.concatenate([[1], *line_parts])
-    if starts[-1] == data.size:  # the file ends with a newline: no record after it
-        starts, ends, lines = starts[:-1], ends[:-1], lines[:-1]
-    # Drop the \r of a \r\n terminator so a blank CRLF line has length 0.
-    has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == _CARRIAGE_RETURN)
-    return starts, ends - has_cr, lines
+    # A \r before the record's end belongs to its line terminator (\r\n), not to it,
+    # so a blank CRLF line has length 0.
+    has_cr = np.concatenate([np.empty(0, bool), *cr_parts, [last_byte == _CARRIAGE_RETURN]])
+    if starts[-1] == size:  # the file ends with a newline: no record after it
+        starts, ends, lines, has_cr = starts[:-1], ends[:-1], lines[:-1], has_cr[:-1]
+    return starts, ends - (has_cr & (ends > starts)), lines
 
 
-def record_text(data: np.ndarray, start: int, end: int) -> str:
-    """One record as it appeared in the file (bad bytes shown as U+FFFD)."""
-    return data[start:end].tobytes().decode("utf-8", errors="replace")
+def file_blocks(path: Path, block: int = _SCAN_BLOCK) -> Iterator[np.ndarray]:
+    """The file's bytes, `block` at a time (read, not mapped: its pages do not stay
+    in the process's memory)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(block):
+            yield np.frombuffer(chunk, np.uint8)
+
+
+def record_texts(path: Path, spans: Iterable[tuple[int, int]]) -> list[str]:
+    """The records at these (start, end) byte offsets, in file order, as they appeared
+    (bad bytes shown as U+FFFD). Read, not mapped: rejects spread over a large file
+    would otherwise fault most of it into the process's memory."""
+    texts = []
+    with path.open("rb") as handle:
+        for start, end in spans:
+            handle.seek(start)
+            texts.append(handle.read(end - start).decode("utf-8", errors="replace"))
+    return texts
 
 
 @dataclass
@@ -262,8 +281,7 @@ def read_csv_file(path: Path) -> CsvFile:
     """
     if path.stat().st_size == 0:
         return CsvFile(path.name, [], 0, [], np.empty(0, np.int64))
-    data = np.memmap(path, dtype=np.uint8, mode="r")
-    starts, ends, lines = scan_records(data)
+    starts, ends, lines = scan_records(file_blocks(path))
     if not (ends > starts).any():  # only blank lines
         return CsvFile(path.name, [], 0, [], np.empty(0, np.int64))
 
@@ -319,13 +337,10 @@ def read_csv_file(path: Path) -> CsvFile:
             f"{rows_good} rows and {len(rejected)} rejected rows"
         )
 
+    payloads = record_texts(path, ((int(starts[i]), int(ends[i])) for i in bad_index))
     rejects = [
-        {
-            "location": f"{path.name}:{int(lines[i])}",
-            "reason": rejected[i],
-            "payload": record_text(data, int(starts[i]), int(ends[i])),
-        }
-        for i in bad_index
+        {"location": f"{path.name}:{int(lines[i])}", "reason": rejected[i], "payload": payload}
+        for i, payload in zip(bad_index, payloads, strict=True)
     ]
     return CsvFile(path.name, columns, int(rows_good), rejects, lines[is_good], con, spill)
 
