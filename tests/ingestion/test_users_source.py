@@ -347,6 +347,9 @@ def test_file_format_edge_cases_have_defined_outcomes(users_inbox: Path) -> None
     assert last_run(pipeline)["rows_rejected"] == 2
     # Every file, including the empty, header-only and rejected ones, counts as loaded.
     assert len(loaded_files(pipeline)) == 5
+    # DuckDB's spill folders (one per parsed file, in dlt's working folder) are gone,
+    # the rejected file's too.
+    assert list(Path(pipeline.working_dir).glob("users-csv-*")) == []
 
 
 def test_line_numbers_match_the_csv_module_on_a_messy_file(tmp_path: Path) -> None:

@@ -72,13 +72,13 @@ def users(inbox: str) -> Iterator[Any]:
             loaded[path.name] = {**recorded, "mtime_ns": path.stat().st_mtime_ns}
         else:
             pending.append(path)
-    disposition = write_disposition_for(
-        files_in_raw(current_pipeline(), [path.name for path in pending])
-    )
+    pipeline = current_pipeline()
+    disposition = write_disposition_for(files_in_raw(pipeline, [path.name for path in pending]))
+    spill_dir = pipeline.working_dir if pipeline is not None else None
     for path in pending:
         signature = file_signature(path)
         try:
-            csv_file = read_csv_file(path)
+            csv_file = read_csv_file(path, spill_dir)
         except UnreadableFileError as error:
             log.warning("users: rejected the whole file: %s", error)
             reject = unreadable_file_reject(path, error)

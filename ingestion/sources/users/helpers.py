@@ -273,8 +273,12 @@ class CsvFile:
             self.spill = None
 
 
-def read_csv_file(path: Path) -> CsvFile:
+def read_csv_file(path: Path, spill_dir: str | None = None) -> CsvFile:
     """Parse one export with DuckDB and give every good and bad record its physical line.
+
+    DuckDB spills beyond PARSE_MEMORY_LIMIT to a new folder in `spill_dir` (the
+    dlt pipeline's working folder, on the warehouse's disk; default the system's
+    temporary folder, which may be in memory), removed when the file is closed.
 
     Raises UnreadableFileError when DuckDB cannot read the file or its records cannot
     be lined up with DuckDB's rows (see the module doc).
@@ -285,8 +289,7 @@ def read_csv_file(path: Path) -> CsvFile:
     if not (ends > starts).any():  # only blank lines
         return CsvFile(path.name, [], 0, [], np.empty(0, np.int64))
 
-    # Beyond the limit DuckDB spills the parsed rows to a folder of this file's own.
-    spill = tempfile.TemporaryDirectory(prefix="ml-warehouse-users-")
+    spill = tempfile.TemporaryDirectory(prefix="users-csv-", dir=spill_dir)
     con = duckdb.connect(config={"memory_limit": PARSE_MEMORY_LIMIT, "temp_directory": spill.name})
 
     def discard() -> None:

@@ -54,9 +54,9 @@ USERS_NEW_FILES_WRITE_DISPOSITION = "append"
 CHUNK_ROWS = 100_000
 
 # DuckDB parses an export whole before its rows are yielded; beyond this much memory
-# it spills them to a temporary folder, so a large export loads in bounded memory
-# (11.8M rows, 1.2 GB: peak RSS 1.06 GB, not 3.0 GB, for 4% more time, with the file
-# read rather than mapped; an export under ~3M rows never reaches the limit).
+# it spills them to disk (in dlt's working folder), so a large export loads in
+# bounded memory (11.8M rows, 1.2 GB: peak RSS 1.06 GB, not 3.0 GB, for 4% more
+# time, with the file read rather than mapped; under ~3M rows it is never reached).
 PARSE_MEMORY_LIMIT = "512MB"
 
 # Resource state keys (SPEC.md "Reporting").
