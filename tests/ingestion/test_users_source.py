@@ -352,6 +352,16 @@ def test_file_format_edge_cases_have_defined_outcomes(users_inbox: Path) -> None
     assert list(Path(pipeline.working_dir).glob("users-csv-*")) == []
 
 
+def test_a_killed_runs_spill_folder_is_removed_by_the_next_run(users_inbox: Path) -> None:
+    stale = Path(make_pipeline("users").working_dir) / "users-csv-killed"
+    (stale / "duckdb_temp_storage").mkdir(parents=True)
+    (stale / "duckdb_temp_storage" / "block-0.tmp").write_bytes(b"x" * 1024)
+
+    run(users_inbox)
+
+    assert not stale.exists()
+
+
 def test_line_numbers_match_the_csv_module_on_a_messy_file(tmp_path: Path) -> None:
     rng = random.Random(7)
     lines = [HEADER]

@@ -20,6 +20,7 @@ from .helpers import (
     files_in_raw,
     list_inbox,
     read_csv_file,
+    remove_spill_folders,
     schema_contract_for,
     unreadable_file_reject,
     users_item,
@@ -75,6 +76,7 @@ def users(inbox: str) -> Iterator[Any]:
     pipeline = current_pipeline()
     disposition = write_disposition_for(files_in_raw(pipeline, [path.name for path in pending]))
     spill_dir = pipeline.working_dir if pipeline is not None else None
+    remove_spill_folders(spill_dir)  # a killed run's, if any
     for path in pending:
         signature = file_signature(path)
         try:

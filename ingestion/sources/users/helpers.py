@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -273,6 +274,16 @@ class CsvFile:
             self.spill = None
 
 
+_SPILL_PREFIX = "users-csv-"
+
+
+def remove_spill_folders(spill_dir: str | None) -> None:
+    """Remove the spill folders left in `spill_dir` by a run that was killed while parsing."""
+    if spill_dir is not None:
+        for folder in Path(spill_dir).glob(f"{_SPILL_PREFIX}*"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def read_csv_file(path: Path, spill_dir: str | None = None) -> CsvFile:
     """Parse one export with DuckDB and give every good and bad record its physical line.
 
@@ -289,7 +300,7 @@ def read_csv_file(path: Path, spill_dir: str | None = None) -> CsvFile:
     if not (ends > starts).any():  # only blank lines
         return CsvFile(path.name, [], 0, [], np.empty(0, np.int64))
 
-    spill = tempfile.TemporaryDirectory(prefix="users-csv-", dir=spill_dir)
+    spill = tempfile.TemporaryDirectory(prefix=_SPILL_PREFIX, dir=spill_dir)
     con = duckdb.connect(config={"memory_limit": PARSE_MEMORY_LIMIT, "temp_directory": spill.name})
 
     def discard() -> None:
