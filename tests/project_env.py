@@ -13,6 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_TOKEN = "sample-token-5b2f"  # the demo orders API's token for the session's sample
+# What copy_state copies: a loaded warehouse (the file and dlt's state), and a whole
+# site (plus dbt's target, for partial parsing, and the published file).
+LOADED_FILES = ("warehouse.duckdb", ".dlt-pipelines")
+SITE_FILES = (*LOADED_FILES, "target", "analytics.duckdb")
 
 
 def warehouse_env(root: Path, token: str = SAMPLE_TOKEN, **extra: str) -> dict[str, str]:

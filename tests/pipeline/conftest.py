@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 from pipeline_sites import Site, clone, site_env
-from project_env import copy_state
+from project_env import LOADED_FILES, copy_state
 
 
 @pytest.fixture(scope="session")
 def published(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Site:
     """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
     root = tmp_path_factory.mktemp("published")
-    copy_state(sample_warehouse.warehouse.parent, root, ("warehouse.duckdb", ".dlt-pipelines"))
+    copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
     site = Site(root, sample_warehouse.inbox, site_env(root))
     done = site.run()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from project_env import ROOT, SAMPLE_TOKEN, copy_state, warehouse_env
+from project_env import ROOT, SAMPLE_TOKEN, SITE_FILES, copy_state, warehouse_env
 
 from ingestion.sample.api import serve
 from pipeline import privacy
@@ -104,9 +104,7 @@ def site_env(root: Path) -> dict[str, str]:
 
 
 def clone(site: Site, dest: Path, with_inbox: bool = False) -> Site:
-    copy_state(
-        site.root, dest, ("warehouse.duckdb", ".dlt-pipelines", "target", "analytics.duckdb")
-    )
+    copy_state(site.root, dest, SITE_FILES)
     inbox = site.inbox
     if with_inbox:
         shutil.copytree(site.inbox, dest / "inbox", copy_function=shutil.copy2)

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from pipeline_sites import Site, kill9, site_env, wait_for
-from project_env import ROOT, copy_state
+from project_env import LOADED_FILES, ROOT, copy_state
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_backfill_equals_full_refresh_and_resumes(
     published: Site, tmp_path: Path, running: list[subprocess.Popen[str]]
 ) -> None:
     root = tmp_path / "site"
-    copy_state(published.root, root, ("warehouse.duckdb", ".dlt-pipelines"))
+    copy_state(published.root, root, LOADED_FILES)
     env = site_env(root)
     site = Site(root, published.inbox, env)
     full = subprocess.run(  # the full refresh the backfill must reproduce on its range

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from project_env import copy_state
-from security_site import VARS, Secured, copy_site, secured_env
+from project_env import LOADED_FILES, SITE_FILES, copy_state
+from security_site import VARS, Secured, secured_env
 
 
 @pytest.fixture(scope="session")
 def secured(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Secured:
     """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
     root = tmp_path_factory.mktemp("secured")
-    copy_state(sample_warehouse.warehouse.parent, root, ("warehouse.duckdb", ".dlt-pipelines"))
+    copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
     site = Secured(root, sample_warehouse.inbox, secured_env(root))
     done = site.run("-m", "pipeline", "run", "--inbox", str(site.inbox), "--vars", VARS, api=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -29,5 +29,5 @@ def secured(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture
 def secured_copy(secured: Secured, tmp_path: Path) -> Secured:
     dest = tmp_path / "site"
-    copy_site(secured.root, dest)
+    copy_state(secured.root, dest, SITE_FILES)
     return replace(secured, root=dest, env=secured_env(dest))

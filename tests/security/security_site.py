@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from project_env import ROOT, SAMPLE_TOKEN, copy_state, warehouse_env
+from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
 from ingestion.sample.api import serve
 
@@ -69,10 +69,6 @@ def secured_env(root: Path) -> dict[str, str]:
     for name in ("ANALYTICS_PATH", "ANALYTICS_ENCRYPTION_KEY", "ANALYTICS_FILE_MODE"):
         env.pop(name, None)
     return env
-
-
-def copy_site(source: Path, dest: Path) -> None:
-    copy_state(source, dest, ("warehouse.duckdb", ".dlt-pipelines", "target", "analytics.duckdb"))
 
 
 def sample_email(warehouse: Path) -> tuple[int, str]:
