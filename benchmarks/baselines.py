@@ -1,8 +1,10 @@
 """The baselines `benchmarks/run.py` times, each in a child process of its own.
 
     python -m benchmarks.baselines duckdb-csv   --inbox DIR --db FILE
+    python -m benchmarks.baselines dlt-csv      --inbox DIR --db FILE
     python -m benchmarks.baselines pandas-csv   --inbox DIR --db FILE
     python -m benchmarks.baselines duckdb-json  --inbox DIR --db FILE
+    python -m benchmarks.baselines dlt-json     --inbox DIR --db FILE
     python -m benchmarks.baselines monitor-probe --target-dir DIR --repeat R
 
 Each prints one JSON line (rows and in-process seconds). Running them as child
@@ -22,20 +24,57 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# DuckDB's readers as the floors use them: the users exports (bad lines set aside,
+# all text) and the event segments (fields as text, bad lines skipped).
+READ_USERS = (
+    "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
+    "store_rejects = true)"
+)
+EVENT_FIELDS = ("event_id", "user_id", "category", "value", "occurred_at")
+READ_EVENTS = (
+    "read_json(?, format = 'newline_delimited', columns = {"
+    + ", ".join(f"'{key}': 'VARCHAR'" for key in EVENT_FIELDS)
+    + "}, ignore_errors = true)"
+)
+
+
+def users_files(inbox: Path) -> list[str]:
+    return sorted(str(p) for p in (inbox / "users").glob("*.csv"))
+
+
+def events_files(inbox: Path) -> str:
+    return str(inbox / "events" / "*.jsonl")
+
 
 def duckdb_csv(inbox: Path, db: Path) -> dict[str, Any]:
     """The floor: DuckDB's own CSV reader into a table, bad lines set aside, all text."""
     import duckdb
 
-    files = sorted(str(p) for p in (inbox / "users").glob("*.csv"))
     with duckdb.connect(str(db)) as con:
-        con.execute(
-            "create table users as select * from read_csv(?, header = true, all_varchar = true, "
-            "delim = ',', quote = '\"', escape = '\"', store_rejects = true)",
-            [files],
-        )
+        con.execute(f"create table users as select * from {READ_USERS}", [users_files(inbox)])
         rows = con.execute("select count(*) from users").fetchone()[0]
     return {"rows": rows}
+
+
+def dlt_csv(inbox: Path, db: Path) -> dict[str, Any]:
+    """dlt's floor: DuckDB parses the exports as the floor does, dlt loads the parsed rows.
+
+    What any loader built on dlt pays at least: importing dlt, a pipeline run
+    (state, schema, load package) and dlt's Parquet round trip (Arrow -> Parquet
+    file -> DuckDB), with no lineage, rejected rows or idempotence checks.
+    """
+    import duckdb
+
+    rows = duckdb.sql(f"select * from {READ_USERS}", params=[users_files(inbox)]).to_arrow_table()
+    return _dlt_load(rows, "users", db)
+
+
+def _dlt_load(rows: Any, table: str, db: Path) -> dict[str, Any]:
+    """Load an Arrow table with dlt into `db` (the product's pipeline settings)."""
+    from ingestion.warehouse import make_pipeline
+
+    make_pipeline(f"floor_{table}", db).run(rows, table_name=table, write_disposition="append")
+    return {"rows": rows.num_rows}
 
 
 def pandas_csv(inbox: Path, db: Path) -> dict[str, Any]:
@@ -59,16 +98,18 @@ def duckdb_json(inbox: Path, db: Path) -> dict[str, Any]:
     """The floor: DuckDB's JSON reader into a table, fields as text, bad lines skipped."""
     import duckdb
 
-    fields = ("event_id", "user_id", "category", "value", "occurred_at")
-    columns = "{" + ", ".join(f"'{key}': 'VARCHAR'" for key in fields) + "}"
     with duckdb.connect(str(db)) as con:
-        con.execute(
-            "create table events as select * from read_json(?, format = 'newline_delimited', "
-            f"columns = {columns}, ignore_errors = true)",
-            [str(inbox / "events" / "*.jsonl")],
-        )
+        con.execute(f"create table events as select * from {READ_EVENTS}", [events_files(inbox)])
         rows = con.execute("select count(*) from events").fetchone()[0]
     return {"rows": rows}
+
+
+def dlt_json(inbox: Path, db: Path) -> dict[str, Any]:
+    """dlt's floor for the events: DuckDB parses the segments, dlt loads the rows (see dlt_csv)."""
+    import duckdb
+
+    rows = duckdb.sql(f"select * from {READ_EVENTS}", params=[events_files(inbox)]).to_arrow_table()
+    return _dlt_load(rows, "events", db)
 
 
 def _median_seconds(work: Callable[[], Any], repeat: int) -> float:
@@ -133,11 +174,18 @@ def monitor_probe(target_dir: Path, project_dir: Path, repeat: int) -> dict[str,
     }
 
 
+LOADS: dict[str, Callable[[Path, Path], dict[str, Any]]] = {
+    "duckdb-csv": duckdb_csv,
+    "dlt-csv": dlt_csv,
+    "pandas-csv": pandas_csv,
+    "duckdb-json": duckdb_json,
+    "dlt-json": dlt_json,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.baselines")
-    parser.add_argument(
-        "baseline", choices=["duckdb-csv", "pandas-csv", "duckdb-json", "monitor-probe"]
-    )
+    parser.add_argument("baseline", choices=[*LOADS, "monitor-probe"])
     parser.add_argument("--inbox", type=Path)
     parser.add_argument("--db", type=Path)
     parser.add_argument("--target-dir", type=Path)
@@ -148,8 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.baseline == "monitor-probe":
         result = monitor_probe(args.target_dir, args.project_dir, args.repeat)
     else:
-        work = {"duckdb-csv": duckdb_csv, "pandas-csv": pandas_csv, "duckdb-json": duckdb_json}
-        result = work[args.baseline](args.inbox, args.db)
+        result = LOADS[args.baseline](args.inbox, args.db)
     result["seconds"] = time.perf_counter() - started
     print(json.dumps(result))
     return 0

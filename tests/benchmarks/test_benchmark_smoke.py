@@ -17,12 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ROW_IDS = [
     "csv_ingest",
+    "csv_ingest_dlt",
     "csv_ingest_pandas",
     "stream_ingest",
+    "stream_ingest_dlt",
     "stream_rss",
     "pipeline_time",
     "pipeline_rss",
     "incremental",
+    "incremental_fixed",
     "monitor",
     "startup",
 ]
@@ -77,8 +80,8 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     assert report["csv_ingest"]["rows"] == report["sample"]["csv"]["csv_rows"] == 11839
     assert report["stream_ingest"]["rows"] == report["sample"]["stream"]["event_lines"] == 10100
     for key, baselines in {
-        "csv_ingest": ("ours", "duckdb", "pandas"),
-        "stream_ingest": ("ours", "duckdb"),
+        "csv_ingest": ("ours", "duckdb", "dlt", "pandas"),
+        "stream_ingest": ("ours", "duckdb", "dlt"),
         "pipeline": ("ours", "pandas"),
         "incremental": ("ours",),
     }.items():
@@ -89,13 +92,22 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     assert report["incremental"]["rows_added"] == 101
     # the re-run rebuilds what the new events reach, not the users chain
     assert report["incremental"]["build_scope"] == ["new rows in events.events"]
+    # with nothing new, the ingest loads nothing and dbt builds nothing
+    fixed = report["incremental"]["fixed"]
+    assert set(fixed) == {"ingest_nothing_new", "dbt_build_no_node"}
+    assert all(len(series["seconds"]) == 1 for series in fixed.values())
     assert report["monitor"]["table"] == "marts.fct_events"
     assert report["monitor"]["monitor_seconds"] > 0
 
 
 def test_only_runs_the_named_parts(tmp_path: Path) -> None:
     _, report = run_benchmark(tmp_path, "--only", "jsonl")
-    assert [row["id"] for row in report["table"]] == ["stream_ingest", "stream_rss", "startup"]
+    assert [row["id"] for row in report["table"]] == [
+        "stream_ingest",
+        "stream_ingest_dlt",
+        "stream_rss",
+        "startup",
+    ]
     assert "csv" not in report["sample"] and "csv_ingest" not in report
     assert not (tmp_path / "work" / "csv").exists()  # no CSV sample made for nothing
 
@@ -113,7 +125,12 @@ def test_the_10m_memory_target_is_judged_in_megabytes() -> None:
                 "ingestion_cli": {"median_seconds": 0.8},
                 "python_duckdb": {"median_seconds": 0.1},
             },
-            "stream_ingest": {"rows": 10_100_000, "ours": run, "duckdb": baseline},
+            "stream_ingest": {
+                "rows": 10_100_000,
+                "ours": run,
+                "duckdb": baseline,
+                "dlt": baseline,
+            },
         }
         return next(row for row in verdicts(results) if row["id"] == "stream_rss")
 
