@@ -24,13 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ingestion.sources.events.settings import EVENT_FIELDS
+
 # DuckDB's readers as the floors use them: the users exports (bad lines set aside,
 # all text) and the event segments (fields as text, bad lines skipped).
 READ_USERS = (
     "read_csv(?, header = true, all_varchar = true, delim = ',', quote = '\"', escape = '\"', "
     "store_rejects = true)"
 )
-EVENT_FIELDS = ("event_id", "user_id", "category", "value", "occurred_at")
 READ_EVENTS = (
     "read_json(?, format = 'newline_delimited', columns = {"
     + ", ".join(f"'{key}': 'VARCHAR'" for key in EVENT_FIELDS)
