@@ -78,3 +78,44 @@ def test_marts_equal_the_duckdb_build(
     assert all(table.rows for table in duckdb_marts.values())
     problems = compare(duckdb_marts, postgres_marts)
     assert not problems, "\n".join(problems[:30])
+
+
+# Schemas the production targets write (raw is ingestion's, shared by every target).
+PRODUCTION_SCHEMAS = {"staging", "intermediate", "marts", "quarantine", "audit"}
+
+
+def test_a_dev_target_writes_its_own_schemas_not_production(
+    engine_inbox: Path, cluster: Cluster
+) -> None:
+    """`dbt build --target postgres_dev` on a database holding only raw: every model
+    lands in dev_<user>_<schema>, and no production schema is created."""
+    import psycopg2
+
+    with psycopg2.connect(
+        host=cluster.host, port=cluster.port, user=cluster.user, dbname=cluster.database
+    ) as con:
+        con.autocommit = True
+        with con.cursor() as cursor:
+            cursor.execute("create database devcheck")
+    env = {
+        **base_env(engine_inbox.parent / "postgres-dev"),
+        **cluster.env,
+        "PGDATABASE": "devcheck",
+        "USER": "Alice",
+        "WAREHOUSE_DESTINATION": "postgres",
+    }
+    ingest(engine_inbox, env)
+    dbt_build("postgres_dev", env)
+    with (
+        psycopg2.connect(
+            host=cluster.host, port=cluster.port, user=cluster.user, dbname="devcheck"
+        ) as con,
+        con.cursor() as cursor,
+    ):
+        cursor.execute("select schema_name from information_schema.schemata")
+        schemas = {row[0] for row in cursor.fetchall()}
+        cursor.execute("select count(*) from dev_alice_marts.dim_users")
+        dev_users = cursor.fetchone()[0]
+    assert schemas & PRODUCTION_SCHEMAS == set()
+    assert {f"dev_alice_{s}" for s in PRODUCTION_SCHEMAS} <= schemas
+    assert dev_users > 0

@@ -1,1 +1,0 @@
-"""Deterministic sample data with known defects, and the demo orders API."""

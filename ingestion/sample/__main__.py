@@ -1,3 +1,0 @@
-from .generator import main
-
-raise SystemExit(main())
