@@ -12,21 +12,23 @@ export WAREHOUSE_PATH ?= data/warehouse.duckdb
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@
+	@echo "installing $(VENV): the project and its tools (about a minute; again only when pyproject.toml changes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e ".[dev,serving,redis]"
+	@touch $@
 
 ## make run: sample data (if missing) -> demo orders API -> python -m pipeline run:
 ## ingest -> dbt build -> monitor -> publish data/analytics.duckdb (only when every gate passed)
 run: venv
-	$(PY) -m pipeline demo
+	$(PY) -m demo
 
 ## make test: lint, then every test (what CI runs)
 test: lint
 	$(PY) -m pytest
 
 lint: venv
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/sqlfluff lint models macros tests/dbt --disable-progress-bar --nocolor
@@ -37,7 +39,7 @@ format: venv
 	$(VENV)/bin/sqlfluff fix models macros tests/dbt --disable-progress-bar --nocolor
 
 sample: venv
-	$(PY) -m ingestion.sample --out data/inbox --users 1000 --seed 42
+	$(PY) -m demo.generator --out data/inbox --users 1000 --seed 42
 
 dbt-build: venv
 	$(VENV)/bin/dbt build
@@ -67,7 +69,7 @@ report-shot:
 clean:
 	rm -rf data target logs .pytest_cache
 
-## Scale-out (README "Outgrowing one machine"): the same dbt project on PostgreSQL and
+## Scale-out (docs/scale-out.md): the same dbt project on PostgreSQL and
 ## on Spark, each in its own venv so .venv stays lean; marts compared with the DuckDB build.
 .PHONY: test-postgres test-spark
 VENV_POSTGRES := .venv-postgres

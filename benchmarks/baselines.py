@@ -72,7 +72,7 @@ def dlt_csv(inbox: Path, db: Path) -> dict[str, Any]:
 
 def _dlt_load(rows: Any, table: str, db: Path) -> dict[str, Any]:
     """Load an Arrow table with dlt into `db` (the product's pipeline settings)."""
-    from ingestion.warehouse import make_pipeline
+    from ingestion.destination import make_pipeline
 
     make_pipeline(f"floor_{table}", db).run(rows, table_name=table, write_disposition="append")
     return {"rows": rows.num_rows}
@@ -130,10 +130,10 @@ def monitor_probe(target_dir: Path, project_dir: Path, repeat: int) -> dict[str,
     """
     import duckdb
 
-    from ingestion.warehouse import warehouse_path
     from monitoring.config import Thresholds, project_vars
     from monitoring.manifest import discover, load_manifest, load_run_results
     from monitoring.metrics import DltLoads, measure_table, table_columns
+    from warehouse.settings import warehouse_path
 
     run_results = load_run_results(target_dir)
     targets = discover(load_manifest(target_dir), run_results)

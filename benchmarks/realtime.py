@@ -136,7 +136,7 @@ def scenario_env(url: str, workdir: Path, name: str) -> dict[str, str]:
 
 
 def produce(url: str, stream: str, rate: int, **limit: Any) -> dict[str, Any]:
-    command = [sys.executable, "-m", "ingestion.sample.produce", "--redis-url", url]
+    command = [sys.executable, "-m", "demo.produce", "--redis-url", url]
     command += ["--stream", stream, "--rate", f"{rate}/s"]
     for key, value in limit.items():
         command += [f"--{key}", str(value)]

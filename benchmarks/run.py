@@ -3,7 +3,7 @@
     python benchmarks/run.py --rows 1000000          # what `make bench` runs
     python benchmarks/run.py --rows 10000 --repeat 1 # CI smoke test
 
-Generates sample data with `ingestion.sample.generator` at the requested scale,
+Generates sample data with `demo.generator` at the requested scale,
 then times the product's own commands (`python -m ingestion`, and `python -m
 pipeline run` for the pipeline rows) as child processes, interleaved with baselines that do
 the same job (DuckDB's native readers, pandas). Every command is a fresh child
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingestion.warehouse import SOURCE_NAMES  # a module of constants: imports nothing heavy
+from warehouse.settings import SOURCE_NAMES  # a module of constants: imports nothing heavy
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -156,7 +156,7 @@ class Bench:
         command = [
             self.python,
             "-m",
-            "ingestion.sample",
+            "demo.generator",
             "--out",
             str(out),
             "--users",
@@ -359,7 +359,7 @@ class Bench:
         command = [
             self.python,
             "-m",
-            "ingestion.sample.api",
+            "demo.api",
             "--data",
             str(self.orders_inbox),
             "--port",
@@ -393,7 +393,12 @@ class Bench:
                 _write_new_events(path, added, first_id=10_000_000_000 + rep * added)
                 written.append(path)
                 runs = self.pipeline_steps(warehouse, url)
-                found = re.search(r"^build scope: (.+)$", runs["total"].output, re.MULTILINE)
+                # the build step's row ends with the scope it chose, in parentheses
+                found = re.search(
+                    r"^\| build \| ok \| [\d.]+ \| .*\(([^()]+)\) \|$",
+                    runs["total"].output,
+                    re.MULTILINE,
+                )
                 scopes.append(found.group(1) if found else "?")
                 total.add(runs.pop("total"))
                 for name, step in runs.items():

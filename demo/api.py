@@ -1,6 +1,6 @@
 """Demo orders REST API: serves `<data>/orders/orders.json` the way the orders source expects.
 
-    python -m ingestion.sample.api --data data/inbox --port 8765 --token demo-token
+    python -m demo.api --data data/inbox --port 8765 --token demo-token
 
 `GET /orders?updated_since=<ISO 8601>&page=<1-based>&per_page=<1..1000>` with
 `Authorization: Bearer <token>` returns `{"data": [...], "next_page": n | null}`,
@@ -154,7 +154,7 @@ class OrdersServer(ThreadingHTTPServer):
         orders_file = Path(data_dir) / ORDERS_FILE
         if not orders_file.is_file():
             raise FileNotFoundError(
-                f"no orders file at {orders_file}: generate it with `python -m ingestion.sample`"
+                f"no orders file at {orders_file}: generate it with `python -m demo.generator`"
             )
         if not token:
             raise ValueError("the API needs a non-empty token")
@@ -383,9 +383,7 @@ def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ingestion.sample.api", description="Demo orders REST API."
-    )
+    parser = argparse.ArgumentParser(prog="python -m demo.api", description="Demo orders REST API.")
     parser.add_argument("--data", required=True, help="sample folder holding orders/orders.json")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")

@@ -849,7 +849,7 @@ def generate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ingestion.sample",
+        prog="python -m demo.generator",
         description="Write deterministic sample data with known defects and a manifest.",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
@@ -881,3 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(seed {args.seed}, {time.perf_counter() - began:.1f} s)"
     )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

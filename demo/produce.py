@@ -1,4 +1,4 @@
-"""`python -m ingestion.sample.produce`: write sample-shaped events to a Redis Stream at a set rate.
+"""`python -m demo.produce`: write sample-shaped events to a Redis Stream at a set rate.
 
 For demos and benchmarks of `python -m ingestion events --follow`. Each entry
 carries one event JSON line in its `data` field, shaped like the sample's
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from ingestion.sample.generator import EVENT_BASE_CENTS, EVENT_CATEGORIES, EVENT_CATEGORY_P
+from demo.generator import EVENT_BASE_CENTS, EVENT_CATEGORIES, EVENT_CATEGORY_P
 from ingestion.sources.events.settings import DEFAULT_REDIS_URL, DEFAULT_STREAM, REDIS_DATA_FIELD
 
 BLOCK = 1000  # events drawn at a time
@@ -153,7 +153,7 @@ def produce(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ingestion.sample.produce",
+        prog="python -m demo.produce",
         description="Write sample-shaped events to a Redis Stream at a set rate.",
     )
     parser.add_argument(

@@ -24,14 +24,13 @@ from typing import Any
 import dlt
 import duckdb
 
-from monitoring import audit
-from monitoring.audit import redact
+from privacy import suppression
+from warehouse import audit
+from warehouse.audit import redact
+from warehouse.settings import SOURCE_NAMES, locked_warehouse_message, warehouse_path
 
-from . import suppression
+from .destination import make_pipeline
 from .rejected import REJECTED_TABLE
-from .warehouse import SOURCE_NAMES, locked_warehouse_message, make_pipeline, warehouse_path
-
-__all__ = ["main", "redact"]  # redact: the one secret filter (monitoring/audit.py), re-exported
 
 EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
 

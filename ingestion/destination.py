@@ -1,50 +1,21 @@
-"""Where the warehouse lives, and the dlt pipeline that writes its `raw` schema.
-
-Every command (ingestion, dbt's profile, monitor, pipeline) reads the same
-`WAREHOUSE_PATH`, so one variable moves the whole project to another file.
-"""
+"""The dlt pipeline that writes the warehouse's `raw` schema, on whichever destination."""
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from warehouse.settings import (
+    RAW_DATASET,
+    lake_path,
+    pipelines_dir,
+    postgres_url,
+    warehouse_destination,
+    warehouse_path,
+)
+
 if TYPE_CHECKING:
     import dlt
-
-DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
-RAW_DATASET = "raw"
-# The sources `python -m ingestion` loads, in its default order.
-SOURCE_NAMES = ("users", "orders", "events", "products")
-
-
-def warehouse_path() -> Path:
-    """The working warehouse file (`WAREHOUSE_PATH`, default data/warehouse.duckdb)."""
-    return Path(os.environ.get("WAREHOUSE_PATH", DEFAULT_WAREHOUSE))
-
-
-def locked_warehouse_message(error_text: str) -> str | None:
-    """One line naming the process DuckDB says holds the warehouse, if that is the error."""
-    match = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error_text)
-    if not match:
-        return None
-    return (
-        f"warehouse {warehouse_path()} is locked by PID {match.group(2)} ({match.group(1)}); "
-        "close that process or wait for it, then re-run"
-    )
-
-
-def pipelines_dir(warehouse: Path | None = None) -> Path:
-    """dlt's working folder for one warehouse, kept beside it.
-
-    Pipeline state and pending load packages belong to the warehouse they load
-    into; keeping them next to it (not in ~/.dlt) means two warehouses never
-    share state.
-    """
-    warehouse = warehouse or warehouse_path()
-    return warehouse.parent / ".dlt-pipelines" / warehouse.stem
 
 
 def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeline:
@@ -66,38 +37,6 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
         dataset_name=RAW_DATASET,
         pipelines_dir=str(working_dir),
     )
-
-
-# --- scale-out destinations (README "Outgrowing one machine") ----------------------
-
-DESTINATIONS = ("duckdb", "postgres", "filesystem")
-DEFAULT_LAKE = "data/lake"
-
-
-def warehouse_destination() -> str:
-    """Where raw goes: `WAREHOUSE_DESTINATION` = duckdb (default), postgres, or
-    filesystem (a Parquet lake that Spark reads); the sources never change."""
-    kind = os.environ.get("WAREHOUSE_DESTINATION", "duckdb").strip().lower() or "duckdb"
-    if kind not in DESTINATIONS:
-        raise ValueError(f"WAREHOUSE_DESTINATION={kind!r} is not one of {', '.join(DESTINATIONS)}")
-    return kind
-
-
-def lake_path() -> Path:
-    """The Parquet lake (`WAREHOUSE_LAKE`, default data/lake); raw is `<lake>/raw/<table>/`."""
-    return Path(os.environ.get("WAREHOUSE_LAKE", DEFAULT_LAKE))
-
-
-def postgres_url() -> str:
-    """The server from libpq's PG* variables, the same ones dbt's postgres target reads."""
-    from urllib.parse import quote
-
-    user = quote(os.environ.get("PGUSER", "postgres"), safe="")
-    password = os.environ.get("PGPASSWORD", "")
-    auth = f"{user}:{quote(password, safe='')}" if password else user
-    host = os.environ.get("PGHOST", "127.0.0.1")
-    port = os.environ.get("PGPORT", "5432")
-    return f"postgresql://{auth}@{host}:{port}/{os.environ.get('PGDATABASE', 'warehouse')}"
 
 
 def _scale_out_destination(kind: str) -> Any:

@@ -22,16 +22,14 @@ from typing import Any
 
 import duckdb
 
-from ingestion.warehouse import warehouse_path
+from warehouse import audit
+from warehouse.settings import warehouse_path
 
 from . import alerts as alerting
-from . import audit, history, report
+from . import history, report
 from .config import Thresholds, parse_time, project_vars
 from .manifest import UsageError, discover, load_manifest, load_run_results
 from .metrics import ERROR, OK, DltLoads, Measurement, Metric, measure_table
-from .sql import quote
-
-__all__ = ["main", "quote"]
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DEFAULT_SINCE = "30d"

@@ -22,9 +22,10 @@ from typing import Any
 
 import duckdb
 
+from warehouse.sql import quote, relation
+
 from .config import Thresholds
 from .manifest import FAILED_TEST_STATUSES, WARNED_TEST_STATUSES, Target
-from .sql import quote, relation
 
 OK, WARN, ERROR = "ok", "warn", "error"
 DLT_PREFIX = "_dlt_"

@@ -7,7 +7,6 @@
     features  export user features as of a time, or point-in-time for a label spine
     forget    erase users (right to erasure): every table, rebuild, republish, suppression list
     serve     read-only HTTP feature API over the published user features, hot-swapped
-    demo      sample data + demo orders API + `run` (what `make run` does)
 
 Every step runs as a child process (see steps.py for why). Exit codes, like
 the other commands: 0 success, 1 a gate failed or the warehouse is busy,
@@ -28,12 +27,12 @@ from types import FrameType
 
 import duckdb
 
-from ingestion.warehouse import SOURCE_NAMES, warehouse_path
-from monitoring import audit
-from monitoring.audit import redact
+from warehouse import audit
+from warehouse.audit import redact
+from warehouse.lock import SharedLock, lock_path, read_holder
+from warehouse.settings import SOURCE_NAMES, warehouse_path
 
 from . import ledger
-from .lock import SharedLock, lock_path, read_holder
 from .runner import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -45,7 +44,8 @@ from .runner import (
 )
 from .steps import Context, make_context
 
-DEMO_TOKEN = "demo-token"
+# What `pip install -e ".[serving]"` adds: the feature API's imports.
+SERVING_EXTRA = ("fastapi", "uvicorn", "orjson", "pydantic", "starlette")
 
 
 class UsageError(Exception):
@@ -78,6 +78,9 @@ def _common(parser: argparse.ArgumentParser, wait: bool = True) -> None:
             metavar="SECONDS",
             help="wait up to this long for another run to finish (default 0: exit 1 at once)",
         )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the steps' own output (dbt's line per node)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -190,13 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(forget)
 
-    demo = commands.add_parser(
-        "demo", help="sample data + demo orders API + run (what `make run` does)"
-    )
-    demo.add_argument("--inbox", default="data/inbox", type=Path)
-    demo.add_argument("--users", default=1000, type=int)
-    demo.add_argument("--seed", default=42, type=int)
-    _common(demo)
     return parser
 
 
@@ -212,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     arguments = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: end the current step cleanly
-    ctx = make_context(warehouse_path(), args.project_dir)
+    ctx = make_context(warehouse_path(), args.project_dir, args.verbose)
     try:
         if args.command == "run":
             return command_run(args, ctx, arguments)
@@ -238,11 +234,16 @@ def main(argv: list[str] | None = None) -> int:
             from .forget import command_forget
 
             return command_forget(args, ctx)
-        if args.command == "demo":
-            return demo(args, ctx)
         if args.command == "serve":
-            from .serve import command_serve
-
+            try:
+                from serving.api import command_serve
+            except ModuleNotFoundError as exc:
+                if exc.name not in SERVING_EXTRA:
+                    raise
+                raise UsageError(
+                    f"serve needs the serving extra ({exc.name} is missing): "
+                    'pip install -e ".[serving]"'
+                ) from None
             return command_serve(args, ctx.analytics)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -375,29 +376,3 @@ def command_status(ctx: Context, limit: int) -> int:
         return EXIT_OK
     print(format_runs(rows))
     return EXIT_OK
-
-
-def demo(args: argparse.Namespace, ctx: Context) -> int:
-    """Sample data (if missing) -> demo orders API -> a full gated run with publish."""
-    from ingestion.sample.api import serve
-    from ingestion.sample.generator import generate
-
-    inbox: Path = args.inbox
-    if not (inbox / "manifest.json").exists():
-        print(f"writing sample data to {inbox} (users={args.users}, seed={args.seed})")
-        generate(inbox, users=args.users, seed=args.seed)
-    ctx.env["SOURCES__ORDERS__API_TOKEN"] = DEMO_TOKEN
-    options = RunOptions(inbox=str(inbox), wait=args.wait, debug=args.debug)
-    with serve(inbox, token=DEMO_TOKEN) as api_url:
-        options.api_url = api_url
-        code = run_pipeline(ctx, options, ["demo"])
-    if code == EXIT_OK:
-        print(
-            f"\nwarehouse (working copy): {ctx.warehouse}\n"
-            f"published for analysts:   {ctx.analytics}\n"
-            "query it read-only, e.g.:\n"
-            f"  python -c \"import duckdb; duckdb.connect('{ctx.analytics}', read_only=True)"
-            ".sql('select * from marts.dim_users limit 5').show()\"\n"
-            "history of runs: python -m pipeline status"
-        )
-    return code

@@ -29,9 +29,9 @@ from typing import Any
 
 import duckdb
 
-from monitoring.sql import literal
+from privacy import PrivacyError, masking
+from warehouse.sql import literal
 
-from . import privacy
 from .publish import open_analytics, publication
 from .steps import Context, dbt_command, one_line, run_command
 
@@ -155,13 +155,13 @@ def export(
             extra = _spine_export(con, sql, spine)
             query = "select * exclude (_spine_row) from export order by _spine_row"
         query, pii = _masked(con, query)
-        encryption = privacy.encryption_key()
+        encryption = masking.encryption_key()
         options, reader = "format parquet", "read_parquet(?)"
         if encryption:
-            privacy.enable_encrypted_writes(con)
+            masking.enable_encrypted_writes(con)
             # PRAGMA takes no parameters; the derived key is base64 (no quotes to escape).
             con.execute(
-                f"pragma add_parquet_key('export_key', '{privacy.parquet_key(encryption)}')"
+                f"pragma add_parquet_key('export_key', '{masking.parquet_key(encryption)}')"
             )
             options += ", encryption_config {footer_key: 'export_key'}"
             reader = "read_parquet(?, encryption_config = {footer_key: 'export_key'})"
@@ -171,12 +171,12 @@ def export(
             [str(temp)],
         ).fetchall()
         rows = con.execute(f"select count(*) from {reader}", [str(temp)]).fetchone()[0]  # type: ignore[index]
-    except privacy.PrivacyError as exc:
+    except PrivacyError as exc:
         temp.unlink(missing_ok=True)
         raise ExportError(str(exc)) from exc
     finally:
         con.close()
-    privacy.restrict(temp)
+    masking.restrict(temp)
     os.replace(temp, out)
     manifest = {
         "file": out.name,
@@ -197,7 +197,7 @@ def export(
     manifest_path = manifest_file(out)
     temp_manifest = manifest_path.with_name(f".{manifest_path.name}.tmp")
     temp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    privacy.restrict(temp_manifest)
+    masking.restrict(temp_manifest)
     os.replace(temp_manifest, manifest_path)
     return manifest
 
@@ -208,30 +208,30 @@ def _masked(con: duckdb.DuckDBPyConnection, query: str) -> tuple[str, dict[str, 
     The published marts are masked already; this applies the `pii` tags of
     user_features itself (none today) and refuses a column that holds emails.
     """
-    rules = privacy.pii_columns(Path(os.environ.get("DBT_PROJECT_DIR", "."))).get(MODEL, {})
+    rules = masking.pii_columns(Path(os.environ.get("DBT_PROJECT_DIR", "."))).get(MODEL, {})
     con.execute(f"create temp table export_out as {query}")
     columns = [(r[0], r[1]) for r in con.execute("describe export_out").fetchall()]
-    masking = privacy.masked_select("export_out", columns, rules)
-    if masking.applied:
-        key = os.environ.get(privacy.HASH_KEY_ENV)
-        if not key and "hash" in masking.applied.values():
-            raise privacy.PrivacyError(
-                f"{MODEL} has columns to hash: set {privacy.HASH_KEY_ENV} for the export"
+    chosen = masking.masked_select("export_out", columns, rules)
+    if chosen.applied:
+        key = os.environ.get(masking.HASH_KEY_ENV)
+        if not key and "hash" in chosen.applied.values():
+            raise PrivacyError(
+                f"{MODEL} has columns to hash: set {masking.HASH_KEY_ENV} for the export"
             )
-        privacy.set_hash_key(con, (key or "").encode())
-        con.execute(f"create temp table export_masked as {masking.select}")
+        masking.set_hash_key(con, (key or "").encode())
+        con.execute(f"create temp table export_masked as {chosen.select}")
         relation = "export_masked"
     else:
         relation = "export_out"
-    kept = {c for c, a in masking.applied.items() if a == "keep"}
-    leaks = privacy.email_columns(con, relation, columns, kept)
+    kept = {c for c, a in chosen.applied.items() if a == "keep"}
+    leaks = masking.email_columns(con, relation, columns, kept)
     if leaks:
-        raise privacy.PrivacyError(
+        raise PrivacyError(
             f"the export's column {leaks[0]} holds email addresses but is not tagged as PII: "
             f"add `config: {{meta: {{pii: email}}}}` to it in {MODEL}'s YAML"
         )
-    privacy.warn_kept(MODEL, masking.applied)
-    return f"select * from {relation}", masking.applied
+    masking.warn_kept(MODEL, chosen.applied)
+    return f"select * from {relation}", chosen.applied
 
 
 def manifest_file(out: Path) -> Path:
@@ -294,7 +294,7 @@ def command_features(args: argparse.Namespace, ctx: Context) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    except privacy.PrivacyError as exc:
+    except PrivacyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except duckdb.Error as exc:

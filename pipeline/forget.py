@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import privacy, steps
+from privacy import PrivacyError, erasure
+
+from . import steps
 from .runner import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -31,8 +33,8 @@ from .steps import Context, StepResult
 
 def command_forget(args: argparse.Namespace, ctx: Context) -> int:
     try:
-        ids = privacy.canonical_ids(args.user_ids)
-    except privacy.PrivacyError as exc:
+        ids = erasure.canonical_ids(args.user_ids)
+    except PrivacyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not ctx.warehouse.exists():
@@ -58,8 +60,8 @@ def command_forget(args: argparse.Namespace, ctx: Context) -> int:
 
 def _steps(run: PipelineRun, ctx: Context, ids: list[str], args: argparse.Namespace) -> int:
     def erase() -> StepResult:
-        done = privacy.erase(ctx.warehouse, ids, audit_id=run.run_id)
-        files = privacy.purge_load_packages(ctx.warehouse)
+        done = erasure.erase(ctx.warehouse, ids, audit_id=run.run_id)
+        files = erasure.purge_load_packages(ctx.warehouse)
         detail = (
             f"{len(ids)} user(s), {done.emails} email(s): {done.total:,} rows deleted "
             f"from {len(done.rows_deleted)} tables, suppressed; {files} dlt load files purged"

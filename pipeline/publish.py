@@ -8,7 +8,7 @@ data when they reconnect; a failed or killed publish leaves the old file
 byte-for-byte as it was (at worst a temp file, removed by the next publish).
 
 What is copied is masked: PII columns (tagged `meta: pii` in the model YAML)
-are hashed or nulled on the way (privacy.py), the new file gets mode 0640
+are hashed or nulled on the way (privacy/masking.py), the new file gets mode 0640
 (ANALYTICS_FILE_MODE) and, with ANALYTICS_ENCRYPTION_KEY, DuckDB's encryption.
 Open it with `open_analytics()`, which applies the key when one is configured.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import duckdb
 
-from monitoring.sql import literal, quote
+from privacy import PrivacyError, masking
+from warehouse.sql import literal, quote
 
-from . import privacy
 from .steps import test_pause
 
 SCHEMA = "marts"
@@ -69,14 +69,14 @@ def publish(
     """Copy every relation of `marts`, PII masked, into a new file and swap it in atomically.
 
     The new file gets ANALYTICS_FILE_MODE (default 0640) before the rename, and
-    is encrypted with ANALYTICS_ENCRYPTION_KEY when that is set (privacy.py).
+    is encrypted with ANALYTICS_ENCRYPTION_KEY when that is set (privacy/masking.py).
     """
     project_dir = project_dir or Path(os.environ.get("DBT_PROJECT_DIR", "."))
     try:
-        rules = privacy.pii_columns(project_dir)
-        key, _ = privacy.warehouse_hash_key(warehouse)
-        privacy.file_mode()  # a bad mode fails before any work
-    except privacy.PrivacyError as exc:
+        rules = masking.pii_columns(project_dir)
+        key, _ = masking.warehouse_hash_key(warehouse)
+        masking.file_mode()  # a bad mode fails before any work
+    except PrivacyError as exc:
         raise PublishError(str(exc)) from exc
     analytics.parent.mkdir(parents=True, exist_ok=True)
     for stale in temp_files(analytics):  # left by a killed publish; we hold the lock
@@ -87,14 +87,14 @@ def publish(
             warehouse, temp, run_id, dbt_invocation_id, dlt_load_ids, rules, key
         )
         test_pause("publish")
-        privacy.restrict(temp)
+        masking.restrict(temp)
         _fsync(temp)
         os.replace(temp, analytics)
         _fsync(analytics.parent, directory=True)
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
-    return Published(analytics, tables, masked, privacy.encryption_key() is not None)
+    return Published(analytics, tables, masked, masking.encryption_key() is not None)
 
 
 def open_analytics(
@@ -109,7 +109,7 @@ def open_analytics(
     con = duckdb.connect()
     try:
         con.execute("set TimeZone = 'UTC'")
-        privacy.attach(con, analytics.resolve(), alias, read_only, privacy.encryption_key())
+        masking.attach(con, analytics.resolve(), alias, read_only, masking.encryption_key())
         con.execute(f"use {alias}")
     except BaseException:
         con.close()
@@ -123,17 +123,17 @@ def _write(
     run_id: str,
     dbt_invocation_id: str | None,
     dlt_load_ids: list[str],
-    rules: dict[str, dict[str, privacy.PiiColumn]],
+    rules: dict[str, dict[str, masking.PiiColumn]],
     key: bytes,
 ) -> tuple[dict[str, int], dict[str, str]]:
     con = duckdb.connect()
-    encryption = privacy.encryption_key()
+    encryption = masking.encryption_key()
     try:
         con.execute("set TimeZone = 'UTC'")
-        crypto = privacy.enable_encrypted_writes(con) if encryption else None
-        privacy.attach(con, temp, NEW_CATALOG, read_only=False, key=encryption)
+        crypto = masking.enable_encrypted_writes(con) if encryption else None
+        masking.attach(con, temp, NEW_CATALOG, read_only=False, key=encryption)
         con.execute(f"use {NEW_CATALOG}")
-        privacy.set_hash_key(con, key)
+        masking.set_hash_key(con, key)
         con.execute(f"attach {literal(str(warehouse.resolve()))} as wh (read_only)")
         names = [
             r[0]
@@ -160,23 +160,23 @@ def _write(
                     [SCHEMA, name],
                 ).fetchall()
             ]
-            masking = privacy.masked_select(source, columns, rules.get(name, {}))
-            con.execute(f"create table {target} as {masking.select}")
+            chosen = masking.masked_select(source, columns, rules.get(name, {}))
+            con.execute(f"create table {target} as {chosen.select}")
             expected = con.execute(f"select count(*) from {source}").fetchone()[0]  # type: ignore[index]
             copied = con.execute(f"select count(*) from {target}").fetchone()[0]  # type: ignore[index]
             if copied != expected:
                 raise PublishError(
                     f"{SCHEMA}.{name}: copied {copied} rows, warehouse has {expected}"
                 )
-            kept = {c for c, action in masking.applied.items() if action == "keep"}
-            leaks = privacy.email_columns(con, target, columns, kept)
+            kept = {c for c, action in chosen.applied.items() if action == "keep"}
+            leaks = masking.email_columns(con, target, columns, kept)
             if leaks:
                 raise PublishError(
                     f"{SCHEMA}.{name}.{leaks[0]} holds email addresses but is not tagged as PII: "
                     "add `config: {meta: {pii: email}}` to the column in its model YAML"
                 )
-            privacy.warn_kept(f"{SCHEMA}.{name}", masking.applied)
-            masked.update({f"{name}.{c}": a for c, a in masking.applied.items()})
+            masking.warn_kept(f"{SCHEMA}.{name}", chosen.applied)
+            masked.update({f"{name}.{c}": a for c, a in chosen.applied.items()})
             counts[name] = int(copied)
         con.execute("detach wh")
         con.execute(f"create schema {META_SCHEMA}")

@@ -14,18 +14,19 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-from ingestion.warehouse import locked_warehouse_message
-from monitoring import audit
-from monitoring.audit import redact
+from warehouse import audit
+from warehouse.audit import redact
+from warehouse.lock import LockBusy, WarehouseLock
+from warehouse.settings import locked_warehouse_message
 
-from . import ledger, scope, steps
-from .lock import LockBusy, WarehouseLock
+from . import console, ledger, scope, steps
 from .publish import PublishError, publish
 from .steps import Context, StepResult, one_line
 
@@ -121,7 +122,8 @@ class PipelineRun:
         self._save()
         started = time.monotonic()
         try:
-            result = action()
+            with console.progress(name) if not self.ctx.verbose else nullcontext():
+                result = action()
         except Exception as exc:  # noqa: BLE001 - a crashing step is a failed gate, one line
             if self.debug:
                 traceback.print_exc()
@@ -129,6 +131,12 @@ class PipelineRun:
         result.name = name
         result.seconds = time.monotonic() - started
         self.results.append(result)
+        shown = result.detail if result.status == "ok" else (result.error or result.detail)
+        print(console.step_line(name, result.status, result.seconds, redact(shown)), flush=True)
+        if result.output.strip():
+            print(redact(result.output.rstrip()), flush=True)
+        if result.errors.strip():
+            print(redact(result.errors.rstrip()), file=sys.stderr, flush=True)
         if name in ("publish", "erase") or "command" in result.data:
             self.audit(name, started, result)  # ingest and monitor children audit themselves
         column = name if name in ledger.STEPS else "build"
@@ -232,7 +240,10 @@ class PipelineRun:
                 return StepResult("publish", "failed", error=one_line(f"publish: {exc}"))
             self.record.published = True
             rows = sum(done.tables.values())
-            detail = f"{len(done.tables)} tables, {rows:,} rows -> {done.path}"
+            actions = list(done.masked.values())
+            pii = ", ".join(f"{actions.count(a)} {a}ed" for a in ("hash", "redact") if a in actions)
+            masked = f", PII columns {pii}" if pii else ""
+            detail = f"{len(done.tables)} tables, {rows:,} rows{masked} -> {done.path}"
             data = {"tables": done.tables, "pii": done.masked, "encrypted": done.encrypted}
             return StepResult("publish", "ok", detail=detail, data=data)
 
@@ -285,24 +296,26 @@ def run_pipeline(ctx: Context, options: RunOptions, arguments: Sequence[str]) ->
 
 
 def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
-    before = set(current_load_ids(ctx.warehouse))
-    ingest = run.step(
-        "ingest",
-        lambda: steps.ingest(
+    def ingest_step() -> StepResult:
+        before = set(current_load_ids(ctx.warehouse))
+        result = steps.ingest(
             ctx,
             options.sources,
             options.inbox,
             options.api_url,
             options.full_refresh,
             options.debug,
-        ),
-    )
-    new_loads = [x for x in current_load_ids(ctx.warehouse) if x not in before]
-    run.record.dlt_load_ids = new_loads
-    run.record.rows_loaded = ingest.data.get("rows_loaded")
-    rows = run.record.rows_loaded
-    shown = f"{rows:,}" if rows is not None else "?"
-    ingest.detail = f"{shown} rows loaded, {len(new_loads)} dlt loads"
+        )
+        new_loads = [x for x in current_load_ids(ctx.warehouse) if x not in before]
+        run.record.dlt_load_ids = new_loads
+        run.record.rows_loaded = rows = result.data.get("rows_loaded")
+        rejected = result.data.get("rows_rejected")
+        shown = f"{rows:,}" if rows is not None else "?"
+        kept_out = f", {rejected:,} rejected (raw._rejected_rows)" if rejected else ""
+        result.detail = f"{shown} rows loaded{kept_out}, {len(new_loads)} dlt loads"
+        return result
+
+    ingest = run.step("ingest", ingest_step)
     if error := gate(ingest):
         run.skip("build", "monitor", "publish")
         return run.finish(error)
@@ -320,7 +333,6 @@ def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
     if options.select or options.full_refresh:
         return steps.build(ctx, options.select, options.vars, options.full_refresh)
     planned = scope.plan(ctx, options.vars, run.run_id)
-    print(f"\nbuild scope: {planned.reason}", flush=True)
     if planned.select == []:
         previous = steps.read_run_results(ctx, since=0) or {}
         invocation = (previous.get("metadata") or {}).get("invocation_id")
@@ -328,9 +340,11 @@ def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
         result.data["dbt_invocation_id"] = invocation
     elif planned.select is None:
         result = steps.build(ctx, None, options.vars, full_refresh=False)
+        result.detail += f" (everything: {planned.reason})"
     else:
         earlier = steps.read_run_results(ctx, since=0)
         result = steps.build(ctx, " ".join(planned.select), options.vars, full_refresh=False)
+        result.detail += f" ({planned.reason})"
         scope.carry_results(ctx, earlier)
     run.record.detail["build_scope"] = {
         "select": planned.select,

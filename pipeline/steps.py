@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitoring.audit import redact
+from warehouse.audit import redact
+from warehouse.settings import analytics_path
+
+from .console import use_color
 
 PR_SET_PDEATHSIG = 1
 
@@ -44,6 +47,10 @@ class StepResult:
     exit_code: int | None = None
     error: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # The child's own words, shown under the step's line: its output when it failed,
+    # and its stderr (one-line errors and warnings) unless it streamed with --verbose.
+    output: str = ""
+    errors: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class Context:
     project_dir: Path
     target_dir: Path
     env: dict[str, str]
+    # --verbose: the children's output (dbt's line per node) as it comes.
+    verbose: bool = False
 
     @property
     def python(self) -> str:
@@ -66,19 +75,15 @@ class Context:
         return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
-def analytics_path(warehouse: Path) -> Path:
-    """`ANALYTICS_PATH`, default analytics.duckdb beside the warehouse."""
-    configured = os.environ.get("ANALYTICS_PATH")
-    return Path(configured) if configured else warehouse.parent / "analytics.duckdb"
-
-
-def make_context(warehouse: Path, project_dir: Path) -> Context:
+def make_context(warehouse: Path, project_dir: Path, verbose: bool = False) -> Context:
     env = dict(os.environ)
+    if not use_color():
+        env["DBT_USE_COLORS"] = "false"  # dbt colours its lines even into a file
     env["WAREHOUSE_PATH"] = str(warehouse)
     if "DBT_PROFILES_DIR" not in env:
         env["DBT_PROFILES_DIR"] = str(project_dir / "profiles")
     target = Path(env.get("DBT_TARGET_PATH") or project_dir / "target")
-    return Context(warehouse, analytics_path(warehouse), project_dir, target, env)
+    return Context(warehouse, analytics_path(warehouse), project_dir, target, env, verbose)
 
 
 def _libc_prctl() -> Callable[..., int] | None:
@@ -104,18 +109,24 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
 
 def run_command(
-    command: Sequence[str], ctx: Context, capture_stdout: bool = False
+    command: Sequence[str], ctx: Context, capture_stdout: bool = False, step: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run a child to completion; if this process is interrupted, stop the child first."""
+    """Run a child to completion; if this process is interrupted, stop the child first.
+
+    Unless the run is verbose, its stdout is captured; so is a step's stderr,
+    shown under the step's line (a live timer holds the terminal's last line).
+    """
+    capture = capture_stdout or not ctx.verbose
     child = subprocess.Popen(
         list(command),
         env=ctx.env,
-        stdout=subprocess.PIPE if capture_stdout else None,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if step and not ctx.verbose else None,
         text=True,
         preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl only, resolved above
     )
     try:
-        out, _ = child.communicate()
+        out, err = child.communicate()
     except BaseException:
         child.terminate()
         try:
@@ -124,12 +135,18 @@ def run_command(
             child.kill()
             child.wait()
         raise
-    return subprocess.CompletedProcess(list(command), child.returncode, out or "", "")
+    return subprocess.CompletedProcess(list(command), child.returncode, out or "", err or "")
 
 
-def announce(step: str, command: Sequence[str]) -> None:
-    shown = " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))
-    print(redact(f"\n== {step}: {shown}"), flush=True)
+def announce(step: str, command: Sequence[str], ctx: Context) -> None:
+    """With --verbose, the command a step runs, above its output."""
+    if ctx.verbose:
+        shown = " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))
+        print(redact(f"\n== {step}: {shown}"), flush=True)
+
+
+def tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 def test_pause(step: str) -> None:
@@ -144,20 +161,20 @@ def test_pause(step: str) -> None:
 # --- ingest -------------------------------------------------------------------------------
 
 
-def parse_ingest_summary(stdout: str) -> int | None:
-    """Rows loaded, summed from `python -m ingestion`'s summary table."""
+def parse_ingest_summary(stdout: str, column: str = "loaded") -> int | None:
+    """A column of `python -m ingestion`'s summary table (rows loaded, rejected), summed."""
     lines = [line.strip() for line in stdout.splitlines() if line.strip().startswith("|")]
     for i, line in enumerate(lines):
         header = [c.strip() for c in line.strip("|").split("|")]
-        if "source" in header and "loaded" in header:
-            column = header.index("loaded")
+        if "source" in header and column in header:
+            index = header.index(column)
             total = 0
             for row in lines[i + 2 :]:
                 cells = [c.strip() for c in row.strip("|").split("|")]
                 if len(cells) != len(header):
                     break
                 try:
-                    total += int(cells[column])
+                    total += int(cells[index])
                 except ValueError:
                     return None
             return total
@@ -182,14 +199,18 @@ def ingest(
         command.append("--full-refresh")
     if debug:
         command.append("--debug")
-    announce("ingest", command)
-    done = run_command(command, ctx, capture_stdout=True)
-    print(done.stdout, end="", flush=True)  # the ingestion summary table (already redacted)
+    announce("ingest", command, ctx)
+    done = run_command(command, ctx, capture_stdout=True, step=True)
+    result.errors = done.stderr
+    if ctx.verbose:
+        print(done.stdout, end="", flush=True)  # the ingestion summary table (already redacted)
     result.exit_code = done.returncode
     result.data["rows_loaded"] = parse_ingest_summary(done.stdout)
+    result.data["rows_rejected"] = parse_ingest_summary(done.stdout, "rejected")
     if done.returncode != 0:
         result.status = "failed"
-        result.error = f"python -m ingestion exited {done.returncode} (see its errors above)"
+        result.error = f"python -m ingestion exited {done.returncode} (see its errors)"
+        result.output = "" if ctx.verbose else done.stdout
     else:
         result.status = "ok"
     return result
@@ -233,6 +254,18 @@ def failed_nodes(results: dict[str, Any] | None, limit: int = 3) -> list[str]:
     return names[:limit]
 
 
+def node_errors(results: dict[str, Any] | None) -> list[str]:
+    """`  <node>: <dbt's message>` for every node that errored or failed."""
+    lines = []
+    for r in (results or {}).get("results", []):
+        if str(r.get("status", "")).lower() in ("error", "fail", "runtime error"):
+            parts = str(r.get("unique_id", "?")).split(".")
+            name = parts[2] if len(parts) > 2 else parts[-1]
+            message = one_line(str(r.get("message") or r.get("status")))
+            lines.append(f"  {name}: {message[:400]}")
+    return lines
+
+
 def dbt_command(ctx: Context, verb: str, *args: str) -> list[str]:
     return [ctx.dbt, verb, "--project-dir", str(ctx.project_dir), *args]
 
@@ -240,9 +273,10 @@ def dbt_command(ctx: Context, verb: str, *args: str) -> list[str]:
 def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:
     """Run one dbt invocation; its run_results.json gives the invocation id and counts."""
     result = StepResult(name)
-    announce(name, command)
+    announce(name, command, ctx)
     started = time.time()
-    done = run_command(command, ctx)
+    done = run_command(command, ctx, step=True)
+    result.errors = done.stderr
     results = read_run_results(ctx, started)
     invocation, counts = summarize_results(results)
     result.exit_code = done.returncode
@@ -254,8 +288,10 @@ def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:
     else:
         result.status = "failed"
         failing = failed_nodes(results)
-        what = f": {', '.join(failing)}" if failing else " (see dbt's output above)"
+        what = f": {', '.join(failing)}" if failing else " (see dbt's output)"
         result.error = f"dbt {command[1]} failed{what}"
+        if not ctx.verbose:  # name every failed node with its error; dbt's own words if none
+            result.output = "\n".join(node_errors(results)) or tail(done.stdout or "")
     return result
 
 
@@ -289,9 +325,10 @@ def monitor(ctx: Context, debug: bool) -> StepResult:
     ]
     if debug:
         command.append("--debug")
-    announce("monitor", command)
+    announce("monitor", command, ctx)
     started = time.time()
-    done = run_command(command, ctx)
+    done = run_command(command, ctx, step=True)
+    result.errors = done.stderr
     result.exit_code = done.returncode
     errors = warnings = None
     try:
@@ -304,15 +341,17 @@ def monitor(ctx: Context, debug: bool) -> StepResult:
         pass
     result.data.update(alerts_error=errors, alerts_warn=warnings)
     if errors is not None:
-        result.detail = f"{errors} error, {warnings} warning alerts"
+        report = ctx.target_dir / "quality_report.html"
+        result.detail = f"{errors} error, {warnings} warning alerts (report: {report})"
     if done.returncode == 0:
         result.status = "ok"
     else:
         result.status = "failed"
+        result.output = "" if ctx.verbose else (done.stdout or "")
         result.error = (
             f"the monitor raised {errors} error alert(s)"
             if done.returncode == 1 and errors
-            else f"python -m monitoring exited {done.returncode} (see its output above)"
+            else f"python -m monitoring exited {done.returncode} (see its output)"
         )
     return result
 

@@ -1,1 +1,1 @@
-"""Scale-out helpers: run the same project against PostgreSQL and Spark (README)."""
+"""Scale-out helpers: run the same project against PostgreSQL and Spark (docs/scale-out.md)."""

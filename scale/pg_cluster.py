@@ -66,7 +66,7 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        """libpq's variables, read by psql, dlt (ingestion/warehouse.py) and dbt's profile."""
+        """libpq's variables, read by psql, dlt (warehouse/settings.py) and dbt's profile."""
         return {
             "PGHOST": self.host,
             "PGPORT": str(self.port),

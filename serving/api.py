@@ -1,4 +1,4 @@
-"""`python -m pipeline serve`: a read-only feature API over the published analytics database.
+"""The read-only feature API over the published analytics database (`python -m pipeline serve`).
 
 Why it is built this way:
 
@@ -49,7 +49,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from . import privacy
+from privacy import masking
 
 SCHEMA = "marts"
 TABLE = "user_features"
@@ -164,7 +164,7 @@ def load_snapshot(path: Path, identity: tuple[int, ...]) -> Snapshot:
     con = duckdb.connect(":memory:")
     try:
         con.execute("set TimeZone = 'UTC'")
-        privacy.attach(con, path, "pub", read_only=True, key=privacy.encryption_key())
+        masking.attach(con, path, "pub", read_only=True, key=masking.encryption_key())
         columns = tuple(
             Column(name, type_)
             for name, type_ in con.execute(
@@ -649,7 +649,7 @@ def command_serve(args: argparse.Namespace, analytics: Path) -> int:
         flush=True,
     )
     uvicorn.run(
-        "pipeline.serve:app_from_env",
+        "serving.api:app_from_env",
         factory=True,
         host=args.host,
         port=args.port,

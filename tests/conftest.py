@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
-from ingestion.sample.api import serve
-from ingestion.sample.generator import generate
+from demo.api import serve
+from demo.generator import generate
 
 SAMPLE_USERS = 300
 SAMPLE_SEED = 7

@@ -1,7 +1,7 @@
-"""Shared ingestion fixtures: a small orders.json and the demo orders API on 127.0.0.1.
+"""Orders fixtures for tests/ingestion and tests/demo: a small orders.json and the demo API.
 
 `start_demo_api(data_dir, **faults)` starts a real server on a free port (faults as in
-`ingestion.sample.api.Faults`) and stops every server it started at teardown.
+`demo.api.Faults`) and stops every server it started at teardown.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ingestion.sample.api import OrdersServer, start_server
+from demo.api import OrdersServer, start_server
 
 API_TOKEN = "test-token-7c1e"
 ORDERS_COUNT = 25

@@ -10,7 +10,7 @@ command, when the command holds no connection. A command inside a pipeline run
 (env `PIPELINE_RUN_ID`, set by the run for its children) writes directly: the
 run's process is not using the warehouse while its child runs. Any other
 command takes the pipeline's shared lock for the moment of the write (a run
-tolerates that, see pipeline/lock.py); when a run holds the warehouse, or
+tolerates that, see warehouse/lock.py); when a run holds the warehouse, or
 DuckDB reports it locked, the row goes to `<warehouse dir>/audit.jsonl`
 instead, and the next direct write moves those rows into the table. Nothing is
 lost and no run is ever made to wait for the audit log.
@@ -35,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from .lock import SharedLock
+from .settings import warehouse_path
 
 SCHEMA = "monitoring"
 TABLE = f"{SCHEMA}.audit_log"
@@ -141,12 +144,6 @@ def os_user() -> str:
         return str(os.geteuid())
 
 
-def _warehouse() -> Path:
-    from ingestion.warehouse import warehouse_path
-
-    return warehouse_path()
-
-
 def fallback_path(warehouse: Path) -> Path:
     return warehouse.parent / FALLBACK_NAME
 
@@ -196,7 +193,7 @@ def record(
     """
     try:
         entry = make_entry(command, arguments, exit_code, started_at, detail, run_id)
-        return write(entry, warehouse or _warehouse(), holds_lock)
+        return write(entry, warehouse or warehouse_path(), holds_lock)
     except Exception as exc:  # noqa: BLE001 - the audit must never turn a success into a crash
         print(f"warning: audit log not written: {type(exc).__name__}", file=sys.stderr)
         return "nowhere"
@@ -208,8 +205,6 @@ def write(entry: dict[str, Any], warehouse: Path, holds_lock: bool = False) -> s
         shared = None
         inside_run = holds_lock or bool(os.environ.get(RUN_ID_ENV))
         if not inside_run:
-            from pipeline.lock import SharedLock
-
             shared = SharedLock(warehouse)
             if not shared.try_acquire():
                 shared = None

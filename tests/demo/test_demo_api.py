@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from ingestion.sample.api import OrdersServer, serve
+from demo.api import OrdersServer, serve
 
 API_TOKEN = "test-token-7c1e"  # conftest's API_TOKEN
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -194,7 +194,7 @@ def test_invalid_faults_are_refused(orders_data: Path, start_demo_api: Callable)
 
 def test_cli_serves_on_free_port_and_stops_on_sigterm(orders_data: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ingestion.sample.api", "--data", str(orders_data)]
+        [sys.executable, "-m", "demo.api", "--data", str(orders_data)]
         + ["--port", "0", "--token", API_TOKEN, "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -218,7 +218,7 @@ def test_cli_serves_on_free_port_and_stops_on_sigterm(orders_data: Path) -> None
 
 def test_cli_without_orders_file_fails_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ingestion.sample.api", "--data", str(tmp_path)]
+        [sys.executable, "-m", "demo.api", "--data", str(tmp_path)]
         + ["--port", "0", "--token", API_TOKEN],
         capture_output=True,
         text=True,

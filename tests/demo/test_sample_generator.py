@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ingestion.sample.generator import generate
+from demo.generator import generate
 
 REPO = Path(__file__).resolve().parents[2]
 USERS = 200
@@ -339,7 +339,7 @@ def test_cli_runs(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ingestion.sample",
+            "demo.generator",
             "--out",
             str(out),
             "--users",
@@ -361,7 +361,7 @@ def test_cli_runs(tmp_path: Path) -> None:
 
 def test_cli_rejects_bad_arguments(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ingestion.sample", "--out", str(tmp_path), "--users", "0"],
+        [sys.executable, "-m", "demo.generator", "--out", str(tmp_path), "--users", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

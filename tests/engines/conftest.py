@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from engine_compare import Table, base_env, dbt_build, ingest, make_table, read_all
 
-from ingestion.sample.generator import generate
+from demo.generator import generate
 
 SAMPLE_USERS = 200
 SAMPLE_SEED = 11

@@ -22,7 +22,7 @@ from typing import Any
 
 from project_env import ROOT, warehouse_env
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 TOKEN = "engine-token-7c1e"
 # Pinned "now"s: every engine renders the same point-in-time features and recency.

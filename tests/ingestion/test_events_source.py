@@ -11,9 +11,9 @@ import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ingestion.destination import make_pipeline
 from ingestion.sources.events import events_source
 from ingestion.sources.events.helpers import FileSegments
-from ingestion.warehouse import make_pipeline
 
 
 def event(event_id: str, **fields: Any) -> str:

@@ -16,9 +16,9 @@ import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from ingestion.sample.api import OrdersServer
+from demo.api import OrdersServer
+from ingestion.destination import make_pipeline
 from ingestion.sources.orders import orders_source
-from ingestion.warehouse import make_pipeline
 
 API_TOKEN = "test-token-7c1e"  # conftest's API_TOKEN
 ORDERS_COUNT = 25  # conftest's sample: two orders an hour from 2026-01-01T00:00:00Z

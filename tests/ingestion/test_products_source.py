@@ -12,9 +12,9 @@ import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ingestion.destination import make_pipeline
 from ingestion.sources.products import products_source
 from ingestion.sources.products.helpers import ProductsConfigError
-from ingestion.warehouse import make_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 N_PRODUCTS = 20

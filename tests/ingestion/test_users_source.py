@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from ingestion.destination import make_pipeline
 from ingestion.sources.users import users_source
 from ingestion.sources.users.helpers import read_csv_file, scan_records
-from ingestion.warehouse import make_pipeline
 
 HEADER = "user_id,name,email,age,country,signup_at,updated_at"
 

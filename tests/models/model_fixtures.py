@@ -1,6 +1,6 @@
 """Helpers for the dbt model tests: a hand-made raw layer, a dbt runner, queries.
 
-The raw tables are created with plain SQL (the columns of SPEC.md's raw
+The raw tables are created with plain SQL (the columns of the sources' raw
 layer plus dlt's `_dlt_load_id`/`_dlt_id`), so these tests do not depend on
 the ingestion code. Every row is chosen to carry one known defect; the
 expected counts in the tests are derived from the rows below by hand.

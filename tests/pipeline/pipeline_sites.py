@@ -22,10 +22,10 @@ from typing import Any
 import duckdb
 from project_env import ROOT, SAMPLE_TOKEN, SITE_FILES, copy_state, warehouse_env
 
-from ingestion.sample.api import serve
-from pipeline import privacy
+from demo.api import serve
+from privacy import masking
 
-PII_HASH_KEY = "pipeline-tests-pii-key"  # publish masks PII with it (pipeline/privacy.py)
+PII_HASH_KEY = "pipeline-tests-pii-key"  # publish masks PII with it (privacy/masking.py)
 
 # A fixed as-of keeps user_features identical between runs (else it is the run's start).
 VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
@@ -98,7 +98,7 @@ class Site:
 
 def site_env(root: Path) -> dict[str, str]:
     # One masking key for every site, so that their published files compare equal.
-    env = warehouse_env(root, **{privacy.HASH_KEY_ENV: PII_HASH_KEY})
+    env = warehouse_env(root, **{masking.HASH_KEY_ENV: PII_HASH_KEY})
     env.pop("ANALYTICS_PATH", None)
     return env
 
@@ -137,17 +137,17 @@ def marts(path: Path, as_published: bool = False) -> dict[str, list[tuple[Any, .
             select = f"select * from marts.{n}"
             if n in rules:
                 columns = [(r[0], r[1]) for r in con.execute(f"describe marts.{n}").fetchall()]
-                select = privacy.masked_select(f"marts.{n}", columns, rules[n]).select
+                select = masking.masked_select(f"marts.{n}", columns, rules[n]).select
             out[n] = sorted(map(_stable, con.execute(select).fetchall()), key=repr)
         return out
     finally:
         con.close()
 
 
-def _masking(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, privacy.PiiColumn]]:
-    """The PII rules, with the sites' masking key set on `con` (pipeline/privacy.py)."""
-    privacy.set_hash_key(con, PII_HASH_KEY.encode())
-    return privacy.pii_columns(ROOT)
+def _masking(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, masking.PiiColumn]]:
+    """The PII rules, with the sites' masking key set on `con` (privacy/masking.py)."""
+    masking.set_hash_key(con, PII_HASH_KEY.encode())
+    return masking.pii_columns(ROOT)
 
 
 def _stable(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -12,12 +12,12 @@ import pytest
 from pipeline_sites import Site, site_env
 from project_env import ROOT
 
-from pipeline.lock import LockBusy, WarehouseLock, read_holder
+from warehouse.lock import LockBusy, WarehouseLock, read_holder
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pipeline.lock import WarehouseLock
+from warehouse.lock import WarehouseLock
 lock = WarehouseLock(Path(sys.argv[1]))
 lock.acquire(0, {"pid": __import__("os").getpid(), "command": "holder", "started_at": "T0"})
 print("locked", flush=True)

@@ -10,7 +10,7 @@ import pytest
 from pipeline_sites import Site, kill9, marts, site_env, wait_for
 from project_env import SAMPLE_TOKEN, copy_state
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 pytestmark = pytest.mark.slow
 

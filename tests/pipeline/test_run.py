@@ -13,7 +13,7 @@ import pytest
 from pipeline_sites import VARS, Site, clone, marts, sha256, wait_for
 from project_env import ROOT, SAMPLE_TOKEN
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import redis
 
-from ingestion.sample.produce import EventMaker, produce
+from demo.produce import EventMaker, produce
 from ingestion.sources.events.redis_stream import RedisStream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +38,14 @@ class Stream:
     def produce(
         self, count: int, prefix: str, rate: float = 50_000, defects: bool = False, seed: int = 0
     ) -> dict[str, Any]:
-        """What `python -m ingestion.sample.produce` does, in-process (saves a start-up)."""
+        """What `python -m demo.produce` does, in-process (saves a start-up)."""
         maker = EventMaker(prefix, 1, 1000, seed)
         return produce(self.client, self.name, rate, count, None, maker, defects)
 
     def produce_command(self, *args: str) -> dict[str, Any]:
-        """`python -m ingestion.sample.produce` into this stream; returns its summary."""
+        """`python -m demo.produce` into this stream; returns its summary."""
         result = run_command(
-            "python", "-m", "ingestion.sample.produce", "--redis-url", self.url,
+            "python", "-m", "demo.produce", "--redis-url", self.url,
             "--stream", self.name, *args, env=self.env,
         )  # fmt: skip
         return json.loads(result.stdout.strip().splitlines()[-1])

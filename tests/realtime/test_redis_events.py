@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from realtime_helpers import Follower, Stream, run_command
 
-from ingestion.sample.produce import MALFORMED_EVERY, MALFORMED_OFFSET, RESEND_EVERY
+from demo.produce import MALFORMED_EVERY, MALFORMED_OFFSET, RESEND_EVERY
+from ingestion.destination import make_pipeline
 from ingestion.sources.events import events_source
 from ingestion.sources.events.redis_stream import RedisStream, entry_id, entry_line
 from ingestion.sources.events.settings import FAULT_ENV, FAULT_EXIT_BEFORE_ACK, FAULT_EXIT_CODE
-from ingestion.warehouse import make_pipeline
 
 
 def run_once(backend: RedisStream, tmp_path: Path, max_batch: int | None = None) -> dict[str, Any]:

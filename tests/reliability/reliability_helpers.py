@@ -24,7 +24,7 @@ import duckdb
 import pytest
 from project_env import ROOT, warehouse_env
 
-from ingestion.sample.generator import generate
+from demo.generator import generate
 
 TOKEN = "reliability-token-3e8a"
 BIG_USERS = 30_000

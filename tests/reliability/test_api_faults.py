@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from demo.api import start_server
 from ingestion.cli import parse_args, run_source
-from ingestion.sample.api import start_server
 
 TOKEN = "api-faults-token-91c2"
 ORDERS = 25

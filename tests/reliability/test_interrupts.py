@@ -23,7 +23,7 @@ from reliability_helpers import (
     signal_at,
 )
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 pytestmark = pytest.mark.slow
 

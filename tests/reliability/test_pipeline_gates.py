@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from reliability_helpers import TOKEN, Warehouse, make_warehouse
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from reliability_helpers import ROOT, make_warehouse
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 pytestmark = pytest.mark.slow
 

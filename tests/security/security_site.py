@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
-from ingestion.sample.api import serve
+from demo.api import serve
 
 HASH_KEY = "pii-test-key-7f3a9c"
 VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'

@@ -10,9 +10,8 @@ import pyarrow as pa
 import pytest
 from security_site import HASH_KEY, Secured, text_values
 
-from ingestion import suppression
-from monitoring import audit
-from pipeline import privacy
+from privacy import masking, suppression
+from warehouse import audit
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +108,7 @@ def _traces(path: Path, user_id: int, emails: list[str], key: str | None = None)
         low = value.lower()
         if any(e in low for e in emails):
             found.append(f"{table}.{column}")
-        if any(privacy.hmac_hex(HASH_KEY.encode(), e) == value for e in emails):
+        if any(masking.hmac_hex(HASH_KEY.encode(), e) == value for e in emails):
             found.append(f"{table}.{column} (hashed)")
     return found
 

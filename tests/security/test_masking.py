@@ -11,8 +11,8 @@ import pytest
 from project_env import ROOT
 from security_site import HASH_KEY, Secured, sample_email, text_values
 
-from pipeline import privacy
 from pipeline.publish import publish
+from privacy import masking
 
 pytestmark = pytest.mark.slow
 
@@ -21,16 +21,16 @@ def test_hmac_in_sql_is_rfc2104() -> None:
     """The SQL HMAC equals Python's hmac for short, long (> block) and non-ASCII input."""
     con = duckdb.connect()
     for key in (b"k", b"x" * 100, HASH_KEY.encode()):
-        privacy.set_hash_key(con, key)
+        masking.set_hash_key(con, key)
         for value in ("alice@example.com", "é@ü.de", ""):
-            sql = privacy.hmac_sql("?")
+            sql = masking.hmac_sql("?")
             got = con.execute(f"select {sql}", [value]).fetchone()[0]
-            assert got == privacy.hmac_hex(key, value)
-    assert con.execute(f"select {privacy.hmac_sql('null')}").fetchone()[0] is None
+            assert got == masking.hmac_hex(key, value)
+    assert con.execute(f"select {masking.hmac_sql('null')}").fetchone()[0] is None
 
 
 def test_pii_tags_from_yaml() -> None:
-    rules = privacy.pii_columns(Path(__file__).resolve().parents[2])
+    rules = masking.pii_columns(Path(__file__).resolve().parents[2])
     users = rules["dim_users"]
     assert {c: (r.kind, r.action) for c, r in users.items()} == {
         "name": ("name", "redact"),
@@ -55,7 +55,7 @@ def test_published_file_has_no_email(secured: Secured) -> None:
     (hashed, name), *_ = secured.query(
         secured.analytics, f"select email, name from marts.dim_users where user_id = {user_id}"
     )
-    assert hashed == privacy.hmac_hex(HASH_KEY.encode(), email) and name is None
+    assert hashed == masking.hmac_hex(HASH_KEY.encode(), email) and name is None
     (meta,) = secured.query(secured.analytics, "select pii_masking from meta.publication")
     assert json.loads(meta[0]) == {"dim_users.email": "hash", "dim_users.name": "redact"}
     assert stat.S_IMODE(secured.analytics.stat().st_mode) == 0o640

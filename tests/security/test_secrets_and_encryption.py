@@ -13,10 +13,10 @@ import pytest
 from project_env import ROOT
 from security_site import Secured, sample_email
 
-from monitoring import audit
-from pipeline import privacy
-from pipeline.lock import WarehouseLock
 from pipeline.publish import open_analytics, publish
+from privacy import PrivacyError, masking
+from warehouse import audit
+from warehouse.lock import WarehouseLock
 
 pytestmark = pytest.mark.slow
 
@@ -99,11 +99,11 @@ def test_encrypted_publish_and_export(
     if not _has_httpfs():
         from pipeline.publish import PublishError
 
-        with pytest.raises(privacy.PrivacyError, match="httpfs"):
+        with pytest.raises(PrivacyError, match="httpfs"):
             try:
                 publish(site.warehouse, site.analytics, "enc", None, [], ROOT)
             except PublishError as exc:
-                raise privacy.PrivacyError(str(exc)) from exc
+                raise PrivacyError(str(exc)) from exc
         monkeypatch.setenv("ANALYTICS_ENCRYPTION_ALLOW_MBEDTLS", "1")
     done = publish(site.warehouse, site.analytics, "enc", None, [], ROOT)
     assert done.encrypted
@@ -134,7 +134,7 @@ def test_encrypted_publish_and_export(
     reader = duckdb.connect()
     with pytest.raises(duckdb.Error, match="encrypted"):
         reader.execute(f"select count(*) from read_parquet('{out}')").fetchall()
-    reader.execute(f"pragma add_parquet_key('k', '{privacy.parquet_key(key)}')")
+    reader.execute(f"pragma add_parquet_key('k', '{masking.parquet_key(key)}')")
     rows = reader.execute(
         f"select count(*) from read_parquet('{out}', encryption_config = {{footer_key: 'k'}})"
     ).fetchone()[0]

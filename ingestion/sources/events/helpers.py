@@ -700,7 +700,14 @@ def make_backend(
         )
     if backend == "files":
         return None
-    from .redis_stream import RedisStream  # here: the files backend needs no redis client
+    try:
+        from .redis_stream import RedisStream  # here: the files backend needs no redis client
+    except ModuleNotFoundError as exc:
+        if exc.name != "redis":
+            raise
+        raise ValueError(
+            f'{BACKEND_CONFIG_KEY} = "redis" needs the redis extra: pip install -e ".[redis]"'
+        ) from None
 
     return RedisStream(redis_url, stream, group, consumer, claim_idle_ms=claim_idle_ms)
 

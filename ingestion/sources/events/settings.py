@@ -33,7 +33,7 @@ EVENTS_COLUMNS = {
     LOADED_AT_COLUMN: {"data_type": "timestamp", "nullable": False},
 }
 
-# Resource state keys (SPEC.md "Reporting").
+# Resource state keys: the counts of the CLI summary.
 STATE_SEGMENTS = "segments"  # {segment file name: complete lines consumed}
 # {segment file name: byte offset after those lines}: a run skips segments that
 # did not grow and seeks instead of re-reading; `segments` stays the position.

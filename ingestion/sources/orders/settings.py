@@ -7,7 +7,7 @@ from typing import Any
 RESOURCE_NAME = "orders"
 ENDPOINT = "orders"
 
-# Query parameters and response fields of `GET /orders` (see ingestion/sample/api.py).
+# Query parameters and response fields of `GET /orders` (see demo/api.py).
 UPDATED_SINCE_PARAM = "updated_since"
 PAGE_PARAM = "page"
 PAGE_SIZE_PARAM = "per_page"

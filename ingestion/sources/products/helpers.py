@@ -47,8 +47,8 @@ def check_credentials(credentials: str) -> str:
             path = Path(database)
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"products database {path} does not exist: run `python -m ingestion.sample`"
-                    f" or set {CREDENTIALS_KEY} to an existing database"
+                    f"products database {path} does not exist: set {CREDENTIALS_KEY} to an"
+                    " existing database"
                 )
     return credentials
 
@@ -70,7 +70,7 @@ def missing_table_error(table: str) -> ProductsConfigError:
 
 
 def adapt_type(sql_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any] | None:
-    """Map reflected types to the raw types SPEC.md asks for.
+    """Map reflected types to the raw types of the products table.
 
     SQLAlchemy 2.1's Float is no longer a Numeric, so dlt would leave REAL columns untyped;
     declare them as float-returning numerics (double). Naive DATETIMEs hold UTC, so the raw

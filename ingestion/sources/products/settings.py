@@ -29,5 +29,5 @@ SCHEMA_CONTRACTS: dict[str, Any] = {
     "freeze": {"tables": "evolve", "columns": "freeze", "data_type": "freeze"},
 }
 
-# Run counts recorded in resource state for the CLI summary (SPEC.md "Reporting").
+# Run counts recorded in resource state for the CLI summary (the CLI summary).
 LAST_RUN_KEY = "last_run"

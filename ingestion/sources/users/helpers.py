@@ -215,7 +215,7 @@ class CsvFile:
 
     @property
     def rows_read(self) -> int:
-        """Records in the file (good + rejected): SPEC.md's rows_read."""
+        """Records in the file (good + rejected): the summary's `read`."""
         return self.rows_good + len(self.rejects)
 
     @property

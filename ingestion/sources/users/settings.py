@@ -59,7 +59,7 @@ CHUNK_ROWS = 100_000
 # time, with the file read rather than mapped; under ~3M rows it is never reached).
 PARSE_MEMORY_LIMIT = "512MB"
 
-# Resource state keys (SPEC.md "Reporting").
+# Resource state keys: the counts of the CLI summary.
 STATE_FILES = "files"
 STATE_LAST_RUN = "last_run"
 

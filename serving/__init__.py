@@ -1,0 +1,4 @@
+"""The read-only feature API over the published `analytics.duckdb` (`python -m pipeline serve`).
+
+An optional part: `pip install -e ".[serving]"` brings FastAPI and uvicorn.
+"""
