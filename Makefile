@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DBT_PROFILES_DIR := profiles
 export WAREHOUSE_PATH ?= data/warehouse.duckdb
 
-.PHONY: run test lint format venv sample dbt-build monitor report-shot clean bench bench-10m
+.PHONY: run test lint docs format venv sample dbt-build monitor report-shot clean bench bench-10m
 
 venv: $(VENV)/.installed
 
@@ -23,9 +23,13 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(PY) -m demo
 
-## make test: lint, then every test (what CI runs)
-test: lint
+## make test: lint, the docs (--strict), then every test (what CI runs)
+test: lint docs
 	$(PY) -m pytest
+
+## make docs: the reference pages in docs/ as a static site in site/ (mkdocs, offline)
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: venv
 	$(VENV)/bin/lint-imports --no-logo --no-cache
@@ -67,7 +71,7 @@ report-shot:
 	else echo "chromium is not installed (apt-get install chromium): open target/quality_report.html in a browser"; fi
 
 clean:
-	rm -rf data target logs .pytest_cache
+	rm -rf data target logs site .pytest_cache
 
 ## Scale-out (docs/scale-out.md): the same dbt project on PostgreSQL and
 ## on Spark, each in its own venv so .venv stays lean; marts compared with the DuckDB build.
