@@ -14,8 +14,8 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@echo "installing $(VENV): the project and its tools (about a minute; again only when pyproject.toml changes)"
 	@$(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e ".[dev,serving,redis]"
+	@$(PY) -m pip install -qq --upgrade pip
+	@$(PY) -m pip install -qq -e ".[dev,serving,redis]"
 	@touch $@
 
 ## make run: sample data (if missing) -> demo orders API -> python -m pipeline run:
@@ -81,14 +81,14 @@ VENV_SPARK := .venv-spark
 
 $(VENV_POSTGRES)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_POSTGRES)
-	$(VENV_POSTGRES)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV_POSTGRES)/bin/python -m pip install --quiet -e ".[dev,postgres]"
+	$(VENV_POSTGRES)/bin/python -m pip install -qq --upgrade pip
+	$(VENV_POSTGRES)/bin/python -m pip install -qq -e ".[dev,postgres]"
 	touch $@
 
 $(VENV_SPARK)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_SPARK)
-	$(VENV_SPARK)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV_SPARK)/bin/python -m pip install --quiet -e ".[dev,spark]"
+	$(VENV_SPARK)/bin/python -m pip install -qq --upgrade pip
+	$(VENV_SPARK)/bin/python -m pip install -qq -e ".[dev,spark]"
 	touch $@
 
 ## make test-postgres: throwaway PostgreSQL cluster (Debian postgresql), dlt -> raw, dbt build, compare

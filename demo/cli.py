@@ -50,11 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if code == 0:
         published = analytics_path(warehouse_path())
         print(
-            f"\nQuery the published copy read-only:\n"
+            "\nIn the published copy names are null and emails hashed: the dbt YAML tags those\n"
+            "columns as PII (meta: pii) and publish masks them (docs/security.md); the working\n"
+            f"warehouse {warehouse_path()} keeps the originals. Query the published copy:\n"
             f"  python -c \"import duckdb; duckdb.connect('{published}', read_only=True)"
-            ".sql('select * from marts.dim_users limit 5').show()\"\n"
-            "In it, names are null and emails are hashed: the dbt YAML tags those columns\n"
-            "as PII (meta: pii), and publish masks them (docs/security.md); the working\n"
-            f"warehouse {warehouse_path()} keeps the originals."
+            ".sql('select * from marts.dim_users limit 5').show()\""
         )
     return code
