@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from project_env import ROOT
+from project_env import ROOT, warehouse_env
 
 PRODUCT = {"warehouse", "privacy", "ingestion", "monitoring", "serving", "pipeline"}
 # What the demo's modules define: the sample generator, the demo orders API, the producer.
@@ -51,3 +51,49 @@ def test_wheel_holds_the_product_and_no_demo(tmp_path: Path) -> None:
         ]
     assert demo_code == []
     assert "pipeline/cli.py" in names and "warehouse/lock.py" in names
+
+
+def _without(module: str, where: Path) -> str:
+    """A folder that, first on PYTHONPATH, makes `import <module>` fail as if not installed
+    (the one fault here we cannot cause for real without uninstalling the extra)."""
+    package = where / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        f'raise ModuleNotFoundError("No module named {module}", name="{module}")\n'
+    )
+    return str(where)
+
+
+def test_serve_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    env = warehouse_env(tmp_path, PYTHONPATH=_without("fastapi", tmp_path / "shadow"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        'error: serve needs the serving extra (fastapi is missing): pip install -e ".[serving]"'
+    )
+
+
+def test_redis_events_without_its_extra_say_how_to_install_it(tmp_path: Path) -> None:
+    env = warehouse_env(
+        tmp_path,
+        PYTHONPATH=_without("redis", tmp_path / "shadow"),
+        SOURCES__EVENTS__BACKEND="redis",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "ingestion", "events"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert 'needs the redis extra: pip install -e ".[redis]"' in done.stderr
+    assert "Traceback" not in done.stderr
