@@ -91,12 +91,16 @@ def test_a_dev_target_writes_its_own_schemas_not_production(
     lands in dev_<user>_<schema>, and no production schema is created."""
     import psycopg2
 
-    with psycopg2.connect(
+    # Not `with connect(...)`: psycopg2 opens a transaction there, which create database refuses.
+    admin = psycopg2.connect(
         host=cluster.host, port=cluster.port, user=cluster.user, dbname=cluster.database
-    ) as con:
-        con.autocommit = True
-        with con.cursor() as cursor:
+    )
+    try:
+        admin.autocommit = True
+        with admin.cursor() as cursor:
             cursor.execute("create database devcheck")
+    finally:
+        admin.close()
     env = {
         **base_env(engine_inbox.parent / "postgres-dev"),
         **cluster.env,
