@@ -245,25 +245,26 @@ def summarize_results(results: dict[str, Any] | None) -> tuple[str | None, str]:
     return (results.get("metadata") or {}).get("invocation_id"), line
 
 
-def failed_nodes(results: dict[str, Any] | None, limit: int = 3) -> list[str]:
-    names = []
+def _failed(results: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """(node name, its result) for every node that errored or failed."""
+    found = []
     for r in (results or {}).get("results", []):
         if str(r.get("status", "")).lower() in ("error", "fail", "runtime error"):
             parts = str(r.get("unique_id", "?")).split(".")  # type.package.name[.hash]
-            names.append(parts[2] if len(parts) > 2 else parts[-1])
-    return names[:limit]
+            found.append((parts[2] if len(parts) > 2 else parts[-1], r))
+    return found
+
+
+def failed_nodes(results: dict[str, Any] | None, limit: int = 3) -> list[str]:
+    return [name for name, _ in _failed(results)][:limit]
 
 
 def node_errors(results: dict[str, Any] | None) -> list[str]:
     """`  <node>: <dbt's message>` for every node that errored or failed."""
-    lines = []
-    for r in (results or {}).get("results", []):
-        if str(r.get("status", "")).lower() in ("error", "fail", "runtime error"):
-            parts = str(r.get("unique_id", "?")).split(".")
-            name = parts[2] if len(parts) > 2 else parts[-1]
-            message = one_line(str(r.get("message") or r.get("status")))
-            lines.append(f"  {name}: {message[:400]}")
-    return lines
+    return [
+        f"  {name}: {one_line(str(r.get('message') or r.get('status')))[:400]}"
+        for name, r in _failed(results)
+    ]
 
 
 def dbt_command(ctx: Context, verb: str, *args: str) -> list[str]:

@@ -64,16 +64,23 @@ def _without(module: str, where: Path) -> str:
     return str(where)
 
 
-def test_serve_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
-    env = warehouse_env(tmp_path, PYTHONPATH=_without("fastapi", tmp_path / "shadow"))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "serve", "--port", "0"],
+def _run_without(
+    module: str, tmp_path: Path, *command: str, **env: str
+) -> subprocess.CompletedProcess:
+    """`python <command>` with `module` missing, pointed at a warehouse in tmp_path."""
+    shadow = _without(module, tmp_path / "shadow")
+    return subprocess.run(
+        [sys.executable, *command],
         cwd=ROOT,
-        env=env,
+        env=warehouse_env(tmp_path, PYTHONPATH=shadow, **env),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_serve_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    done = _run_without("fastapi", tmp_path, "-m", "pipeline", "serve", "--port", "0")
     assert done.returncode == 2
     assert done.stderr.strip() == (
         'error: serve needs the serving extra (fastapi is missing): pip install -e ".[serving]"'
@@ -81,18 +88,8 @@ def test_serve_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
 
 
 def test_redis_events_without_its_extra_say_how_to_install_it(tmp_path: Path) -> None:
-    env = warehouse_env(
-        tmp_path,
-        PYTHONPATH=_without("redis", tmp_path / "shadow"),
-        SOURCES__EVENTS__BACKEND="redis",
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "ingestion", "events"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = _run_without(
+        "redis", tmp_path, "-m", "ingestion", "events", SOURCES__EVENTS__BACKEND="redis"
     )
     assert done.returncode == 1
     assert 'needs the redis extra: pip install -e ".[redis]"' in done.stderr
