@@ -27,7 +27,7 @@ import numpy as np
 import redis
 
 from demo.generator import EVENT_BASE_CENTS, EVENT_CATEGORIES, EVENT_CATEGORY_P
-from ingestion.sources.events.settings import DEFAULT_REDIS_URL, DEFAULT_STREAM, REDIS_DATA_FIELD
+from ingestion.kinds.redis_stream import DEFAULT_REDIS_URL, DEFAULT_STREAM, REDIS_DATA_FIELD
 
 BLOCK = 1000  # events drawn at a time
 TICK = 0.01  # seconds of events written per pipelined round trip

@@ -27,9 +27,11 @@ import duckdb
 from privacy import suppression
 from warehouse import audit
 from warehouse.audit import redact
-from warehouse.settings import SOURCE_NAMES, locked_warehouse_message, warehouse_path
+from warehouse.settings import locked_warehouse_message, warehouse_path
+from warehouse.sources import SourceDeclarationError, declared_sources
 
 from .destination import make_pipeline
+from .kinds import kind_function, source_options
 from .rejected import REJECTED_TABLE
 
 EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
@@ -48,36 +50,63 @@ class SourceReport:
     new_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
-    acked: int = 0  # broker entries acknowledged after the load (events, redis backend)
+    acked: int = 0  # broker entries acknowledged after the load (jsonl, redis backend)
     suppressed: int = 0  # rows of erased users dropped (python -m pipeline forget)
+    files_rejected: list[str] = field(default_factory=list)  # "<file> (<reason>)"
 
 
-def _make_source(name: str, args: argparse.Namespace, backend: Any = None) -> Any:
-    """Build the dlt source for `name`, with CLI overrides on top of .dlt/config.toml."""
-    inbox = Path(args.inbox) if args.inbox else None
-    if name == "users":
-        from .sources.users import users_source
+@dataclass
+class Declared:
+    """A declared source, its options resolved (config, env, secrets, then CLI flags)."""
 
-        return users_source(**({"inbox": str(inbox / "users")} if inbox else {}))
-    if name == "events":
-        from .sources.events import events_source
+    name: str
+    kind: str
+    options: dict[str, Any]
+    max_rejected_rate: float
 
-        overrides: dict[str, Any] = {"inbox": str(inbox / "events")} if inbox else {}
-        if backend is not None:
-            overrides["stream_backend"] = backend
+    @property
+    def broker(self) -> bool:
+        return self.kind == "jsonl" and self.options.get("backend", "files") != "files"
+
+
+def declare(name: str, args: argparse.Namespace) -> Declared:
+    """The source `name` as declared, with --inbox and --api-url on top.
+
+    `--inbox ROOT` gives each file source the folder ROOT/<name> (a SQLite
+    database of a sql_table source: ROOT/<name>/<its file name>); `--api-url`
+    is the base URL of every rest_api source.
+    """
+    kind, options, rate = source_options(name)
+    if args.inbox:
+        folder = Path(args.inbox) / name
+        flag = f"--inbox {args.inbox} (folder {name}/ of it)"
+        if kind in ("csv", "jsonl"):
+            options.update(folder=str(folder), folder_setting=flag)
+        elif kind == "sql_table" and options.get("credentials", "").startswith("sqlite:///"):
+            file_name = Path(options["credentials"].removeprefix("sqlite:///")).name
+            options["credentials"] = f"sqlite:///{folder / file_name}"
+    if args.api_url and kind == "rest_api":
+        options["base_url"] = args.api_url
+    return Declared(name, kind, options, rate)
+
+
+def open_broker(source: Declared) -> Any:
+    """The broker a jsonl source reads (None for files): held here, acknowledged after the load."""
+    from .kinds.jsonl_reader import BROKER_OPTIONS, make_backend
+
+    return make_backend(
+        source.name, **{k: source.options[k] for k in BROKER_OPTIONS if k in source.options}
+    )
+
+
+def _make_source(source: Declared, args: argparse.Namespace, backend: Any = None) -> Any:
+    """Build the dlt source of a declared source."""
+    options = dict(source.options)
+    if source.kind == "jsonl":
+        options["stream_backend"] = backend
         if getattr(args, "follow", False):
-            overrides["max_batch"] = args.max_batch
-        return events_source(**overrides)
-    if name == "products":
-        from .sources.products import products_source
-
-        db = inbox / "products" / "products.db" if inbox else None
-        return products_source(**({"credentials": f"sqlite:///{db}"} if db else {}))
-    if name == "orders":
-        from .sources.orders import orders_source
-
-        return orders_source(**({"base_url": args.api_url} if args.api_url else {}))
-    raise ValueError(f"unknown source {name!r}")
+            options["max_batch"] = args.max_batch
+    return kind_function(source.kind)(source.name, **options)
 
 
 def _known_columns(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, set[str]]:
@@ -101,13 +130,17 @@ def _new_columns(load_info: Any, known: dict[str, set[str]]) -> list[str]:
     return sorted(set(added))
 
 
-def _last_run_counts(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, int]:
+def _last_run_counts(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, Any]:
     """Sum the per-resource `last_run` counters the sources keep in dlt state."""
     resources = pipeline.state.get("sources", {}).get(schema_name, {}).get("resources", {})
-    totals = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
+    totals: dict[str, Any] = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
+    files: list[str] = []
     for state in resources.values():
+        last_run = state.get("last_run", {})
         for key in totals:
-            totals[key] += int(state.get("last_run", {}).get(key, 0))
+            totals[key] += int(last_run.get(key, 0))
+        files += last_run.get("files_rejected", [])
+    totals["files_rejected"] = files
     return totals
 
 
@@ -123,22 +156,22 @@ def _loaded_rows(pipeline: dlt.Pipeline) -> tuple[int, int]:
 def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> SourceReport:
     """Extract, normalize and load one source; errors become a one-line report.
 
-    A broker `backend` (events from Redis) is acknowledged only after
+    A broker `backend` (jsonl from Redis) is acknowledged only after
     `pipeline.run` returned, i.e. once the load holding its entries committed.
+    Then the rejects gate: above the source's `max_rejected_rate` it fails.
     """
     report = SourceReport(name)
     started = time.monotonic()
     owned = None  # a backend opened here is closed here
     erased = None
     try:
-        if name == "events" and backend is None:
-            from .sources.events.helpers import configured_backend
-
-            backend = owned = configured_backend()
+        declared = declare(name, args)
+        if declared.broker and backend is None:
+            backend = owned = open_broker(declared)
         erased = suppression.load(warehouse_path())  # before dlt opens the warehouse
         pipeline = make_pipeline(name)
         finish_pending(pipeline, name)
-        source = _make_source(name, args, backend)
+        source = _make_source(declared, args, backend)
         suppression.apply(source, erased)
         known = _known_columns(pipeline, source.name)
         if args.progress:  # dlt takes the collector on the pipeline, not on run()
@@ -148,10 +181,14 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
         counts = _last_run_counts(pipeline, source.name)
         report.rows_read = counts["rows_read"]
         report.rows_collapsed = counts["rows_collapsed"]
+        report.files_rejected = counts["files_rejected"]
         report.rows_loaded, report.rows_rejected = _loaded_rows(pipeline)
         report.suppressed = sum(erased.dropped.values()) if erased else 0
         if backend is not None:
             report.acked = backend.acknowledge()
+        gate = rejects_gate(report, declared.max_rejected_rate, pipeline, load_info)
+        if gate:
+            report.status, report.error = "failed", gate
     except Exception as exc:  # one line per failed source; the others still load
         if backend is not None:
             backend.discard()
@@ -228,6 +265,48 @@ def describe_error(source: str, exc: BaseException) -> str:
     return f"{type(cause).__name__}: {first_line}"
 
 
+def rejects_gate(
+    report: SourceReport, max_rate: float, pipeline: dlt.Pipeline, load_info: Any
+) -> str | None:
+    """One line when this run rejected more than `max_rate` of what it read (else None).
+
+    The rows are loaded (raw keeps what came, rejects included); failing the
+    source stops `python -m pipeline run` before the build, so nothing is
+    published from a source that sent mostly garbage.
+    """
+    if not report.rows_read or report.rows_rejected <= max_rate * report.rows_read:
+        return None
+    reasons = _rejected_by_reason(pipeline, list(load_info.loads_ids), report.name)
+    return (
+        f"rejected {report.rows_rejected} of {report.rows_read} records "
+        f"({report.rows_rejected / report.rows_read:.1%}), above "
+        f"sources.{report.name}.max_rejected_rate = {max_rate:g}: {reasons}; "
+        "see raw._rejected_rows"
+    )
+
+
+def _rejected_by_reason(pipeline: dlt.Pipeline, load_ids: list[str], source: str) -> str:
+    """`reason in file, file (count)` for the rejects of these loads, the largest first."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(REJECTED_TABLE)
+            placeholders = ", ".join(["%s"] * len(load_ids))
+            rows = client.execute_sql(
+                f"select reason, split_part(location, ':', 1) as file, count(*) as n"
+                f" from {table} where source = %s and _dlt_load_id in ({placeholders})"
+                f" group by 1, 2 order by 3 desc, 2",
+                source,
+                *load_ids,
+            )
+    except Exception:  # noqa: BLE001 - the counts are in the summary; reasons are a bonus
+        return "reasons in raw._rejected_rows"
+    by_reason: dict[str, list[str]] = {}
+    for reason, file, count in rows or []:
+        by_reason.setdefault(reason, []).append(f"{file} ({count})")
+    parts = [f"{reason} in {', '.join(files[:5])}" for reason, files in by_reason.items()]
+    return "; ".join(parts[:5])
+
+
 def check_warehouse_writable(path: Path) -> str | None:
     """Fail fast, before any source runs, when another process holds the warehouse."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,16 +332,17 @@ def format_summary(reports: list[SourceReport]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    declared = declared_sources()
     parser = argparse.ArgumentParser(
         prog="python -m ingestion",
-        description="Load raw snapshots (users CSV, orders API, events stream, products DB) "
-        "into the warehouse's raw schema.",
+        description="Load the sources declared in .dlt/config.toml into the warehouse's "
+        "raw schema. `python -m ingestion scaffold NAME` writes a loaded source's dbt files.",
     )
     parser.add_argument(
         "sources",
         nargs="*",
         metavar="SOURCE",
-        help=f"sources to load (default: all of {', '.join(SOURCE_NAMES)})",
+        help=f"sources to load (default: every declared one: {', '.join(declared) or 'none'})",
     )
     parser.add_argument(
         "--full-refresh",
@@ -271,10 +351,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--inbox",
-        help="root folder with users/, events/, products/products.db (overrides .dlt/config.toml)",
+        help="root folder with one subfolder per file source: ROOT/<name> (overrides "
+        "each one's folder in .dlt/config.toml)",
     )
     parser.add_argument(
-        "--api-url", help="base URL of the orders API (overrides sources.orders.base_url)"
+        "--api-url", help="base URL of the rest_api sources (overrides their base_url)"
     )
     parser.add_argument(
         "--progress", action="store_true", help="log extract/normalize/load progress every 10 s"
@@ -283,7 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--follow",
         action="store_true",
-        help="events only: keep consuming in micro-batches until SIGTERM/SIGINT",
+        help="one jsonl source: keep consuming in micro-batches until SIGTERM/SIGINT",
     )
     parser.add_argument(
         "--interval",
@@ -300,13 +381,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="--follow: at most N events a batch (backpressure; default 50000)",
     )
     args = parser.parse_args(argv)
-    unknown = [name for name in args.sources if name not in SOURCE_NAMES]
+    unknown = [name for name in args.sources if name not in declared]
     if unknown:
-        parser.error(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCE_NAMES)}")
-    if args.follow and set(args.sources) - {"events"}:
         parser.error(
-            "--follow works with the events source only: python -m ingestion events --follow"
+            f"unknown source {unknown[0]!r}; the declared sources are "
+            f"{', '.join(declared) or 'none'} (add [sources.{unknown[0]}] to .dlt/config.toml)"
         )
+    if args.follow:
+        streams = [n for n in args.sources or declared if declared[n]["kind"] == "jsonl"]
+        if len(streams) != 1 or (args.sources and args.sources != streams):
+            parser.error("--follow works with one jsonl source: python -m ingestion NAME --follow")
+        args.sources = streams
     if args.follow and args.full_refresh:
         parser.error("--follow cannot be combined with --full-refresh")
     return args
@@ -361,9 +446,25 @@ def _audit(arguments: list[str], code: int, started: datetime, reports: list[Sou
 
 
 def _main(argv: list[str] | None, out: Callable[[str], None], reports: list[SourceReport]) -> int:
-    args = parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["scaffold"]:
+        from .scaffold import main as scaffold
+
+        return scaffold(arguments[1:], out)
+    try:
+        args = parse_args(arguments)
+    except SourceDeclarationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    names = list(dict.fromkeys(args.sources)) or list(SOURCE_NAMES)
+    names = list(dict.fromkeys(args.sources)) or list(declared_sources())
+    if not names:
+        print(
+            "error: no source is declared: add [sources.<name>] to .dlt/config.toml "
+            "(docs/sources.md)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     problem = check_warehouse_writable(warehouse_path())
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -380,6 +481,8 @@ def _main(argv: list[str] | None, out: Callable[[str], None], reports: list[Sour
             reports.append(run_source(name, args))
     out(redact(format_summary(reports)))
     for r in reports:
+        if r.files_rejected:
+            out(f"{r.name}: rejected whole: {', '.join(r.files_rejected)}")
         if r.suppressed:
             out(f"{r.name}: suppressed {r.suppressed} rows of erased users (not loaded)")
         if r.error:
@@ -519,12 +622,11 @@ def follow(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     request lets the current batch finish instead of aborting its load.
     """
     os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"
-    from .sources.events.helpers import configured_backend
-
+    name = args.sources[0]
     try:
-        backend = configured_backend()
+        backend = open_broker(declare(name, args))
     except Exception as exc:  # bad backend name or config
-        print(redact(f"error: events: {describe_error('events', exc)}"), file=sys.stderr)
+        print(redact(f"error: {name}: {describe_error(name, exc)}"), file=sys.stderr)
         return EXIT_USAGE
     failures = 0
     number = 0
@@ -532,10 +634,10 @@ def follow(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         try:
             while not stop.requested:
                 number += 1
-                report = run_source("events", args, backend)
+                report = run_source(name, args, backend)
                 out(redact(format_batch(number, report, _lag(backend))))
                 if report.error:
-                    print(redact(f"error: events: {report.error}"), file=sys.stderr)
+                    print(redact(f"error: {name}: {report.error}"), file=sys.stderr)
                     failures += 1
                     if failures >= FOLLOW_MAX_FAILURES:
                         return EXIT_SOURCE_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeline:
     """The dlt pipeline that loads one source into `raw` of the warehouse."""
     import dlt  # here, not at the top: the monitor needs only the paths, and dlt is slow to import
+
+    # Arrow tables get dlt's load id too (dlt adds it only to dict rows by default), so
+    # every raw row can be traced to its entry in raw._dlt_loads, whatever the config says.
+    os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
 
     warehouse = warehouse or warehouse_path()
     warehouse.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import duckdb
 
 from warehouse import audit
 from warehouse.settings import warehouse_path
+from warehouse.sources import undeclared_dbt_sources
 
 from . import alerts as alerting
 from . import history, report
@@ -158,7 +159,8 @@ def monitor(args: argparse.Namespace) -> int:
     thresholds = Thresholds(variables)
     as_of = _now(args, variables)
     window = history.parse_since(args.since)
-    targets = discover(manifest, run_results)
+    undeclared = frozenset(undeclared_dbt_sources(args.project_dir))
+    targets = discover(manifest, run_results, undeclared)
     if run_results is None:
         skipped = args.target_dir / "run_results.json"
         print(f"warning: no {skipped}: dbt test outcomes skipped", file=sys.stderr)

@@ -182,14 +182,40 @@ def _build_times(run_results: dict[str, Any] | None) -> dict[str, datetime]:
     return out
 
 
-def discover(manifest: dict[str, Any], run_results: dict[str, Any] | None) -> list[Target]:
-    """Marts and sources, minus `meta.monitor: false`, plus any model with `monitor: true`."""
+def _downstream_of(manifest: dict[str, Any], source_names: frozenset[str]) -> set[str]:
+    """Unique ids of the sources named here and of every node downstream of them."""
+    found = {
+        uid
+        for uid, source in (manifest.get("sources") or {}).items()
+        if source.get("source_name") in source_names
+    }
+    children = manifest.get("child_map") or {}
+    pending = list(found)
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def discover(
+    manifest: dict[str, Any],
+    run_results: dict[str, Any] | None,
+    undeclared: frozenset[str] = frozenset(),
+) -> list[Target]:
+    """Marts and sources, minus `meta.monitor: false`, plus any model with `monitor: true`.
+
+    Sources named in `undeclared` (no `[sources.<name>]` loads them) and every
+    model downstream of one are left out: the pipeline does not build them.
+    """
     nodes = manifest.get("nodes") or {}
+    left_out = _downstream_of(manifest, undeclared)
     built = _build_times(run_results)
     outcomes = {r["unique_id"]: r for r in (run_results or {}).get("results") or []}
     targets: dict[str, Target] = {}
     for uid, node in nodes.items():
-        if node.get("resource_type") != "model":
+        if node.get("resource_type") != "model" or uid in left_out:
             continue
         config = node.get("config") or {}
         meta = _meta(node)
@@ -208,7 +234,11 @@ def discover(manifest: dict[str, Any], run_results: dict[str, Any] | None) -> li
         )
     for uid, source in (manifest.get("sources") or {}).items():
         meta = {**(source.get("source_meta") or {}), **_meta(source)}
-        if _opted_out(meta) or not (source.get("config") or {}).get("enabled", True):
+        if (
+            uid in left_out
+            or _opted_out(meta)
+            or not (source.get("config") or {}).get("enabled", True)
+        ):
             continue
         targets[uid] = Target(
             unique_id=uid,

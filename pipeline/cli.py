@@ -30,7 +30,8 @@ import duckdb
 from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import SharedLock, lock_path, read_holder
-from warehouse.settings import SOURCE_NAMES, warehouse_path
+from warehouse.settings import warehouse_path
+from warehouse.sources import SourceDeclarationError, declared_source_names
 
 from . import ledger
 from .runner import (
@@ -96,14 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--sources",
         nargs="+",
         default=[],
-        choices=SOURCE_NAMES,
         metavar="SOURCE",
-        help=f"sources to ingest (default all: {', '.join(SOURCE_NAMES)})",
+        help="declared sources to ingest (default: every one in .dlt/config.toml)",
     )
     run.add_argument("--select", help="dbt selector for the build step (default: everything)")
     run.add_argument("--vars", help="dbt --vars for the build step (YAML)")
-    run.add_argument("--inbox", help="input folder for the file sources (python -m ingestion)")
-    run.add_argument("--api-url", help="orders API base URL (python -m ingestion)")
+    run.add_argument(
+        "--inbox", help="root folder, one subfolder per file source (python -m ingestion)"
+    )
+    run.add_argument("--api-url", help="base URL of the rest_api sources (python -m ingestion)")
     run.add_argument(
         "--full-refresh", action="store_true", help="reload the sources and rebuild every model"
     )
@@ -196,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _undeclared(sources: list[str]) -> str | None:
+    """Why these sources cannot be run (None when each is declared)."""
+    try:
+        declared = declared_source_names()
+    except SourceDeclarationError as error:
+        return str(error)
+    unknown = [name for name in sources if name not in declared]
+    if not unknown:
+        return None
+    return (
+        f"unknown source {unknown[0]!r}; the declared sources are "
+        f"{', '.join(declared) or 'none'} (.dlt/config.toml)"
+    )
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -206,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help is 0, a bad option 2
         return int(exc.code or 0)
+    problem = _undeclared(getattr(args, "sources", []))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     arguments = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # systemd stop: end the current step cleanly
     ctx = make_context(warehouse_path(), args.project_dir, args.verbose)

@@ -30,6 +30,7 @@ from typing import Any
 
 from warehouse.audit import redact
 from warehouse.settings import analytics_path
+from warehouse.sources import exclude_undeclared
 
 from .console import use_color
 
@@ -268,7 +269,11 @@ def node_errors(results: dict[str, Any] | None) -> list[str]:
 
 
 def dbt_command(ctx: Context, verb: str, *args: str) -> list[str]:
-    return [ctx.dbt, verb, "--project-dir", str(ctx.project_dir), *args]
+    """A dbt command on the project; a build leaves out the models of undeclared sources."""
+    command = [ctx.dbt, verb, "--project-dir", str(ctx.project_dir), *args]
+    if verb == "build":
+        command += exclude_undeclared(ctx.project_dir)
+    return command
 
 
 def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:

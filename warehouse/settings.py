@@ -12,8 +12,6 @@ from pathlib import Path
 
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 RAW_DATASET = "raw"
-# The sources `python -m ingestion` loads, in its default order.
-SOURCE_NAMES = ("users", "orders", "events", "products")
 
 
 def warehouse_path() -> Path:

@@ -39,9 +39,19 @@ def test_missing_inbox_fails_that_source_with_one_line(env: dict[str, str], tmp_
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
-    assert "nowhere" in errors[0] and "sources.users.inbox" in errors[0]
+    assert "nowhere" in errors[0] and f"--inbox {tmp_path / 'nowhere'}" in errors[0]
     assert "Traceback" not in result.stderr
     assert "| users | failed |" in result.stdout
+
+
+def test_missing_folder_names_the_setting_in_effect(env: dict[str, str], tmp_path: Path) -> None:
+    """Without --inbox the folder comes from config or env: the error names that key."""
+    env = {**env, "SOURCES__USERS__FOLDER": str(tmp_path / "elsewhere")}
+    result = run_cli("users", env=env)
+    assert result.returncode == 1
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "elsewhere" in error and "sources.users.folder" in error
+    assert "--inbox" not in error
 
 
 def test_locked_warehouse_names_the_holder_and_writes_nothing(

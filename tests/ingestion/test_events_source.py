@@ -12,8 +12,8 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion.destination import make_pipeline
-from ingestion.sources.events import events_source
-from ingestion.sources.events.helpers import FileSegments
+from ingestion.kinds import declared_source
+from ingestion.kinds.jsonl_reader import FileSegments
 
 
 def event(event_id: str, **fields: Any) -> str:
@@ -88,7 +88,7 @@ def append(inbox: Path, name: str, text: str) -> None:
 def run(inbox: Path, schema_contract: str = "evolve") -> dict[str, Any]:
     """One `python -m ingestion events` equivalent; returns the resource state."""
     pipeline = make_pipeline("events")
-    pipeline.run(events_source(inbox=str(inbox), schema_contract=schema_contract))
+    pipeline.run(declared_source("events", folder=str(inbox), schema_contract=schema_contract))
     return pipeline.state["sources"]["events"]["resources"]["events"]
 
 
@@ -342,10 +342,10 @@ def test_undecodable_line_is_rejected(warehouse: Path, inbox: Path) -> None:
 
 def test_missing_inbox_names_the_path_and_config_key(warehouse: Path, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(PipelineStepFailed) as failure:
+    with pytest.raises(FileNotFoundError) as failure:
         run(missing)
     assert str(missing) in str(failure.value)
-    assert "sources.events.inbox" in str(failure.value)
+    assert "sources.events.folder" in str(failure.value)
 
 
 def test_reader_resumes_from_any_position(tmp_path: Path) -> None:

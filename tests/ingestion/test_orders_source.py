@@ -18,7 +18,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from demo.api import OrdersServer
 from ingestion.destination import make_pipeline
-from ingestion.sources.orders import orders_source
+from ingestion.kinds import declared_source, source_options
 
 API_TOKEN = "test-token-7c1e"  # conftest's API_TOKEN
 ORDERS_COUNT = 25  # conftest's sample: two orders an hour from 2026-01-01T00:00:00Z
@@ -35,19 +35,26 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def sample_resources(page_size: int) -> list[dict[str, Any]]:
+    """The declared orders endpoint, `page_size` orders a page."""
+    (resource,) = source_options("orders")[1]["resources"]
+    endpoint = resource["endpoint"]
+    params = {**endpoint["params"], "per_page": page_size}
+    return [{**resource, "endpoint": {**endpoint, "params": params}}]
+
+
 def run_orders(url: str, **overrides: Any) -> dlt.Pipeline:
     """One run of the orders source with fast retries; returns the pipeline."""
     kwargs: dict[str, Any] = {
         "base_url": url,
         "api_token": API_TOKEN,
-        "page_size": PAGE_SIZE,
         "request_timeout": 5,
         "request_max_attempts": MAX_ATTEMPTS,
         "request_backoff_factor": 0.01,
     }
     kwargs.update(overrides)
     pipeline = make_pipeline("orders")
-    pipeline.run(orders_source(**kwargs))
+    pipeline.run(declared_source("orders", resources=sample_resources(PAGE_SIZE), **kwargs))
     return pipeline
 
 
@@ -69,7 +76,8 @@ def resource_state() -> dict[str, Any]:
 
 
 def cursor() -> Any:
-    return resource_state().get("incremental", {}).get("updated_at", {}).get("last_value")
+    value = resource_state().get("cursor")
+    return datetime.fromisoformat(value) if value else None
 
 
 def loaded_rows(pipeline: dlt.Pipeline) -> int:

@@ -13,10 +13,20 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion.destination import make_pipeline
-from ingestion.sources.products import products_source
-from ingestion.sources.products.helpers import ProductsConfigError
+from ingestion.kinds import declared_source
+from ingestion.kinds.common import SourceConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def products_source(table: str = "products", raw_table: str | None = None, **options: Any) -> Any:
+    """The declared products source, on `table` (keyed and tracked as the sample's)."""
+    tables = [{"table": table, "primary_key": "product_id", "cursor": "updated_at"}]
+    if raw_table:
+        tables[0]["raw_table"] = raw_table
+    return declared_source("products", tables=tables, **options)
+
+
 N_PRODUCTS = 20
 START = datetime(2026, 1, 1, tzinfo=UTC)
 RAW_COLUMNS = "product_id, name, category, price, updated_at, _loaded_at, _dlt_load_id, _dlt_id"
@@ -167,12 +177,10 @@ def test_updates_and_inserts_are_merged_on_product_id(warehouse: Path, products_
     assert _query(warehouse, "select price from raw.products where product_id = 4") == [(5.0,)]
 
 
-def test_source_table_name_is_configurable_but_raw_table_is_products(
-    warehouse: Path, tmp_path: Path
-) -> None:
+def test_a_source_table_loads_into_the_raw_table_declared(warehouse: Path, tmp_path: Path) -> None:
     db = _make_db(tmp_path / "shop.db", table="catalog_items", n=4)
 
-    pipeline = _run(db, table="catalog_items")
+    pipeline = _run(db, table="catalog_items", raw_table="products")
 
     assert list(pipeline.default_schema.data_table_names()) == ["products"]
     assert _query(warehouse, "select count(*) from raw.products") == [(4,)]
@@ -186,7 +194,7 @@ def test_config_comes_from_dlt_config_and_env(
     monkeypatch.setenv("SOURCES__PRODUCTS__CREDENTIALS", f"sqlite:///{products_db}")
 
     pipeline = make_pipeline("products")
-    pipeline.run(products_source())
+    pipeline.run(declared_source("products"))
 
     assert _loaded_rows(pipeline) == N_PRODUCTS
 
@@ -258,12 +266,12 @@ def test_missing_sqlite_file_is_a_clear_error_and_creates_nothing(
 
 
 def test_missing_table_is_a_clear_error(warehouse: Path, products_db: Path) -> None:
-    with pytest.raises(ProductsConfigError, match=r"'no_such_table'.*sources\.products\.table"):
+    with pytest.raises(SourceConfigError, match=r"'no_such_table'.*sources\.products"):
         products_source(credentials=f"sqlite:///{products_db}", table="no_such_table")
 
 
 def test_bad_url_error_does_not_echo_the_url(warehouse: Path) -> None:
-    with pytest.raises(ProductsConfigError) as error:
+    with pytest.raises(SourceConfigError) as error:
         products_source(credentials="not a url with s3cret", table="products")
 
     assert "sources.products.credentials" in str(error.value)
@@ -271,7 +279,7 @@ def test_bad_url_error_does_not_echo_the_url(warehouse: Path) -> None:
 
 
 def test_unknown_schema_contract_is_a_clear_error(warehouse: Path, products_db: Path) -> None:
-    with pytest.raises(ProductsConfigError, match="sources.products.schema_contract"):
+    with pytest.raises(SourceConfigError, match="sources.products.schema_contract"):
         products_source(
             credentials=f"sqlite:///{products_db}", table="products", schema_contract="lax"
         )

@@ -17,8 +17,8 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion.destination import make_pipeline
-from ingestion.sources.users import users_source
-from ingestion.sources.users.helpers import read_csv_file, scan_records
+from ingestion.kinds import declared_source
+from ingestion.kinds.csv_reader import CsvFormat, read_csv_file, scan_records
 
 HEADER = "user_id,name,email,age,country,signup_at,updated_at"
 
@@ -61,7 +61,7 @@ def users_inbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run(inbox: Path, schema_contract: str = "evolve") -> dlt.Pipeline:
     pipeline = make_pipeline("users")
-    pipeline.run(users_source(inbox=str(inbox), schema_contract=schema_contract))
+    pipeline.run(declared_source("users", folder=str(inbox), schema_contract=schema_contract))
     return pipeline
 
 
@@ -132,6 +132,7 @@ def test_two_snapshots_load_every_row_with_lineage_once(users_inbox: Path) -> No
         "rows_rejected": 0,
         "rows_collapsed": 0,
         "files_read": ["users-0001.csv", "users-0002.csv"],
+        "files_rejected": [],
         "new_columns": [],
     }
     stat = (users_inbox / "users-0001.csv").stat()
@@ -149,6 +150,7 @@ def test_two_snapshots_load_every_row_with_lineage_once(users_inbox: Path) -> No
         "rows_rejected": 0,
         "rows_collapsed": 0,
         "files_read": [],
+        "files_rejected": [],
         "new_columns": [],
     }
     assert checksum("raw.users") == before
@@ -353,7 +355,7 @@ def test_file_format_edge_cases_have_defined_outcomes(users_inbox: Path) -> None
 
 
 def test_a_killed_runs_spill_folder_is_removed_by_the_next_run(users_inbox: Path) -> None:
-    stale = Path(make_pipeline("users").working_dir) / "users-csv-killed"
+    stale = Path(make_pipeline("users").working_dir) / "csv-parse-killed"
     (stale / "duckdb_temp_storage").mkdir(parents=True)
     (stale / "duckdb_temp_storage" / "block-0.tmp").write_bytes(b"x" * 1024)
 
@@ -385,7 +387,7 @@ def test_line_numbers_match_the_csv_module_on_a_messy_file(tmp_path: Path) -> No
             if fields:
                 (expected_good if len(fields) == 7 else expected_bad).append(start)
 
-    csv_file = read_csv_file(path)
+    csv_file = read_csv_file(path, CsvFormat("users", key="user_id"))
     try:
         assert csv_file.lines.tolist() == expected_good
         assert [int(r["location"].split(":")[1]) for r in csv_file.rejects] == expected_bad
@@ -409,10 +411,10 @@ def test_records_do_not_depend_on_where_the_scan_blocks_end() -> None:
 
 def test_bad_settings_fail_before_the_run_with_the_config_key(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    with pytest.raises(FileNotFoundError, match=r"nowhere.*sources\.users\.inbox"):
-        users_source(inbox=str(missing), schema_contract="evolve")
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*sources\.users\.folder"):
+        declared_source("users", folder=str(missing), schema_contract="evolve")
     with pytest.raises(ValueError, match="sources.users.schema_contract"):
-        users_source(inbox=str(tmp_path), schema_contract="lenient")
+        declared_source("users", folder=str(tmp_path), schema_contract="lenient")
 
 
 def test_a_touched_or_copied_file_is_not_loaded_again(users_inbox: Path) -> None:

@@ -112,7 +112,7 @@ def test_every_raw_row_is_accounted_for(full_build: Path) -> None:
         in_mart = scalar(wh, f"select count(*) from {mart}")
         quarantined = scalar(wh, f"select count(*) from {quarantine}")
         assert raw == in_mart + superseded + quarantined, entity
-    # the singular dbt test checks the same identity inside `dbt build`
+    # the rows_accounted_for tests on the raw tables check the same identity in `dbt build`
     assert query(wh, "select count(*) from intermediate.int_users_versioned where not is_current")
     assert scalar(wh, "select count(*) from intermediate.int_users_versioned") == 11
 

@@ -16,7 +16,7 @@ import duckdb
 import redis
 
 from demo.produce import EventMaker, produce
-from ingestion.sources.events.redis_stream import RedisStream
+from ingestion.kinds.redis_stream import RedisStream
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "warehouse"

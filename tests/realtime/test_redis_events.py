@@ -11,15 +11,23 @@ from realtime_helpers import Follower, Stream, run_command
 
 from demo.produce import MALFORMED_EVERY, MALFORMED_OFFSET, RESEND_EVERY
 from ingestion.destination import make_pipeline
-from ingestion.sources.events import events_source
-from ingestion.sources.events.redis_stream import RedisStream, entry_id, entry_line
-from ingestion.sources.events.settings import FAULT_ENV, FAULT_EXIT_BEFORE_ACK, FAULT_EXIT_CODE
+from ingestion.kinds import declared_source
+from ingestion.kinds.redis_stream import (
+    FAULT_ENV,
+    FAULT_EXIT_BEFORE_ACK,
+    FAULT_EXIT_CODE,
+    RedisStream,
+    entry_id,
+    entry_line,
+)
 
 
 def run_once(backend: RedisStream, tmp_path: Path, max_batch: int | None = None) -> dict[str, Any]:
     """One load through dlt, acknowledged after `run` returned; returns the resource state."""
     pipeline = make_pipeline("events")
-    pipeline.run(events_source(inbox=str(tmp_path), stream_backend=backend, max_batch=max_batch))
+    pipeline.run(
+        declared_source("events", folder=str(tmp_path), stream_backend=backend, max_batch=max_batch)
+    )
     return pipeline.state["sources"]["events"]["resources"]["events"]
 
 
@@ -211,7 +219,7 @@ def test_files_backend_follow_polls_new_segments(stream: Stream, tmp_path: Path)
         (inbox / name).write_text("\n".join(lines) + "\n")
 
     segment("events-000001.jsonl", 1, 3)
-    env = {**stream.env, "SOURCES__EVENTS__BACKEND": "files", "SOURCES__EVENTS__INBOX": str(inbox)}
+    env = {**stream.env, "SOURCES__EVENTS__BACKEND": "files", "SOURCES__EVENTS__FOLDER": str(inbox)}
     follower = Follower(env, "--interval", "0.2s")
     follower.wait_until(lambda batches: sum(b["read"] for b in batches) == 3)
     segment("events-000002.jsonl", 4, 2)

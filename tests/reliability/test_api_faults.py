@@ -18,6 +18,7 @@ import pytest
 
 from demo.api import start_server
 from ingestion.cli import parse_args, run_source
+from ingestion.kinds import source_options
 
 TOKEN = "api-faults-token-91c2"
 ORDERS = 25
@@ -47,7 +48,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "orders" / "orders.json").write_text(json.dumps(orders()))
     monkeypatch.setenv("WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("SOURCES__ORDERS__API_TOKEN", TOKEN)
-    monkeypatch.setenv("SOURCES__ORDERS__PAGE_SIZE", str(PER_PAGE))
+    # the declared endpoint, PER_PAGE orders a page (env holds it as JSON)
+    (resource,) = source_options("orders")[1]["resources"]
+    endpoint = resource["endpoint"]
+    paged = {**endpoint, "params": {**endpoint["params"], "per_page": PER_PAGE}}
+    monkeypatch.setenv("SOURCES__ORDERS__RESOURCES", json.dumps([{**resource, "endpoint": paged}]))
     monkeypatch.setenv("SOURCES__ORDERS__REQUEST_TIMEOUT", "0.5")
     monkeypatch.setenv("SOURCES__ORDERS__REQUEST_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("SOURCES__ORDERS__REQUEST_BACKOFF_FACTOR", "0.01")

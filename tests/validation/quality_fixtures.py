@@ -108,6 +108,33 @@ sources:
       monitor_timestamp_column: loaded_at
     tables:
       - name: missing_5
+        # rows_accounted_for on 100 rows, 5 of them null: the parts add up, or not
+        data_tests:
+          - rows_accounted_for:
+              name: accounted_parts_add_up_passes
+              arguments:
+                mart: source('fx', 'missing_5')
+                mart_where: v >= 50
+                superseded: source('fx', 'missing_5')
+                superseded_where: v < 50
+                quarantine: source('fx', 'missing_5')
+                quarantine_where: v is null
+          - rows_accounted_for:
+              name: accounted_row_lost_errors
+              arguments:
+                mart: source('fx', 'missing_5')
+                mart_where: v is not null
+          - rows_accounted_for:
+              name: accounted_row_twice_errors
+              arguments:
+                mart: source('fx', 'missing_5')
+                mart_where: v is not null
+                quarantine: source('fx', 'missing_6')
+                quarantine_where: v is null
+          - rows_accounted_for:
+              name: accounted_mart_only_passes
+              arguments:
+                mart: source('fx', 'missing_5')
         columns:
           - name: v
             data_tests:

@@ -76,6 +76,11 @@ EXPECTED = {
     "recency_empty_passes": "pass",
     "recency_all_null_warns": "warn",
     "recency_source_meta_warns": "warn",
+    # rows_accounted_for: raw = mart + superseded + quarantined, exactly
+    "accounted_parts_add_up_passes": "pass",
+    "accounted_row_lost_errors": "fail",
+    "accounted_row_twice_errors": "fail",
+    "accounted_mart_only_passes": "pass",
     # counts and types
     "not_empty_empty_errors": "fail",
     "not_empty_single_row_passes": "pass",

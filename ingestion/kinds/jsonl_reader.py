@@ -1,4 +1,4 @@
-"""Reading stream segments and turning their lines into raw.events rows.
+"""Reading JSON lines (segment files or a broker) and turning them into raw rows.
 
 Reading sits behind `StreamBackend` (read lines after a position, commit the
 position) so a broker backend can sit next to `FileSegments`. Parsing and
@@ -22,47 +22,103 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.configuration import with_config
 
 from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
 
-from .settings import (
-    BACKEND_CONFIG_KEY,
-    BACKENDS,
-    BATCH_LINES,
-    DEFAULT_CONSUMER,
-    DEFAULT_GROUP,
-    DEFAULT_REDIS_URL,
-    DEFAULT_STREAM,
-    EVENT_FIELDS,
-    EVENTS_CHECKED_WRITE_DISPOSITION,
-    EVENTS_COLUMNS,
-    EVENTS_WRITE_DISPOSITION,
-    INBOX_CONFIG_KEY,
-    LINE_COLUMN,
-    LOADED_AT_COLUMN,
-    PRIMARY_KEY,
-    READ_BLOCK_BYTES,
-    REASON_INVALID_UTF8,
-    REASON_MALFORMED_JSON,
-    REASON_MISSING_EVENT_ID,
-    REASON_NOT_AN_OBJECT,
-    REDIS_CLAIM_IDLE_MS,
-    RESOURCE_NAME,
-    SCHEMA_CONTRACT_CONFIG_KEY,
-    SCHEMA_CONTRACTS,
-    SCRATCH_MEMORY_LIMIT,
-    SEGMENT_COLUMN,
-    SEGMENT_GLOB,
-    SOURCE_NAME,
-    STATE_LAST_RUN,
-    STATE_SEGMENT_BYTES,
-    STATE_SEGMENTS,
-    TABLE_NAME,
-    YIELD_ROWS,
-)
+from .common import LOADED_AT_COLUMN, SourceConfigError, option, start_run
 
 log = logging.getLogger(__name__)
+
+# Lineage columns added to every raw row.
+SEGMENT_COLUMN = "_segment"
+LINE_COLUMN = "_line"
+LINEAGE_COLUMNS = {
+    SEGMENT_COLUMN: {"data_type": "text", "nullable": False},
+    LINE_COLUMN: {"data_type": "bigint", "nullable": False},
+    LOADED_AT_COLUMN: {"data_type": "timestamp", "nullable": False},
+}
+# Re-sent records collapse on the key; the first occurrence stays in raw.
+INSERT_ONLY_MERGE = {"disposition": "merge", "strategy": "insert-only"}
+# ... unless the resource itself dropped every key raw holds (LoadedKeys): then the
+# merge would insert every row anyway, after a second copy through staging.
+CHECKED_DISPOSITION = "append"
+
+# Resource state keys.
+STATE_SEGMENTS = "segments"  # {segment file name: complete lines consumed}
+# {segment file name: byte offset after those lines}: a run skips segments that
+# did not grow and seeks instead of re-reading; `segments` stays the position.
+STATE_SEGMENT_BYTES = "segment_bytes"
+
+# Lines parsed (and checked against the run's keys) at a time; each check scans the
+# keys seen so far, so bigger batches mean fewer scans.
+BATCH_LINES = 250_000
+# Rows per yielded Arrow table.
+YIELD_ROWS = 100_000
+# Bytes read from a segment at a time: bounds memory for very large segments. Small
+# on purpose: a read buffer above glibc's largest mmap threshold (32 MiB) is mapped
+# and unmapped again on every read, so reading 10M events in 2020 segments took
+# 3.5 s of CPU with 32 MiB blocks and 1.1 s with these.
+READ_BLOCK_BYTES = 1024 * 1024
+# Memory cap of the scratch DuckDB that parses lines and remembers this run's keys.
+# Every batch probes all keys seen so far: 10M of them (~240 MB) stay in memory
+# under 320MB, where 192MB made each probe read spilled blocks (10M events: -3 s).
+SCRATCH_MEMORY_LIMIT = "320MB"
+
+# Reasons a line goes to raw._rejected_rows instead of its raw table.
+REASON_INVALID_UTF8 = "invalid_utf8"
+REASON_MALFORMED_JSON = "malformed_json"
+REASON_NOT_AN_OBJECT = "not_an_object"
+
+BACKENDS = ("files", "redis")
+# The redis backend's options (redis_stream.py holds the client) and their defaults;
+# the stream defaults to the source's name.
+BROKER_OPTIONS = ("backend", "redis_url", "stream", "group", "consumer", "claim_idle_ms")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_GROUP = "warehouse"
+DEFAULT_CONSUMER = "ingestion-1"
+# Pending entries of other consumers idle this long are claimed (XAUTOCLAIM):
+# a consumer that died between load and ack hands its entries over.
+REDIS_CLAIM_IDLE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class JsonlTable:
+    """What a `jsonl` source loads: its name, raw table, key and expected fields."""
+
+    source: str
+    table: str
+    key: str
+    fields: tuple[str, ...] = ()
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        """The fields extracted by name: the key first, then the declared ones."""
+        return (self.key, *(f for f in self.fields if f != self.key))
+
+    @property
+    def columns(self) -> dict[str, Any]:
+        """dlt column hints of the raw table (fields found beyond these are added as text)."""
+        return {
+            **{name: {"data_type": "text", "nullable": name != self.key} for name in self.known},
+            **LINEAGE_COLUMNS,
+        }
+
+    @property
+    def missing_key_reason(self) -> str:
+        return f"missing_{self.key}"
+
+    def schema(self, extra: list[str]) -> pa.Schema:
+        """Arrow schema of the raw rows, nullability as declared in `columns`."""
+        return pa.schema(
+            [
+                *(pa.field(k, pa.string(), nullable=k != self.key) for k in self.known),
+                *(pa.field(k, pa.string()) for k in extra),
+                pa.field(SEGMENT_COLUMN, pa.string(), nullable=False),
+                pa.field(LINE_COLUMN, pa.int64(), nullable=False),
+                pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"), nullable=False),
+            ]
+        )
+
 
 LINES_SCHEMA = pa.schema(
     [
@@ -74,43 +130,15 @@ LINES_SCHEMA = pa.schema(
 )
 
 
-def events_schema(extra: list[str]) -> pa.Schema:
-    """Arrow schema of raw.events rows, nullability as declared in EVENTS_COLUMNS."""
-    return pa.schema(
-        [
-            *(pa.field(key, pa.string(), nullable=key != PRIMARY_KEY) for key in EVENT_FIELDS),
-            *(pa.field(key, pa.string()) for key in extra),
-            pa.field(SEGMENT_COLUMN, pa.string(), nullable=False),
-            pa.field(LINE_COLUMN, pa.int64(), nullable=False),
-            pa.field(LOADED_AT_COLUMN, pa.timestamp("us", tz="UTC"), nullable=False),
-        ]
-    )
-
-
 # --------------------------------------------------------------------------- config
 
 
-def inbox_dir(inbox: str) -> Path:
+def segment_folder(folder: str, setting: str) -> Path:
     """The segment folder; a missing one is a configuration error, not an empty stream."""
-    path = Path(inbox)
+    path = Path(folder)
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"events inbox folder {str(path)!r} does not exist: create it or set "
-            f"{INBOX_CONFIG_KEY} (env SOURCES__EVENTS__INBOX) to the folder of *.jsonl segments"
-        )
+        raise FileNotFoundError(f"folder not found: {path} (set by {setting})")
     return path
-
-
-def contract_mode(schema_contract: str) -> dict[str, str]:
-    """dlt contract for a config value: "freeze" stops new columns, never the first table."""
-    if schema_contract not in SCHEMA_CONTRACTS:
-        raise ValueError(
-            f"{SCHEMA_CONTRACT_CONFIG_KEY} must be one of {', '.join(SCHEMA_CONTRACTS)}, "
-            f"not {schema_contract!r}"
-        )
-    if schema_contract == "freeze":
-        return {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
-    return {"tables": "evolve", "columns": "evolve", "data_type": "evolve"}
 
 
 # --------------------------------------------------------------------------- reading
@@ -191,12 +219,15 @@ class FileSegments:
     still being written) stays unread until a later run finds it completed.
     """
 
-    def __init__(self, inbox: Path, block_bytes: int = READ_BLOCK_BYTES) -> None:
+    def __init__(
+        self, inbox: Path, glob: str = "*.jsonl", block_bytes: int = READ_BLOCK_BYTES
+    ) -> None:
         self.inbox = inbox
+        self.glob = glob
         self.block_bytes = block_bytes
 
     def segments(self) -> list[Path]:
-        files = (path for path in self.inbox.glob(SEGMENT_GLOB) if path.is_file())
+        files = (path for path in self.inbox.glob(self.glob) if path.is_file())
         return sorted(files, key=lambda path: path.name)
 
     def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
@@ -322,9 +353,9 @@ def _lines_table(
 
 @dataclass
 class ParsedLines:
-    """One batch split into new events, rejected lines, and events collapsed as re-sent."""
+    """One batch split into new records, rejected lines, and records collapsed as re-sent."""
 
-    events: pa.Table
+    records: pa.Table
     hashes: pa.Array
     rejected: pa.Table
     collapsed: int = 0
@@ -369,21 +400,22 @@ _REJECTED_SQL = f"""
 """
 
 
-class EventParser:
-    """Parses JSON lines in a scratch DuckDB and keeps the first occurrence of each event_id.
+class LineParser:
+    """Parses JSON lines in a scratch DuckDB and keeps the first occurrence of each key.
 
-    The run's event_ids live in a DuckDB table under a memory cap that spills
+    The run's keys live in a DuckDB table under a memory cap that spills
     to `scratch_dir`, not in a Python set, so 10M ids stay out of the heap; a
     64-bit hash narrows each lookup, the ids themselves decide.
     """
 
-    def __init__(self, scratch_dir: Path, loaded_at: datetime) -> None:
+    def __init__(self, scratch_dir: Path, loaded_at: datetime, spec: JsonlTable) -> None:
+        self.spec = spec
         self.con = duckdb.connect(":memory:")
         self.con.execute(f"set memory_limit = '{SCRATCH_MEMORY_LIMIT}'")
         self.con.execute(f"set temp_directory = '{scratch_dir / 'spill'}'")
         self.con.execute("set preserve_insertion_order = true")
         self.con.execute("set TimeZone = 'UTC'")
-        self.con.execute("create table seen (h ubigint, event_id varchar)")
+        self.con.execute("create table seen (h ubigint, key varchar)")
         self.loaded_at = loaded_at
 
     def close(self) -> None:
@@ -394,27 +426,29 @@ class EventParser:
         self.con.register("batch_lines", lines.append_column("is_object", is_object))
         try:
             rejected = self.con.sql(_REJECTED_SQL).to_arrow_table()
-            rows, extra = self._extract(list(EVENT_FIELDS))
-            if extra:  # rare: fields beyond the known five, extracted as text columns too
-                rows, _ = self._extract([*EVENT_FIELDS, *extra])
+            known = list(self.spec.known)
+            rows, extra = self._extract(known)
+            if extra:  # fields beyond the declared ones, extracted as text columns too
+                rows, _ = self._extract([*known, *extra])
         finally:
             self.con.unregister("batch_lines")
 
-        ids = pc.fill_null(rows[PRIMARY_KEY], "")
+        key = self.spec.key
+        ids = pc.fill_null(rows[key], "")
         missing = pc.equal(ids, "")
         if pc.any(missing).as_py():
             rejected = pa.concat_tables(
-                [rejected, _missing_id_rejects(rows.filter(missing))]
+                [rejected, _missing_key_rejects(rows.filter(missing), self.spec)]
             ).sort_by([(SEGMENT_COLUMN, "ascending"), (LINE_COLUMN, "ascending")])
             rows = rows.filter(pc.invert(missing))
 
         keep = self._first_occurrences(rows)
         fresh = rows.filter(keep)
         self._remember(fresh)
-        columns = [*EVENT_FIELDS, *extra, SEGMENT_COLUMN, LINE_COLUMN, LOADED_AT_COLUMN]
-        events = fresh.select(columns).cast(events_schema(extra))
+        columns = [*self.spec.known, *extra, SEGMENT_COLUMN, LINE_COLUMN, LOADED_AT_COLUMN]
+        records = fresh.select(columns).cast(self.spec.schema(extra))
         collapsed = rows.num_rows - fresh.num_rows
-        return ParsedLines(events, fresh["_h"], rejected, collapsed, extra)
+        return ParsedLines(records, fresh["_h"], rejected, collapsed, extra)
 
     def _classify(self, lines: pa.Table) -> pa.ChunkedArray:
         self.con.register("batch_lines", lines)
@@ -453,7 +487,8 @@ class EventParser:
         return rows, sorted(extra)
 
     def _first_occurrences(self, rows: pa.Table) -> np.ndarray:
-        """Mask of rows whose event_id appears neither earlier in the batch nor in the run."""
+        """Mask of rows whose key appears neither earlier in the batch nor in the run."""
+        key = self.spec.key
         count = rows.num_rows
         if count == 0:
             return np.zeros(0, dtype=bool)
@@ -464,38 +499,36 @@ class EventParser:
         repeated = np.flatnonzero(shared)
         if len(repeated):  # the ids decide; rows come in (segment, line) order
             firsts: dict[str, int] = {}
-            for position, event_id in zip(
-                repeated, rows[PRIMARY_KEY].take(repeated).to_pylist(), strict=True
-            ):
-                firsts.setdefault(event_id, int(position))
+            for position, value in zip(repeated, rows[key].take(repeated).to_pylist(), strict=True):
+                firsts.setdefault(value, int(position))
             keep[list(firsts.values())] = True
         self.con.register("batch_hashes", pa.table({"h": hashes[keep]}))
         try:
             candidates = self.con.sql(
-                "select event_id from seen where h in (select h from batch_hashes)"
+                "select key from seen where h in (select h from batch_hashes)"
             ).to_arrow_table()
         finally:
             self.con.unregister("batch_hashes")
         if candidates.num_rows:
-            earlier = pc.is_in(rows[PRIMARY_KEY], value_set=candidates["event_id"])
+            earlier = pc.is_in(rows[key], value_set=candidates["key"])
             keep &= ~earlier.to_numpy(zero_copy_only=False)
         return keep
 
     def _remember(self, fresh: pa.Table) -> None:
-        self.con.register("fresh_ids", fresh.select(["_h", PRIMARY_KEY]))
+        self.con.register("fresh_ids", fresh.select(["_h", self.spec.key]))
         try:
-            self.con.execute(f"insert into seen select _h, {PRIMARY_KEY} from fresh_ids")
+            self.con.execute(f"insert into seen select _h, {_quote(self.spec.key)} from fresh_ids")
         finally:
             self.con.unregister("fresh_ids")
 
 
-def _missing_id_rejects(rows: pa.Table) -> pa.Table:
+def _missing_key_rejects(rows: pa.Table, spec: JsonlTable) -> pa.Table:
     return pa.table(
         {
             SEGMENT_COLUMN: rows[SEGMENT_COLUMN],
             LINE_COLUMN: rows[LINE_COLUMN],
             "line": rows["_payload"],
-            "reason": pa.array([REASON_MISSING_EVENT_ID] * rows.num_rows, pa.string()),
+            "reason": pa.array([spec.missing_key_reason] * rows.num_rows, pa.string()),
         }
     )
 
@@ -503,16 +536,17 @@ def _missing_id_rejects(rows: pa.Table) -> pa.Table:
 # --------------------------------------------------------------------------- destination
 
 
-class LoadedEventIds:
-    """Finds which event_ids raw.events already holds, through the running pipeline.
+class LoadedKeys:
+    """Finds which keys the raw table already holds, through the running pipeline.
 
-    Lets the resource count re-sent events of earlier runs (rows_collapsed) and
-    leave them out of the load; the insert-only merge on event_id is the
+    Lets the resource count records re-sent since earlier runs (rows_collapsed)
+    and leave them out of the load; the insert-only merge on the key is the
     guarantee, this is the bookkeeping. For lines a broker redelivers it also
     finds the rejected rows already kept (raw._rejected_rows is append-only).
     """
 
-    def __init__(self, pipeline: dlt.Pipeline | None) -> None:
+    def __init__(self, pipeline: dlt.Pipeline | None, spec: JsonlTable) -> None:
+        self.spec = spec
         self._stack = ExitStack()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._table = ""
@@ -533,8 +567,8 @@ class LoadedEventIds:
                 {"schema": client.dataset_name},
             ).fetchall()
         }
-        if TABLE_NAME in tables:
-            self._table = client.make_qualified_table_name(TABLE_NAME)
+        if spec.table in tables:
+            self._table = client.make_qualified_table_name(spec.table)
         if REJECTED_TABLE in tables:
             self._rejected_table = client.make_qualified_table_name(REJECTED_TABLE)
 
@@ -543,26 +577,27 @@ class LoadedEventIds:
 
     @property
     def checks_raw(self) -> bool:
-        """Whether `drop_known` sees raw.events (a DuckDB warehouse; absent table = empty)."""
+        """Whether `drop_known` sees the raw table (a DuckDB warehouse; absent = empty)."""
         return self._con is not None
 
-    def drop_known(self, events: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
-        """The events raw.events does not hold yet, and how many it already held."""
-        if self._con is None or not self._table or events.num_rows == 0:
-            return events, 0
+    def drop_known(self, records: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
+        """The records raw does not hold yet, and how many it already held."""
+        if self._con is None or not self._table or records.num_rows == 0:
+            return records, 0
+        key = self.spec.key
         self._con.register("incoming_hashes", pa.table({"h": hashes}))
         try:
             known = self._con.sql(
-                f"select {PRIMARY_KEY} from {self._table}"
-                f" where hash({PRIMARY_KEY}) in (select h from incoming_hashes)"
+                f"select {_quote(key)} from {self._table}"
+                f" where hash({_quote(key)}) in (select h from incoming_hashes)"
             ).to_arrow_table()
         finally:
             self._con.unregister("incoming_hashes")
         if known.num_rows == 0:
-            return events, 0
-        keep = pc.invert(pc.is_in(events[PRIMARY_KEY], value_set=known[PRIMARY_KEY]))
-        fresh = events.filter(keep)
-        return fresh, events.num_rows - fresh.num_rows
+            return records, 0
+        keep = pc.invert(pc.is_in(records[key], value_set=known[key]))
+        fresh = records.filter(keep)
+        return fresh, records.num_rows - fresh.num_rows
 
     def known_rejects(self, locations: list[str]) -> set[str]:
         """The locations raw._rejected_rows already holds for this source (redelivered lines)."""
@@ -573,25 +608,18 @@ class LoadedEventIds:
             rows = self._con.execute(
                 f"select distinct location from {self._rejected_table}"
                 " where source = $source and location in (select location from incoming_locations)",
-                {"source": SOURCE_NAME},
+                {"source": self.spec.source},
             ).fetchall()
         finally:
             self._con.unregister("incoming_locations")
         return {row[0] for row in rows}
 
 
-def current_pipeline() -> dlt.Pipeline | None:
-    """The pipeline running this source, if any (a bare iteration has none)."""
-    try:
-        return dlt.current.pipeline()
-    except Exception:  # noqa: BLE001 - no active pipeline is a normal case
-        return None
-
-
 # --------------------------------------------------------------------------- resource body
 
 
-def read_events(
+def read_lines(
+    spec: JsonlTable,
     backend: StreamBackend,
     state: MutableMapping[str, Any],
     loaded_at: datetime,
@@ -599,46 +627,37 @@ def read_events(
     batch_lines: int = BATCH_LINES,
     max_lines: int | None = None,
 ) -> Iterator[Any]:
-    """Yields new raw.events rows and rejected lines batch by batch, advancing the position.
+    """Yields new raw rows and rejected lines batch by batch, advancing the position.
 
     Counts land in state["last_run"] as they happen; dlt persists state only
     with a successful extract, so a failed run leaves the position untouched.
     `max_lines` bounds one run to a single batch of at most that many lines
     (micro-batches under `--follow`: backpressure); None reads everything.
     """
-    last_run: dict[str, Any] = {
-        "rows_read": 0,
-        "rows_rejected": 0,
-        "rows_collapsed": 0,
-        "new_columns": [],
-    }
-    state[STATE_LAST_RUN] = last_run
+    last_run = start_run(state, new_columns=[])
     with ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="events-")))
-        parser = EventParser(scratch, loaded_at)
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-")))
+        parser = LineParser(scratch, loaded_at, spec)
         stack.callback(parser.close)
-        raw_ids = LoadedEventIds(pipeline)
+        raw_ids = LoadedKeys(pipeline, spec)
         stack.callback(raw_ids.close)
         # Every yielded event is then new to raw and to this run (the parser drops
         # repeats within it), so appending loads exactly what the merge would.
-        disposition = (
-            EVENTS_CHECKED_WRITE_DISPOSITION if raw_ids.checks_raw else EVENTS_WRITE_DISPOSITION
-        )
+        disposition = CHECKED_DISPOSITION if raw_ids.checks_raw else INSERT_ONLY_MERGE
         for batch in backend.read(state, batch_lines if max_lines is None else max_lines):
             parsed = parser.parse(batch.lines)
-            events, known = raw_ids.drop_known(parsed.events, parsed.hashes)
-            for offset in range(0, events.num_rows, YIELD_ROWS):
-                yield events_item(events.slice(offset, YIELD_ROWS), disposition)
+            records, known = raw_ids.drop_known(parsed.records, parsed.hashes)
+            for offset in range(0, records.num_rows, YIELD_ROWS):
+                yield jsonl_item(records.slice(offset, YIELD_ROWS), spec, disposition)
             rejects = _rejected_dicts(parsed.rejected, backend.location)
             if batch.redelivered and rejects:
                 done = raw_ids.known_rejects([r["location"] for r in rejects])
                 rejects = [r for r in rejects if r["location"] not in done]
                 known += parsed.rejected.num_rows - len(rejects)
             if rejects:
-                yield rejected_rows(SOURCE_NAME, RESOURCE_NAME, rejects)
+                yield rejected_rows(spec.source, spec.table, rejects)
             for key in parsed.extra_columns:
                 if key not in last_run["new_columns"]:
-                    log.warning("events: new field %r in the stream (kept as a text column)", key)
                     last_run["new_columns"].append(key)
             last_run["rows_read"] += batch.lines.num_rows
             last_run["rows_rejected"] += len(rejects)
@@ -650,18 +669,18 @@ def read_events(
                 break
 
 
-def events_item(table: pa.Table, write_disposition: Any = EVENTS_WRITE_DISPOSITION) -> Any:
-    """Mark a chunk for raw.events: keyed on event_id, declared column types.
+def jsonl_item(table: pa.Table, spec: JsonlTable, write_disposition: Any) -> Any:
+    """Mark a chunk for its raw table: keyed on the declared key, declared column types.
 
-    The insert-only merge keeps the first occurrence of an event_id already in
-    raw; `read_events` appends instead when it dropped those itself.
+    The insert-only merge keeps the first occurrence of a key already in raw;
+    `read_lines` appends instead when it dropped those itself.
     """
     return data_rows(
         table,
-        table_name=TABLE_NAME,
+        table_name=spec.table,
         write_disposition=write_disposition,
-        primary_key=PRIMARY_KEY,
-        columns=EVENTS_COLUMNS,
+        primary_key=spec.key,
+        columns=spec.columns,
     )
 
 
@@ -686,17 +705,18 @@ def _rejected_dicts(
 
 
 def make_backend(
-    backend: str,
-    redis_url: str,
-    stream: str,
-    group: str,
-    consumer: str,
+    source: str,
+    backend: str = "files",
+    redis_url: str = DEFAULT_REDIS_URL,
+    stream: str | None = None,
+    group: str = DEFAULT_GROUP,
+    consumer: str = DEFAULT_CONSUMER,
     claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
 ) -> BrokerBackend | None:
-    """The broker backend a config names; None for "files" (the resource opens the inbox)."""
+    """The broker backend a config names; None for "files" (the resource opens the folder)."""
     if backend not in BACKENDS:
-        raise ValueError(
-            f"{BACKEND_CONFIG_KEY} must be one of {', '.join(BACKENDS)}, not {backend!r}"
+        raise SourceConfigError(
+            f"{option(source, 'backend')} must be one of {', '.join(BACKENDS)}, not {backend!r}"
         )
     if backend == "files":
         return None
@@ -705,21 +725,8 @@ def make_backend(
     except ModuleNotFoundError as exc:
         if exc.name != "redis":
             raise
-        raise ValueError(
-            f'{BACKEND_CONFIG_KEY} = "redis" needs the redis extra: pip install -e ".[redis]"'
+        raise SourceConfigError(
+            f'sources.{source}.backend = "redis" needs the redis extra: pip install -e ".[redis]"'
         ) from None
 
-    return RedisStream(redis_url, stream, group, consumer, claim_idle_ms=claim_idle_ms)
-
-
-@with_config(sections=("sources", "events"))
-def configured_backend(
-    backend: str = "files",
-    redis_url: str = DEFAULT_REDIS_URL,
-    stream: str = DEFAULT_STREAM,
-    group: str = DEFAULT_GROUP,
-    consumer: str = DEFAULT_CONSUMER,
-    claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
-) -> BrokerBackend | None:
-    """The backend `[sources.events]` (or SOURCES__EVENTS__* env vars) configures."""
-    return make_backend(backend, redis_url, stream, group, consumer, claim_idle_ms)
+    return RedisStream(redis_url, stream or source, group, consumer, claim_idle_ms=claim_idle_ms)

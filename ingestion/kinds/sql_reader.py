@@ -1,4 +1,4 @@
-"""Config checks, type mapping and run bookkeeping for the products source."""
+"""Config checks, type mapping and run bookkeeping for the `sql_table` kind."""
 
 from __future__ import annotations
 
@@ -14,31 +14,21 @@ from dlt.sources.sql_database import TableLoader
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .settings import (
-    CREDENTIALS_KEY,
-    LAST_RUN_KEY,
-    LOADED_AT_COLUMN,
-    SCHEMA_CONTRACT_KEY,
-    SCHEMA_CONTRACTS,
-    TABLE_KEY,
-)
+from .common import LOADED_AT_COLUMN, SourceConfigError, option, start_run
 
 
-class ProductsConfigError(ValueError):
-    """Bad products config (URL, table, contract): the message says which key to fix."""
-
-
-def check_credentials(credentials: str) -> str:
+def check_credentials(source: str, credentials: str) -> str:
     """Fail early and clearly on a bad URL or a missing SQLite file; return the URL unchanged.
 
     SQLite creates an empty database when asked to open a missing file, which would turn a
-    typo into a silent "0 products". Messages never echo the URL (it may hold a password).
+    typo into a silent "0 rows". Messages never echo the URL (it may hold a password).
     """
     try:
         url = make_url(credentials)
     except (ArgumentError, ValueError) as exc:
-        raise ProductsConfigError(
-            f"{CREDENTIALS_KEY} is not a valid SQLAlchemy URL (e.g. sqlite:///path/to/file.db)"
+        raise SourceConfigError(
+            f"{option(source, 'credentials')} is not a valid SQLAlchemy URL "
+            "(e.g. sqlite:///path/to/file.db)"
         ) from exc
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -47,30 +37,19 @@ def check_credentials(credentials: str) -> str:
             path = Path(database)
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"products database {path} does not exist: set {CREDENTIALS_KEY} to an"
-                    " existing database"
+                    f"database {path} does not exist: set {option(source, 'credentials')}"
+                    " to an existing database"
                 )
     return credentials
 
 
-def contract_for(schema_contract: str) -> Any:
-    """The dlt schema contract for our config word ("evolve" or "freeze")."""
-    try:
-        return SCHEMA_CONTRACTS[schema_contract]
-    except KeyError:
-        raise ProductsConfigError(
-            f"{SCHEMA_CONTRACT_KEY} must be one of {sorted(SCHEMA_CONTRACTS)},"
-            f" got {schema_contract!r}"
-        ) from None
-
-
-def missing_table_error(table: str) -> ProductsConfigError:
+def missing_table_error(source: str, table: str) -> SourceConfigError:
     """The error for a source table that reflection cannot find."""
-    return ProductsConfigError(f"table {table!r} not found in the products database ({TABLE_KEY})")
+    return SourceConfigError(f"table {table!r} not found in the database of sources.{source}")
 
 
 def adapt_type(sql_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any] | None:
-    """Map reflected types to the raw types of the products table.
+    """Map reflected types to raw types.
 
     SQLAlchemy 2.1's Float is no longer a Numeric, so dlt would leave REAL columns untyped;
     declare them as float-returning numerics (double). Naive DATETIMEs hold UTC, so the raw
@@ -104,8 +83,7 @@ class RunRecorder:
 
     def start(self) -> None:
         self._loaded_at = datetime.now(UTC)
-        self._last_run = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
-        dlt.current.resource_state()[LAST_RUN_KEY] = self._last_run
+        self._last_run = start_run(dlt.current.resource_state())
 
     def stamp(self, row: dict[str, Any]) -> dict[str, Any]:
         """Count one row, add `_loaded_at` and make naive datetimes explicit UTC."""

@@ -20,26 +20,37 @@ from typing import Any
 import pyarrow as pa
 import redis
 
-from .helpers import LINES_SCHEMA, LineBatch, _decode
-from .settings import (
+from .jsonl_reader import (
     DEFAULT_CONSUMER,
     DEFAULT_GROUP,
     DEFAULT_REDIS_URL,
-    DEFAULT_STREAM,
-    FAULT_ENV,
-    FAULT_EXIT_BEFORE_ACK,
-    FAULT_EXIT_CODE,
+    LINES_SCHEMA,
     REDIS_CLAIM_IDLE_MS,
-    REDIS_DATA_FIELD,
-    REDIS_MAX_MS,
-    REDIS_READ_COUNT,
-    REDIS_SEQ_FACTOR,
-    STATE_STREAM_IDS,
+    LineBatch,
+    _decode,
 )
 
 log = logging.getLogger(__name__)
 
 ACK_CHUNK = 10_000
+
+DEFAULT_STREAM = "events"
+# A stream entry carries one line: the JSON in this field. An entry without it is
+# taken as the record itself (its field map, as a JSON object).
+REDIS_DATA_FIELD = "data"
+# Entries read per XREADGROUP call (bounded by what is left of --max-batch).
+REDIS_READ_COUNT = 10_000
+# Raw lineage for a stream entry: `_segment` = stream name and `_line` = the
+# entry id `<ms>-<seq>` as one bigint, ms * 10**6 + seq (order-preserving;
+# the last six digits are the sequence). Auto ids (XADD *) always fit.
+REDIS_SEQ_FACTOR = 1_000_000
+REDIS_MAX_MS = (2**63 - 1) // REDIS_SEQ_FACTOR - 1
+STATE_STREAM_IDS = "stream_ids"  # {stream: last entry id delivered to a committed load}
+# Test-only fault hook: exit hard after the load, before the XACK, when this env
+# var is "exit_before_ack" (the crash a test cannot otherwise time).
+FAULT_ENV = "INGESTION_EVENTS_FAULT"
+FAULT_EXIT_BEFORE_ACK = "exit_before_ack"
+FAULT_EXIT_CODE = 75
 
 
 @dataclass(frozen=True)
@@ -55,20 +66,20 @@ class Lag:
 
 
 def entry_line(entry_id: bytes | str) -> int:
-    """An entry id `<ms>-<seq>` as the bigint kept in raw.events._line (ms * 10**6 + seq)."""
+    """An entry id `<ms>-<seq>` as the bigint kept in raw._line (ms * 10**6 + seq)."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
     ms_value, seq_value = int(ms), int(seq or 0)
     if ms_value > REDIS_MAX_MS or seq_value >= REDIS_SEQ_FACTOR:
         raise ValueError(
-            f"stream entry id {text} does not fit raw.events._line (ms * 10**6 + seq): "
+            f"stream entry id {text} does not fit raw._line (ms * 10**6 + seq): "
             "produce with auto-generated ids (XADD <stream> * ...)"
         )
     return ms_value * REDIS_SEQ_FACTOR + seq_value
 
 
 def entry_id(line: int) -> str:
-    """The entry id back from raw.events._line."""
+    """The entry id back from raw._line."""
     return f"{line // REDIS_SEQ_FACTOR}-{line % REDIS_SEQ_FACTOR}"
 
 
@@ -223,7 +234,7 @@ class RedisStream:
             ids = [entry[0] for entry in entries]
             claimed += len(ids)
             if ids:
-                log.warning("events: claimed %d idle entries of %s", len(ids), self.stream)
+                log.warning("claimed %d idle entries of stream %s", len(ids), self.stream)
             if _text(cursor) == "0-0":
                 break
 
@@ -257,7 +268,7 @@ class RedisStream:
         present = [entry for entry in entries if entry[1]]
         if len(present) < len(entries):
             log.warning(
-                "events: %d pending entries of %s were deleted before they were loaded",
+                "%d pending entries of stream %s were deleted before they were loaded",
                 len(entries) - len(present),
                 self.stream,
             )

@@ -1,0 +1,77 @@
+"""What every kind of source shares: config errors, schema contracts, run counters."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+import dlt
+
+LOADED_AT_COLUMN = "_loaded_at"
+STATE_LAST_RUN = "last_run"
+
+# `schema_contract` setting -> dlt schema contract. "freeze" still lets a raw table be
+# created on the first load; after that a new column or a type change fails the load.
+SCHEMA_CONTRACTS: dict[str, Any] = {
+    "evolve": "evolve",
+    "freeze": {"tables": "evolve", "columns": "freeze", "data_type": "freeze"},
+}
+
+
+class SourceConfigError(ValueError):
+    """A source option that cannot work: the message names `sources.<name>.<option>`."""
+
+
+def option(source: str, name: str) -> str:
+    """How a user finds an option: its config key and its env var."""
+    return f"sources.{source}.{name} (env SOURCES__{source.upper()}__{name.upper()})"
+
+
+def contract_for(source: str, setting: str) -> Any:
+    """The dlt schema contract for a source's `schema_contract` setting."""
+    try:
+        return SCHEMA_CONTRACTS[setting]
+    except KeyError:
+        choices = ", ".join(f'"{k}"' for k in SCHEMA_CONTRACTS)
+        raise SourceConfigError(
+            f"sources.{source}.schema_contract is {setting!r}; expected one of {choices}"
+        ) from None
+
+
+def start_run(state: MutableMapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """Fresh per-run counters in a resource's state: the CLI summary reads them."""
+    run: dict[str, Any] = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0, **extra}
+    state[STATE_LAST_RUN] = run
+    return run
+
+
+def make_source(name: str, *resources: Any) -> Any:
+    """A dlt source named after the declared source: its schema and its state key."""
+
+    @dlt.source(name=name, section=name)
+    def declared() -> Any:
+        return list(resources)
+
+    return declared()
+
+
+def current_pipeline() -> dlt.Pipeline | None:
+    """The pipeline running this source, if any (a bare iteration has none)."""
+    try:
+        return dlt.current.pipeline()
+    except Exception:  # noqa: BLE001 - no active pipeline is a normal case
+        return None
+
+
+def table_exists(pipeline: dlt.Pipeline, table: str) -> bool:
+    """Whether the pipeline's dataset already holds `table` (asked of the destination)."""
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            return False
+        rows = client.execute_sql(
+            "select count(*) from information_schema.tables"
+            " where table_schema = %s and table_name = %s",
+            client.dataset_name,
+            table,
+        )
+    return bool(rows and rows[0][0])

@@ -1,0 +1,261 @@
+"""The `rest_api` kind: endpoints of a JSON API, each into its own raw table, merged on its key.
+
+The configuration follows dlt's declarative `rest_api` source: `resources` with
+`name`, `primary_key` and an `endpoint` (`path`, `params`, `data_selector`,
+`paginator`, `incremental` with `cursor_path`, `start_param`, `initial_value`);
+`base_url`, `auth` and a default `paginator` sit on the source itself.
+
+Each run asks for records at or after the cursor saved by the last successful
+load (the cursor is resource state, committed with the load: a failed run keeps
+it where it was). Records at the cursor that were loaded last time are not read
+again. A record without its key or cursor cannot be merged or tracked: it goes
+to raw._rejected_rows with the page it came on (once: not again when re-sent); the
+others load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+
+from ingestion.rejected import data_rows, rejected_rows
+
+from .common import (
+    LOADED_AT_COLUMN,
+    SourceConfigError,
+    contract_for,
+    make_source,
+    option,
+    start_run,
+)
+from .rest_client import ApiError, iter_pages, make_client, paginator_for
+
+DATA_TYPES = ("text", "bigint", "double", "bool", "timestamp", "date", "decimal", "json")
+STATE_CURSOR = "cursor"
+STATE_AT_CURSOR = "at_cursor"  # digests of the keys loaded with the cursor's value
+# Digests of the records rejected so far: an API sends a record it cannot filter by the
+# cursor (it has none) on every run; it is kept once in raw._rejected_rows, not each time.
+STATE_REJECTED = "rejected"
+
+
+def rest_api_source(
+    name: str,
+    base_url: str,
+    resources: list[dict[str, Any]],
+    api_token: str | None = None,
+    auth: str | None = None,
+    paginator: Any = None,
+    schema_contract: str = "evolve",
+    request_timeout: float | None = None,
+    request_max_attempts: int | None = None,
+    request_backoff_factor: float | None = None,
+    request_max_retry_delay: float | None = None,
+) -> Any:
+    """The API at `base_url` as the dlt source `name`, one raw table per resource."""
+    contract = contract_for(name, schema_contract)
+    if not resources:
+        raise SourceConfigError(f"{option(name, 'resources')}: declare at least one endpoint")
+    retry = {
+        "request_timeout": request_timeout,
+        "request_max_attempts": request_max_attempts,
+        "request_backoff_factor": request_backoff_factor,
+        "request_max_retry_delay": request_max_retry_delay,
+    }
+    endpoints = [Endpoint.from_config(name, r, paginator) for r in resources]
+    frozen = schema_contract == "freeze"
+
+    def resource(endpoint: Endpoint) -> Any:
+        @dlt.resource(name=endpoint.table)
+        def records() -> Iterator[Any]:
+            client = make_client(name, base_url, api_token, auth, retry)
+            yield from endpoint.read(client, api_token, frozen)
+
+        return records().apply_hints(schema_contract=contract)
+
+    return make_source(name, *(resource(e) for e in endpoints))
+
+
+class Endpoint:
+    """One declared resource: where to read, how to page, its key, cursor and columns."""
+
+    def __init__(self, source: str, config: dict[str, Any], default_paginator: Any) -> None:
+        endpoint = config.get("endpoint", {})
+        if isinstance(endpoint, str):
+            endpoint = {"path": endpoint}
+        self.source = source
+        self.name = config["name"]
+        self.table = config.get("table", self.name)
+        self.path = endpoint.get("path", self.name)
+        self.params = dict(endpoint.get("params", {}))
+        self.data_selector = endpoint.get("data_selector")
+        self.paginator_config = endpoint.get("paginator", default_paginator)
+        self.key = config.get("primary_key")
+        if not isinstance(self.key, str):
+            raise SourceConfigError(
+                f"sources.{source}.resources[{self.name}].primary_key: declare one key column"
+            )
+        incremental = endpoint.get("incremental") or {}
+        self.cursor = incremental.get("cursor_path")
+        self.start_param = incremental.get("start_param")
+        self.initial_value = incremental.get("initial_value")
+        self.columns = _column_hints(source, self.name, config.get("columns", {}))
+        self.columns.setdefault(self.key, {"data_type": "text"})["nullable"] = False
+        if self.cursor:
+            hint = self.columns.setdefault(self.cursor, {"data_type": "text"})
+            hint.update(nullable=False, dedup_sort="desc")  # a run's newest version wins
+        self.columns[LOADED_AT_COLUMN] = {"data_type": "timestamp", "nullable": False}
+
+    @classmethod
+    def from_config(cls, source: str, config: Any, default_paginator: Any) -> Endpoint:
+        if not isinstance(config, dict) or "name" not in config:
+            raise SourceConfigError(
+                f"{option(source, 'resources')}: each resource is a table with a name"
+            )
+        return cls(source, config, default_paginator)
+
+    def read(self, client: Any, api_token: str | None, frozen: bool) -> Iterator[Any]:
+        """Pages of records after the cursor, stamped with `_loaded_at`; bad ones rejected."""
+        state = dlt.current.resource_state()
+        run = start_run(state)
+        start = state.get(STATE_CURSOR, self.initial_value)
+        at_start = set(state.get(STATE_AT_CURSOR, []))
+        rejected_before = set(state.get(STATE_REJECTED, []))
+        params = dict(self.params)
+        if self.start_param and start is not None:
+            params[self.start_param] = start
+        newest, at_newest = start, set(at_start)
+        loaded_at = datetime.now(UTC)
+        paginator = paginator_for(self.source, self.paginator_config)
+        pages = iter_pages(
+            self.source, client, self.path, params, paginator, self.data_selector, api_token
+        )
+        for number, page in enumerate(pages, start=1):
+            good, rejects = [], []
+            for index, record in enumerate(page):
+                where = f"{self.path} page {number} record {index + 1}"
+                problem = self._problem(record)
+                if problem:
+                    payload = json.dumps(record, default=str, sort_keys=True)
+                    if _digest(payload) not in rejected_before:
+                        rejected_before.add(_digest(payload))
+                        rejects.append({"location": where, "reason": problem, "payload": payload})
+                    continue
+                if frozen:
+                    self._check_frozen(record)
+                if self.cursor:
+                    value, digest = record[self.cursor], _digest(record[self.key])
+                    order = _compare(value, start) if start is not None else 1
+                    if order < 0 or (order == 0 and digest in at_start):
+                        continue  # loaded by an earlier run
+                    order = _compare(value, newest) if newest is not None else 1
+                    if order > 0:
+                        newest, at_newest = value, {digest}
+                    elif order == 0:
+                        at_newest.add(digest)
+                good.append({**record, LOADED_AT_COLUMN: loaded_at})
+            run["rows_read"] += len(good) + len(rejects)
+            run["rows_rejected"] += len(rejects)
+            if good:
+                yield data_rows(
+                    good,
+                    table_name=self.table,
+                    write_disposition="merge",
+                    primary_key=self.key,
+                    columns=self.columns,
+                )
+            if rejects:
+                yield rejected_rows(self.source, self.table, rejects)
+        state[STATE_REJECTED] = sorted(rejected_before)
+        if self.cursor:
+            state[STATE_CURSOR], state[STATE_AT_CURSOR] = newest, sorted(at_newest)
+
+    def _problem(self, record: Any) -> str | None:
+        """Why a record cannot load (None when it can)."""
+        if not isinstance(record, dict):
+            return "not_an_object"
+        if record.get(self.key) is None:
+            return f"missing_{self.key}"
+        if self.cursor:
+            if record.get(self.cursor) is None:
+                return f"missing_{self.cursor}"
+            if _sortable(record[self.cursor]) is None:
+                return f"invalid_{self.cursor}"
+        return None
+
+    def _check_frozen(self, record: dict[str, Any]) -> None:
+        """Refuse, before anything is extracted, a record a frozen schema cannot take.
+
+        dlt checks a contract on dict rows only when it normalizes them, after the
+        cursor has moved, and then keeps retrying the refused package; checking here
+        fails the run with nothing extracted and the cursor where it was.
+        """
+        for field, value in record.items():
+            column = self.columns.get(field)
+            if column is None:
+                raise ApiError(
+                    f"{self.source} API sent a new field {field!r} and "
+                    f'sources.{self.source}.schema_contract is "freeze": add the column '
+                    'or set it to "evolve"'
+                )
+            if value is not None and not _fits(value, column.get("data_type", "text")):
+                raise ApiError(
+                    f"{self.source} API sent {field}={value!r}, not a {column['data_type']}, "
+                    f'and sources.{self.source}.schema_contract is "freeze"'
+                )
+
+
+def _column_hints(source: str, resource: str, columns: dict[str, Any]) -> dict[str, Any]:
+    """`{column = "bigint"}` (or dlt's column tables) as dlt column hints."""
+    hints = {}
+    for name, hint in columns.items():
+        hint = {"data_type": hint} if isinstance(hint, str) else dict(hint)
+        if hint.get("data_type") not in DATA_TYPES:
+            raise SourceConfigError(
+                f"sources.{source}.resources[{resource}].columns.{name}: data_type "
+                f"{hint.get('data_type')!r} is not one of {', '.join(DATA_TYPES)}"
+            )
+        hints[name] = {"nullable": True, **hint}
+    return hints
+
+
+def _sortable(value: Any) -> tuple[int, Any] | None:
+    """A cursor value made comparable: numbers as numbers, timestamps in UTC, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return (0, value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return (1, parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed)
+    return None
+
+
+def _compare(a: Any, b: Any) -> int:
+    left, right = _sortable(a), _sortable(b)
+    if left is None or right is None or left[0] != right[0]:
+        return 1  # not comparable (say, a changed initial_value): treat as new
+    return (left[1] > right[1]) - (left[1] < right[1])
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()[:16]
+
+
+def _fits(value: Any, data_type: str) -> bool:
+    if data_type == "bigint":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if data_type == "double":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if data_type == "timestamp":
+        return _sortable(value) is not None and isinstance(value, str)
+    if data_type == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, str)

@@ -1,0 +1,181 @@
+"""HTTP for the `rest_api` kind: dlt's REST client with bounded retries and bounded paging.
+
+Retries come from dlt's requests `Client`: 429 and 5xx responses, connection
+errors and timeouts are retried with exponential backoff (`backoff_factor *
+2 ** (attempt - 1)` seconds, capped by `max_retry_delay`), and a `Retry-After`
+header replaces the backoff for that wait. A 200 whose body is not JSON (a
+proxy's HTML page, a body cut short) is retried too. Settings left as None fall
+back to dlt's `[runtime]` values (`RUNTIME__REQUEST_BACKOFF_FACTOR`, ...).
+Paginators are dlt's, built from dlt's rest_api config; each is wrapped so that
+a server sending a page already read, or pages without end, fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from dlt.sources.rest_api.config_setup import create_paginator
+from requests import HTTPError, Request, RequestException, Response
+from requests.exceptions import JSONDecodeError
+
+from .common import SourceConfigError, option
+
+# A bound on one run's pages per endpoint: a server that never ends paging fails.
+MAX_PAGES = 100_000
+
+
+class ApiError(RuntimeError):
+    """The API could not be read. The message is safe to show: it never holds the token."""
+
+
+def make_client(
+    source: str,
+    base_url: str,
+    api_token: str | None,
+    auth: str | None,
+    retry: dict[str, Any],
+) -> RESTClient:
+    """A REST client for the source: optional bearer auth and a retrying session."""
+    if auth not in (None, "bearer"):
+        raise SourceConfigError(f'{option(source, "auth")} is {auth!r}; expected "bearer"')
+    if auth == "bearer" and not api_token:
+        raise ApiError(
+            f"no token for the {source} API: set SOURCES__{source.upper()}__API_TOKEN "
+            f"or api_token under [sources.{source}] in .dlt/secrets.toml"
+        )
+    # raise_for_status=False: RESTClient raises through its response hook, inside the retry.
+    session = Client(
+        raise_for_status=False,
+        retry_condition=not_json,
+        **{k: v for k, v in retry.items() if v is not None},
+    ).session
+    return RESTClient(
+        base_url=base_url,
+        auth=BearerTokenAuth(token=api_token) if auth == "bearer" else None,
+        session=session,
+    )
+
+
+def not_json(response: Response | None, exc: BaseException | None) -> bool:
+    """Retry condition: a successful answer whose body is not JSON."""
+    if response is None or not response.ok:
+        return False
+    try:
+        json.loads(response.content)
+    except ValueError:
+        return True
+    return False
+
+
+class BoundedPaginator(BasePaginator):
+    """Any dlt paginator, refusing a request it already sent (a loop would never end)."""
+
+    def __init__(self, inner: BasePaginator, source: str, max_pages: int = MAX_PAGES) -> None:
+        super().__init__()
+        self.inner, self.source, self.max_pages = inner, source, max_pages
+        self.sent: list[str] = []
+
+    @staticmethod
+    def _identity(request: Request) -> str:
+        params = sorted((str(k), str(v)) for k, v in (request.params or {}).items())
+        return json.dumps([request.url, params, request.json], default=str)
+
+    def init_request(self, request: Request) -> None:
+        self.inner.init_request(request)
+        self.sent.append(self._identity(request))
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        self.inner.update_state(response, data)
+
+    def update_request(self, request: Request) -> None:
+        self.inner.update_request(request)
+        if not self.inner.has_next_page:
+            return
+        identity = self._identity(request)
+        if identity in self.sent:
+            raise ApiError(
+                f"{self.source} API paging loops: after {len(self.sent)} pages it pointed "
+                f"back to a page already read; stopped, nothing loaded"
+            )
+        if len(self.sent) >= self.max_pages:
+            raise ApiError(
+                f"{self.source} API sent more than {self.max_pages} pages; stopped, nothing loaded"
+            )
+        self.sent.append(identity)
+
+    @property
+    def has_next_page(self) -> bool:
+        return self.inner.has_next_page
+
+
+def paginator_for(source: str, config: Any) -> BoundedPaginator:
+    """dlt's paginator from its rest_api config (a name or a table), bounded."""
+    try:
+        inner = create_paginator(config)
+    except Exception as error:  # noqa: BLE001 - dlt raises several kinds for a bad config
+        raise SourceConfigError(
+            f"sources.{source}: paginator {config!r} is not a dlt rest_api paginator ({error})"
+        ) from None
+    if inner is None:
+        raise SourceConfigError(f"sources.{source}: set a paginator for each resource")
+    return BoundedPaginator(inner, source)
+
+
+def iter_pages(
+    source: str,
+    client: RESTClient,
+    path: str,
+    params: dict[str, Any],
+    paginator: BasePaginator,
+    data_selector: str | None,
+    api_token: str | None,
+) -> Iterator[list[Any]]:
+    """Every page of the endpoint, in the API's order.
+
+    Failures that outlast the retries end in one `ApiError` naming the URL and
+    the cause, with the token redacted in case a server echoed it.
+    """
+    url = sanitize_url(f"{client.base_url.rstrip('/')}/{path.lstrip('/')}")
+    where = f"check base_url under [sources.{source}]"
+    try:
+        for page in client.paginate(
+            path, params=params, paginator=paginator, data_selector=data_selector
+        ):
+            yield list(page)
+    except HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        hint = (
+            f"check the api_token (SOURCES__{source.upper()}__API_TOKEN)"
+            if status in (401, 403)
+            else "the API kept failing after retries; run again when it has recovered"
+        )
+        raise ApiError(
+            _redact(f"{source} API {url} answered HTTP {status}: {exc}; {hint}", api_token)
+        ) from exc
+    except JSONDecodeError as exc:  # still not JSON after the retries (not_json)
+        raise ApiError(
+            _redact(
+                f"{source} API {url} kept answering with a body that is not JSON "
+                f"({type(exc).__name__}: {str(exc)[:120]}); {where} (a proxy or login page?)",
+                api_token,
+            )
+        ) from exc
+    except RequestException as exc:
+        raise ApiError(
+            _redact(
+                f"{source} API {url} unreachable after retries ({type(exc).__name__}: {exc}); "
+                f"{where} and that the API is running",
+                api_token,
+            )
+        ) from exc
+
+
+def _redact(message: str, secret: str | None) -> str:
+    return message.replace(secret, "***") if secret else message

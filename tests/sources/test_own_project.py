@@ -1,0 +1,129 @@
+"""A project that declares only its own source: scaffold, dbt build, pipeline run, publish.
+
+The project is a copy of this repository's dbt project (the demo's models
+included) whose `.dlt/config.toml` declares one CSV source and nothing of the
+demo's. What the user adds is configuration and their own mart.
+"""
+
+from __future__ import annotations
+
+import pytest
+from project import Project
+
+CONFIG = """
+[sources.flights]
+kind = "csv"
+folder = "inbox/flights"
+delimiter = ";"
+rename = { FlightNo = "flight_id" }
+key = "flight_id"
+"""
+
+MONTHS = 3
+FLIGHTS_PER_MONTH = 40
+MART_SQL = """
+select flight_id, carrier, dep_delay, day
+from {{ ref('stg_flights__flights') }}
+where is_current and _invalid_reason is null
+"""
+MART_YML = """
+version: 2
+models:
+  - name: fct_flights
+    columns:
+      - {name: flight_id, data_type: bigint, constraints: [{type: not_null}]}
+      - {name: carrier, data_type: varchar}
+      - {name: dep_delay, data_type: bigint}
+      - {name: day, data_type: date}
+"""
+
+
+def export(month: int) -> str:
+    """One month: flights 1-40 re-sent each month (new delays), one without a key in month 1."""
+    lines = ["FlightNo;Carrier;DepDelay;Day"]
+    for flight in range(1, FLIGHTS_PER_MONTH + 1):
+        lines.append(
+            f"{flight};{'AA' if flight % 2 else 'UA'};{flight * month - 20};2024-{month:02}-01"
+        )
+    if month == 1:
+        lines.append(";DL;7;2024-01-02")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str]:
+    """The project after its first load and `python -m ingestion scaffold flights`."""
+    project = Project.create(tmp_path_factory.mktemp("own") / "p", CONFIG, with_dbt=True)
+    folder = project.root / "inbox" / "flights"
+    folder.mkdir(parents=True)
+    for month in range(1, MONTHS + 1):
+        (folder / f"flights-2024-{month:02}.csv").write_text(export(month))
+    loaded = project.run("python", "-m", "ingestion")
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    result = project.run("python", "-m", "ingestion", "scaffold", "flights")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return project, result.stdout
+
+
+def test_scaffold_writes_typed_staging_that_builds_and_never_overwrites(
+    scaffolded: tuple[Project, str],
+) -> None:
+    project, output = scaffolded
+    folder = project.root / "models" / "staging" / "flights"
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["_flights__models.yml", "_flights__sources.yml", "stg_flights__flights.sql"]
+    assert output.count("wrote ") == 3
+
+    build = project.run("dbt", "build", "--select", "source:flights+")
+    assert build.returncode == 0, build.stdout[-3000:]
+    # the on-run-start hook, the model, the accounting test and 3 tests of the key
+    assert "PASS=6 WARN=0 ERROR=0" in build.stdout
+    types = dict(
+        project.query(
+            "select column_name, data_type from information_schema.columns"
+            " where table_name = 'stg_flights__flights'"
+        )
+    )
+    assert (types["flight_id"], types["dep_delay"], types["day"]) == ("BIGINT", "BIGINT", "DATE")
+    assert project.query(
+        "select is_current, _invalid_reason, count(*) from staging.stg_flights__flights"
+        " group by all order by all nulls last"
+    ) == [
+        (False, None, FLIGHTS_PER_MONTH * (MONTHS - 1)),  # older versions of each flight
+        (True, "missing_key", 1),
+        (True, None, FLIGHTS_PER_MONTH),
+    ]
+
+    model = folder / "stg_flights__flights.sql"
+    model.write_text(model.read_text() + "\n-- edited by hand\n")
+    again = project.run("python", "-m", "ingestion", "scaffold", "flights")
+    assert again.returncode == 0
+    assert again.stdout.count("(exists: not overwritten)") == 3
+    assert model.read_text().endswith("-- edited by hand\n")
+
+
+def test_a_project_of_only_its_own_sources_runs_green_and_publishes_its_marts(
+    scaffolded: tuple[Project, str],
+) -> None:
+    project, _ = scaffolded
+    marts = project.root / "models" / "marts" / "flights"
+    marts.mkdir(parents=True)
+    (marts / "fct_flights.sql").write_text(MART_SQL)
+    (marts / "_flights__models.yml").write_text(MART_YML)
+
+    run = project.run("python", "-m", "pipeline", "run")
+
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    analytics = project.root / "data" / "analytics.duckdb"
+    tables = project.query(
+        "select table_schema, table_name from information_schema.tables"
+        " where table_schema <> 'meta' order by all",
+        analytics,
+    )
+    assert tables == [("marts", "fct_flights")]  # the demo's marts were not built
+    assert project.query("select count(*) from marts.fct_flights", analytics) == [
+        (FLIGHTS_PER_MONTH,)
+    ]
+    assert project.query(
+        "select min(dep_delay), max(dep_delay) from marts.fct_flights", analytics
+    ) == [(1 * MONTHS - 20, FLIGHTS_PER_MONTH * MONTHS - 20)]
