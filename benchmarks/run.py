@@ -290,6 +290,7 @@ class Bench:
             "pipeline",
             "run",
             "--no-publish",
+            "--verbose",  # the children's output: ingestion's summary has its seconds per source
             "--inbox",
             str(self.inbox),
             "--api-url",

@@ -89,6 +89,8 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
             assert len(report[key][name]["seconds"]) == 1
             assert report[key][name]["median_rss_mb"] > 0
     assert set(report["pipeline"]["steps"]) == {"ingest", "dbt_build", "monitor"}
+    (by_source,) = report["pipeline"]["ingest_seconds_by_source"]
+    assert set(by_source) == {"users", "orders", "events", "products"}
     assert report["incremental"]["rows_added"] == 101
     # the re-run rebuilds what the new events reach, not the users chain
     assert report["incremental"]["build_scope"] == ["new rows in events.events"]
