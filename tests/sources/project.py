@@ -99,12 +99,15 @@ def summary(stdout: str) -> dict[str, dict[str, str]]:
 @dataclass
 class ItemsApi:
     """A JSON API nobody here wrote the client for: `GET /v1/items?since=<epoch>`, paged by
-    a full `next` URL, records keyed on `id` with an epoch-seconds `modified` cursor."""
+    a full `next` URL, records keyed on `id` with an epoch-seconds `modified` cursor; and
+    `GET /v1/tags`, one page of tags."""
 
     items: list[dict[str, Any]] = field(default_factory=list)
     page_size: int = 3
     url: str = ""
     requests: int = 0
+
+    tags: list[dict[str, Any]] = field(default_factory=list)
 
     def page(self, query: dict[str, list[str]]) -> dict[str, Any]:
         since = int(query.get("since", ["0"])[0])
@@ -129,7 +132,10 @@ def serve_items(api: ItemsApi) -> Iterator[ItemsApi]:
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             api.requests += 1
             parsed = urlparse(self.path)
-            body = json.dumps(api.page(parse_qs(parsed.query))).encode()
+            if parsed.path == "/v1/tags":  # a second endpoint: one page, no cursor
+                body = json.dumps({"results": api.tags}).encode()
+            else:
+                body = json.dumps(api.page(parse_qs(parsed.query))).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -2,10 +2,10 @@
 
 Data nobody here wrote (flights CSV exports with another header, `;` and a
 renamed key, in Latin-1; weather as JSONL segments; an items API with its own
-paging and cursor; planes in SQLite), loaded by `python -m ingestion` from a
-project folder whose `.dlt/config.toml` declares them. For each: input records =
-raw rows + rejected rows (+ collapsed repeats) exactly; a second run loads 0;
-new input loads exactly the new records.
+paging and cursor, plus a second endpoint; planes in SQLite), loaded by
+`python -m ingestion` from a project folder whose `.dlt/config.toml` declares
+them. For each: input records = raw rows + rejected rows (+ collapsed repeats)
+exactly; a second run loads 0; new input loads exactly the new records.
 """
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ path = "v1/items"
 data_selector = "results"
 incremental = {{ cursor_path = "modified", start_param = "since", initial_value = 0 }}
 
+[[sources.items.resources]]
+name = "tags"
+primary_key = "tag"
+[sources.items.resources.endpoint]
+path = "v1/tags"
+data_selector = "results"
+paginator = "single_page"
+
 [sources.fleet]
 kind = "sql_table"
 credentials = "sqlite:///inbox/fleet.db"
@@ -78,11 +86,12 @@ def items(first: int, count: int, modified: int) -> list[dict[str, object]]:
 @pytest.fixture
 def api() -> ItemsApi:
     data = ItemsApi(
+        tags=[{"tag": "blue"}, {"tag": "red"}],
         items=[
             *items(1, 7, 100),
             {"id": 8, "name": "no cursor"},
             {"name": "no id", "modified": 100},
-        ]
+        ],
     )
     with serve_items(data) as running:
         yield running
@@ -147,9 +156,11 @@ def test_each_kind_declared_in_config_loads_every_record_once(
     assert sorted(
         project.query("select reason from raw._rejected_rows where source = 'weather'")
     ) == [("malformed_json",), ("missing_reading_id",)]
-    # items: 9 records = 7 rows + 2 rejected (no cursor, no id), over 3 pages
+    # items: 9 records = 7 rows + 2 rejected (no cursor, no id), over 3 pages; and a
+    # second endpoint of the same source, tags, into its own raw table
     assert counts(project, "items", "items") == (7, 2)
-    assert api.requests == 3
+    assert api.requests == 3 + 1
+    assert project.query("select tag from raw.tags order by 1") == [("blue",), ("red",)]
     # fleet: two tables, each into its own raw table
     assert counts(project, "fleet", "planes") == (5, 0)
     assert project.scalar("select count(*) from raw.plane_engines") == 2
@@ -162,12 +173,13 @@ def test_each_kind_declared_in_config_loads_every_record_once(
     assert {name: row["loaded"] for name, row in second.items()} == {
         "flights": "0",
         "weather": "0",
-        "items": "0",
+        "items": "2",  # tags: no cursor, merged whole
         "fleet": "2",  # engines: no cursor, merged whole
     }
     assert counts(project, "flights", "flights") == (4, 1)
     assert counts(project, "weather", "weather") == (2, 2)
     assert counts(project, "items", "items") == (7, 2)
+    assert project.scalar("select count(*) from raw.tags") == 2
     assert project.scalar("select count(*) from raw.plane_engines") == 2
 
     inbox = project.root / "inbox"
@@ -187,7 +199,7 @@ def test_each_kind_declared_in_config_loads_every_record_once(
     assert {name: row["loaded"] for name, row in third.items()} == {
         "flights": "2",
         "weather": "1",
-        "items": "4",
+        "items": "6",  # 4 new items, the 2 tags again
         "fleet": "4",
     }
     assert counts(project, "flights", "flights") == (6, 1)
