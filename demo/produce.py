@@ -27,7 +27,8 @@ import numpy as np
 import redis
 
 from demo.generator import EVENT_BASE_CENTS, EVENT_CATEGORIES, EVENT_CATEGORY_P
-from ingestion.kinds.redis_stream import DEFAULT_REDIS_URL, DEFAULT_STREAM, REDIS_DATA_FIELD
+from ingestion.kinds.jsonl import DEFAULT_REDIS_URL
+from ingestion.kinds.redis_stream import REDIS_DATA_FIELD
 
 BLOCK = 1000  # events drawn at a time
 TICK = 0.01  # seconds of events written per pipelined round trip
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("SOURCES__EVENTS__REDIS_URL", DEFAULT_REDIS_URL),
         help="default: $SOURCES__EVENTS__REDIS_URL or %(default)s",
     )
-    parser.add_argument("--stream", default=DEFAULT_STREAM)
+    parser.add_argument("--stream", default="events")  # the demo's jsonl source
     parser.add_argument(
         "--rate", type=parse_rate, default=1000.0, help="e.g. 10000/s (default 1000/s)"
     )

@@ -64,9 +64,14 @@ class Declared:
     options: dict[str, Any]
     max_rejected_rate: float
 
-    @property
-    def broker(self) -> bool:
-        return self.kind == "jsonl" and self.options.get("backend", "files") != "files"
+    def open_broker(self) -> Any:
+        """The broker a jsonl source reads (None for files): held by the CLI, which
+        acknowledges it after the load."""
+        if self.kind != "jsonl":
+            return None
+        from .kinds.jsonl import open_broker
+
+        return open_broker(self.name, **self.options)
 
 
 def declare(name: str, args: argparse.Namespace) -> Declared:
@@ -90,15 +95,6 @@ def declare(name: str, args: argparse.Namespace) -> Declared:
     return Declared(name, kind, options, rate)
 
 
-def open_broker(source: Declared) -> Any:
-    """The broker a jsonl source reads (None for files): held here, acknowledged after the load."""
-    from .kinds.jsonl_reader import BROKER_OPTIONS, make_backend
-
-    return make_backend(
-        source.name, **{k: source.options[k] for k in BROKER_OPTIONS if k in source.options}
-    )
-
-
 def _make_source(source: Declared, args: argparse.Namespace, backend: Any = None) -> Any:
     """Build the dlt source of a declared source."""
     options = dict(source.options)
@@ -109,39 +105,22 @@ def _make_source(source: Declared, args: argparse.Namespace, backend: Any = None
     return kind_function(source.kind)(source.name, **options)
 
 
-def _known_columns(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, set[str]]:
-    """Columns per table that the pipeline's schema already had before this run."""
+def _columns(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, set[str]]:
+    """The columns of each table in the source's schema, as dlt knows them now."""
     if schema_name not in pipeline.schema_names:
         return {}
-    schema = pipeline.schemas[schema_name]
-    return {name: set(table.get("columns", {})) for name, table in schema.tables.items()}
+    tables = pipeline.schemas[schema_name].tables.items()
+    return {name: set(table.get("columns", {})) for name, table in tables}
 
 
-def _new_columns(load_info: Any, known: dict[str, set[str]]) -> list[str]:
-    """Columns this run added to tables that existed before (schema evolution)."""
-    added = []
-    for package in load_info.load_packages:
-        for table, update in (package.schema_update or {}).items():
-            if table not in known:
-                continue
-            for column in update.get("columns", {}):
-                if column not in known[table] and not column.startswith("_dlt"):
-                    added.append(f"{table}.{column}")
-    return sorted(set(added))
-
-
-def _last_run_counts(pipeline: dlt.Pipeline, schema_name: str) -> dict[str, Any]:
-    """Sum the per-resource `last_run` counters the sources keep in dlt state."""
+def _add_last_runs(report: SourceReport, pipeline: dlt.Pipeline, schema_name: str) -> None:
+    """Add up the `last_run` counters each resource keeps in dlt state."""
     resources = pipeline.state.get("sources", {}).get(schema_name, {}).get("resources", {})
-    totals: dict[str, Any] = {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
-    files: list[str] = []
     for state in resources.values():
         last_run = state.get("last_run", {})
-        for key in totals:
-            totals[key] += int(last_run.get(key, 0))
-        files += last_run.get("files_rejected", [])
-    totals["files_rejected"] = files
-    return totals
+        report.rows_read += last_run.get("rows_read", 0)
+        report.rows_collapsed += last_run.get("rows_collapsed", 0)
+        report.files_rejected += last_run.get("files_rejected", [])
 
 
 def _loaded_rows(pipeline: dlt.Pipeline) -> tuple[int, int]:
@@ -166,22 +145,25 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
     erased = None
     try:
         declared = declare(name, args)
-        if declared.broker and backend is None:
-            backend = owned = open_broker(declared)
+        if backend is None:
+            backend = owned = declared.open_broker()
         erased = suppression.load(warehouse_path())  # before dlt opens the warehouse
         pipeline = make_pipeline(name)
         finish_pending(pipeline, name)
         source = _make_source(declared, args, backend)
         suppression.apply(source, erased)
-        known = _known_columns(pipeline, source.name)
+        before = _columns(pipeline, source.name)
         if args.progress:  # dlt takes the collector on the pipeline, not on run()
             pipeline.collector = dlt.progress.log(10, logger=sys.stderr)
         load_info = pipeline.run(source, refresh="drop_sources" if args.full_refresh else None)
-        report.new_columns = _new_columns(load_info, known)
-        counts = _last_run_counts(pipeline, source.name)
-        report.rows_read = counts["rows_read"]
-        report.rows_collapsed = counts["rows_collapsed"]
-        report.files_rejected = counts["files_rejected"]
+        report.new_columns = sorted(  # schema evolution: new columns of existing tables
+            f"{table}.{column}"
+            for table, columns in _columns(pipeline, source.name).items()
+            if table in before
+            for column in columns - before[table]
+            if not column.startswith("_dlt")
+        )
+        _add_last_runs(report, pipeline, source.name)
         report.rows_loaded, report.rows_rejected = _loaded_rows(pipeline)
         report.suppressed = sum(erased.dropped.values()) if erased else 0
         if backend is not None:
@@ -198,7 +180,7 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
             report.status = "interrupted"  # SIGTERM/SIGINT: stopped at a safe point (Interrupt)
         else:
             report.status = "failed"
-            report.error = describe_error(name, exc)
+            report.error = describe_error(exc)
     finally:
         if owned is not None:
             owned.close()
@@ -242,7 +224,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def describe_error(source: str, exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """One line that says what failed and what to do.
 
     dlt wraps what a source raised in its own step exceptions; the sources raise
@@ -254,10 +236,6 @@ def describe_error(source: str, exc: BaseException) -> str:
         locked = locked_warehouse_message(str(err))
         if locked:
             return locked
-        if type(err).__name__ == "ConfigFieldMissingException":
-            fields = ", ".join(getattr(err, "fields", []) or [])
-            env = f"SOURCES__{source.upper()}__{fields.upper()}" if fields else "the env var"
-            return f"missing configuration {fields}: set {env} or .dlt/secrets.toml"
     cause = next((e for e in chain if not type(e).__module__.startswith("dlt")), chain[-1])
     first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     if isinstance(cause, (OSError, ValueError, RuntimeError)) and first_line:
@@ -418,7 +396,7 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     reports: list[SourceReport] = []
     code = EXIT_USAGE
     try:
-        code = _main(argv, out, reports)
+        code = _main(arguments, out, reports)
     except KeyboardInterrupt:
         code = 130
         raise
@@ -427,26 +405,21 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         raise
     finally:
         if code != -1:
-            _audit(arguments, code, started, reports)
+            detail = {
+                r.name: {
+                    "status": r.status,
+                    "loaded": r.rows_loaded,
+                    "rejected": r.rows_rejected,
+                    "suppressed": r.suppressed,
+                    "error": r.error,
+                }
+                for r in reports
+            }
+            audit.record("ingest", arguments, code, started, detail)
     return code
 
 
-def _audit(arguments: list[str], code: int, started: datetime, reports: list[SourceReport]) -> None:
-    detail = {
-        r.name: {
-            "status": r.status,
-            "loaded": r.rows_loaded,
-            "rejected": r.rows_rejected,
-            "suppressed": r.suppressed,
-            "error": r.error,
-        }
-        for r in reports
-    }
-    audit.record("ingest", arguments, code, started, detail)
-
-
-def _main(argv: list[str] | None, out: Callable[[str], None], reports: list[SourceReport]) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+def _main(arguments: list[str], out: Callable[[str], None], reports: list[SourceReport]) -> int:
     if arguments[:1] == ["scaffold"]:
         from .scaffold import main as scaffold
 
@@ -500,7 +473,8 @@ def _main(argv: list[str] | None, out: Callable[[str], None], reports: list[Sour
 
 
 class Interrupt:
-    """SIGTERM/SIGINT in a batch run: stop at dlt's next safe point, skip the later sources.
+    """SIGTERM/SIGINT: stop at dlt's next safe point (a batch run: the later sources are
+    skipped), or, with `after_batch`, once the current batch has loaded (--follow).
 
     dlt's own interception is switched off: it restores the previous handlers
     after each step and can drop a signal that arrives while a load finishes.
@@ -510,8 +484,9 @@ class Interrupt:
     (`finish_pending`). A second signal stops at once (KeyboardInterrupt).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, after_batch: bool = False) -> None:
         self.signum = 0
+        self.after_batch = after_batch
         self._previous: dict[int, Any] = {}
         self._intercept: str | None = None
 
@@ -542,6 +517,9 @@ class Interrupt:
         if self.signum:
             raise KeyboardInterrupt
         self.signum = signum
+        if self.after_batch:
+            os.write(sys.stderr.fileno(), b"stopping after the current batch\n")
+            return
         dlt_signals.set_received_signal(signum)
         dlt_signals.wake_all()
         os.write(sys.stderr.fileno(), b"stopping at the next safe point (again: stop at once)\n")
@@ -555,29 +533,6 @@ _INTERCEPT_ENV = "RUNTIME__INTERCEPT_SIGNALS"
 # Consecutive failed batches (e.g. the warehouse locked by a dbt build) before --follow exits 1.
 FOLLOW_MAX_FAILURES = 10
 FOLLOW_TICK = 0.2  # seconds: how soon a stop request is noticed while waiting
-
-
-class StopRequest:
-    """SIGTERM/SIGINT ask the loop to stop after the current batch; a second SIGINT forces it."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopRequest:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        os.write(sys.stderr.fileno(), b"stopping after the current batch\n")
 
 
 def format_batch(number: int, report: SourceReport, lag: int | None) -> str:
@@ -594,15 +549,15 @@ def _lag(backend: Any) -> int | None:
     if backend is None:
         return None
     try:
-        return backend.lag().total
+        return backend.lag()
     except Exception:  # noqa: BLE001 - a broker hiccup must not stop the loop; the next batch says
         return None
 
 
-def _wait(backend: Any, seconds: float, stop: StopRequest) -> None:
+def _wait(backend: Any, seconds: float, stop: Interrupt) -> None:
     """Until new events may be there: a broker wakes up on arrival, files are polled."""
     deadline = time.monotonic() + seconds
-    while not stop.requested and (left := deadline - time.monotonic()) > 0:
+    while not stop.signum and (left := deadline - time.monotonic()) > 0:
         if backend is None:
             time.sleep(min(left, FOLLOW_TICK))
             continue
@@ -621,18 +576,17 @@ def follow(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
     for new events. dlt's own signal handling is switched off so that a stop
     request lets the current batch finish instead of aborting its load.
     """
-    os.environ["RUNTIME__INTERCEPT_SIGNALS"] = "false"
     name = args.sources[0]
     try:
-        backend = open_broker(declare(name, args))
+        backend = declare(name, args).open_broker()
     except Exception as exc:  # bad backend name or config
-        print(redact(f"error: {name}: {describe_error(name, exc)}"), file=sys.stderr)
+        print(redact(f"error: {name}: {describe_error(exc)}"), file=sys.stderr)
         return EXIT_USAGE
     failures = 0
     number = 0
-    with StopRequest() as stop:
+    with Interrupt(after_batch=True) as stop:
         try:
-            while not stop.requested:
+            while not stop.signum:
                 number += 1
                 report = run_source(name, args, backend)
                 out(redact(format_batch(number, report, _lag(backend))))

@@ -19,15 +19,7 @@ import pyarrow as pa
 
 REJECTED_TABLE = "_rejected_rows"
 
-REJECTED_COLUMNS = {
-    "source": {"data_type": "text", "nullable": False},
-    "resource": {"data_type": "text", "nullable": False},
-    "location": {"data_type": "text", "nullable": False},
-    "reason": {"data_type": "text", "nullable": False},
-    "payload": {"data_type": "text", "nullable": True},
-    "rejected_at": {"data_type": "timestamp", "nullable": False},
-}
-
+# dlt takes the table's columns from this schema.
 _SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
@@ -66,11 +58,7 @@ def rejected_rows(source: str, resource: str, rows: Iterable[dict[str, Any]]) ->
     )
     return dlt.mark.with_hints(
         table,
-        dlt.mark.make_hints(
-            table_name=REJECTED_TABLE,
-            write_disposition="append",
-            columns=REJECTED_COLUMNS,
-        ),
+        dlt.mark.make_hints(table_name=REJECTED_TABLE, write_disposition="append"),
         create_table_variant=True,
     )
 

@@ -8,6 +8,7 @@ Every option can be overridden by env (`SOURCES__<NAME>__<OPTION>`) or
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import typing
@@ -20,6 +21,7 @@ from warehouse.sources import declared_sources
 
 from .common import SourceConfigError
 
+KINDS = ("csv", "jsonl", "rest_api", "sql_table")
 # Options every kind has, handled by the CLI rather than by the source.
 COMMON_OPTIONS = ("kind", "max_rejected_rate")
 # Above this share of a run's records rejected, the source fails (per source:
@@ -33,30 +35,18 @@ SECRET_OPTIONS = {"api_token", "credentials", "redis_url"}
 
 
 def kind_function(kind: str) -> Callable[..., Any]:
-    """The source function of a kind (imported on demand: each pulls its own libraries)."""
-    if kind == "csv":
-        from .csv import csv_source
-
-        return csv_source
-    if kind == "jsonl":
-        from .jsonl import jsonl_source
-
-        return jsonl_source
-    if kind == "rest_api":
-        from .rest_api import rest_api_source
-
-        return rest_api_source
-    if kind == "sql_table":
-        from .sql_table import sql_table_source
-
-        return sql_table_source
-    raise SourceConfigError(f"unknown kind {kind!r}")
+    """The source function of a kind: `<kind>_source` in its module, imported on demand
+    (each kind pulls its own libraries)."""
+    if kind not in KINDS:
+        raise SourceConfigError(f"unknown kind {kind!r}; the kinds: {', '.join(KINDS)}")
+    return getattr(importlib.import_module(f"{__name__}.{kind}"), f"{kind}_source")
 
 
 def source_options(name: str) -> tuple[str, dict[str, Any], float]:
     """(kind, the kind's options, its max_rejected_rate) of a declared source, resolved.
 
-    Keys the kind does not know fail here, named, instead of being ignored.
+    Every option is there, with its default when not set; keys the kind does not
+    know fail here, named, instead of being ignored.
     """
     declared = declared_sources()
     if name not in declared:
@@ -88,6 +78,8 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
                 f"(in .dlt/config.toml, or env SOURCES__{name.upper()}__"
                 f"{parameter.name.upper()})"
             )
+        else:
+            options[parameter.name] = parameter.default
     rate = dlt.config.get(f"sources.{name}.max_rejected_rate")
     rate = DEFAULT_MAX_REJECTED_RATE if rate is None else _coerce(name, "rate", rate, float)
     if not isinstance(rate, int | float) or not 0 <= rate <= 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -27,6 +28,17 @@ def option(source: str, name: str) -> str:
     return f"sources.{source}.{name} (env SOURCES__{source.upper()}__{name.upper()})"
 
 
+def folder_files(folder: Path, glob: str, setting: str) -> list[Path]:
+    """The files matching `glob` in the folder, in name order (the order they were written).
+
+    A missing folder is a configuration error, not an empty source: the message
+    names `setting`, where the folder came from (the option or the --inbox flag).
+    """
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder not found: {folder} (set by {setting})")
+    return sorted((p for p in folder.glob(glob) if p.is_file()), key=lambda p: p.name)
+
+
 def contract_for(source: str, setting: str) -> Any:
     """The dlt schema contract for a source's `schema_contract` setting."""
     try:
@@ -45,10 +57,11 @@ def start_run(state: MutableMapping[str, Any], **extra: Any) -> dict[str, Any]:
     return run
 
 
-def make_source(name: str, *resources: Any) -> Any:
-    """A dlt source named after the declared source: its schema and its state key."""
+def make_source(name: str, schema_contract: str, *resources: Any) -> Any:
+    """A dlt source named after the declared source (its schema and its state key), under
+    the contract its `schema_contract` setting names."""
 
-    @dlt.source(name=name, section=name)
+    @dlt.source(name=name, section=name, schema_contract=contract_for(name, schema_contract))
     def declared() -> Any:
         return list(resources)
 
@@ -61,17 +74,3 @@ def current_pipeline() -> dlt.Pipeline | None:
         return dlt.current.pipeline()
     except Exception:  # noqa: BLE001 - no active pipeline is a normal case
         return None
-
-
-def table_exists(pipeline: dlt.Pipeline, table: str) -> bool:
-    """Whether the pipeline's dataset already holds `table` (asked of the destination)."""
-    with pipeline.sql_client() as client:
-        if not client.has_dataset():
-            return False
-        rows = client.execute_sql(
-            "select count(*) from information_schema.tables"
-            " where table_schema = %s and table_name = %s",
-            client.dataset_name,
-            table,
-        )
-    return bool(rows and rows[0][0])

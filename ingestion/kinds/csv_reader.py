@@ -13,9 +13,6 @@ with one clear row in `raw._rejected_rows` and the other files still load.
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,42 +20,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import dlt
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingestion.rejected import data_rows
+from warehouse.sql import quote
 
-from .common import LOADED_AT_COLUMN, SourceConfigError, option, table_exists
-
-log = logging.getLogger(__name__)
+from .common import LOADED_AT_COLUMN, SourceConfigError, option
 
 # Lineage columns added to every raw row: the row key is `<file>:<line>`.
 FILE_COLUMN = "_source_file"
 LINE_COLUMN = "_source_line"
 ROW_KEY_COLUMN = "_row_key"
 _LINEAGE = frozenset({FILE_COLUMN, LINE_COLUMN, ROW_KEY_COLUMN, LOADED_AT_COLUMN})
-LINEAGE_COLUMNS: dict[str, Any] = {
-    FILE_COLUMN: {"data_type": "text", "nullable": False},
-    LINE_COLUMN: {"data_type": "bigint", "nullable": False},
-    ROW_KEY_COLUMN: {"data_type": "text", "nullable": False},
-    LOADED_AT_COLUMN: {"data_type": "timestamp", "nullable": False},
-}
-
-# Merge on `_row_key`. Keys are unique within one load (a file is read once per run
-# and its lines are distinct), so dlt's per-load dedup window is skipped: it cost
-# more than the rest of the load together.
-MERGE_DISPOSITION: dict[str, Any] = {
-    "disposition": "merge",
-    "strategy": "delete-insert",
-    "deduplicated": True,
-}
-# A load whose files have no row in raw yet (checked in the warehouse, not in state,
-# so a lost state cannot duplicate) appends: no key can collide, and dlt's merge
-# (staging copy, delete, insert) doubled the load time (1M rows: 3.1 s vs 6 s).
-NEW_FILES_DISPOSITION = "append"
 
 # DuckDB parses a file whole before its rows are yielded; beyond this much memory
 # it spills them to disk (in dlt's working folder), so a large file loads in
@@ -135,7 +110,7 @@ class CsvFormat:
             )
         """
         params: list[Any] = [self.header, self.delimiter, self.quote, self.quote]
-        params.append(self.encoding.lower().replace("_", "-"))
+        params.append(self.python_encoding)
         if not self.header:
             params.append(list(self.columns))
         return sql, params
@@ -154,56 +129,6 @@ class UnreadableFileError(Exception):
     def __init__(self, message: str, reason: str = FILE_REJECT_REASON) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class FileReadError(OSError):
-    """The operating system could not read an export (an I/O error, not its content).
-
-    The run fails instead of rejecting the file: nothing of it is recorded as
-    loaded, so the next run reads it again once it is readable.
-    """
-
-
-def list_folder(folder: Path, glob: str, setting: str) -> list[Path]:
-    """The files matching `glob` in the folder, in name order (the order they were written).
-
-    `setting` names where the folder came from (the option or the --inbox flag).
-    """
-    if not folder.is_dir():
-        raise FileNotFoundError(f"folder not found: {folder} (set by {setting})")
-    return sorted((p for p in folder.glob(glob) if p.is_file()), key=lambda p: p.name)
-
-
-def file_signature(path: Path) -> dict[str, Any]:
-    """Size, modification time and content digest of an export, as recorded when loaded."""
-    try:
-        stat = path.stat()
-        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(path)}
-    except OSError as error:
-        raise FileReadError(
-            f"cannot read {path}: {error.strerror or error}; nothing of this run "
-            "was loaded: fix or remove the file, then run again"
-        ) from error
-
-
-def file_digest(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def already_loaded(path: Path, recorded: dict[str, Any] | None) -> bool:
-    """Whether this export is the one loaded before, by content, not just by its stat.
-
-    Same size and mtime: skipped without reading it. A copied or touched file
-    (new mtime, same bytes) is recognised by its digest, so its rejected rows
-    are not appended to raw._rejected_rows a second time.
-    """
-    if recorded is None:
-        return False
-    stat = path.stat()
-    if (stat.st_size, stat.st_mtime_ns) == (recorded.get("size"), recorded.get("mtime_ns")):
-        return True
-    return stat.st_size == recorded.get("size") and file_digest(path) == recorded.get("sha256")
 
 
 def scan_records(
@@ -325,7 +250,7 @@ class CsvFile:
             file_names, line_numbers.cast(pa.string()), ":"
         )
         data[LOADED_AT_COLUMN] = pa.repeat(pa.scalar(loaded_at, _LOADED_AT_TYPE), n)
-        # Lineage is never null; saying so in the Arrow schema matches the dlt hints.
+        # dlt takes the raw table's columns from this schema: lineage is never null.
         schema = pa.schema(
             [
                 pa.field(name, column.type, nullable=name not in _LINEAGE)
@@ -343,14 +268,7 @@ class CsvFile:
             self.spill = None
 
 
-_SPILL_PREFIX = "csv-parse-"
-
-
-def remove_spill_folders(spill_dir: str | None) -> None:
-    """Remove the spill folders left in `spill_dir` by a run that was killed while parsing."""
-    if spill_dir is not None:
-        for folder in Path(spill_dir).glob(f"{_SPILL_PREFIX}*"):
-            shutil.rmtree(folder, ignore_errors=True)
+SPILL_PREFIX = "csv-parse-"
 
 
 def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> CsvFile:
@@ -369,7 +287,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
     if not (ends > starts).any():  # only blank lines
         return CsvFile(path.name, [], fmt.columns, 0, [], np.empty(0, np.int64))
 
-    spill = tempfile.TemporaryDirectory(prefix=_SPILL_PREFIX, dir=spill_dir)
+    spill = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=spill_dir)
     con = duckdb.connect(config={"memory_limit": PARSE_MEMORY_LIMIT, "temp_directory": spill.name})
 
     def discard() -> None:
@@ -382,7 +300,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
         columns = [row[0] for row in con.execute("describe rows").fetchall()]
         renames = dict(fmt.rename)
         for old in [c for c in columns if c in renames]:
-            con.execute(f"alter table rows rename column {_quote(old)} to {_quote(renames[old])}")
+            con.execute(f"alter table rows rename column {quote(old)} to {quote(renames[old])}")
         columns = [renames.get(c, c) for c in columns]
         if fmt.key and fmt.key not in columns:  # not this source's file: no row has its key
             expected = ", ".join(fmt.columns) or f"sources.{fmt.source}.key"
@@ -438,59 +356,3 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
     ]
     good_lines = lines[is_good]
     return CsvFile(path.name, columns, fmt.columns, int(rows_good), rejects, good_lines, con, spill)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def unreadable_file_reject(path: Path, error: Exception) -> dict[str, Any]:
-    """The one rejected row that stands for a whole file we could not key by line."""
-    reason = getattr(error, "reason", FILE_REJECT_REASON)
-    return {"location": path.name, "reason": reason, "payload": str(error)}
-
-
-def files_in_raw(pipeline: dlt.Pipeline | None, table_name: str, names: list[str]) -> set[str]:
-    """Which of these files already have rows in the raw table, asked of the warehouse.
-
-    State says which files were loaded, but state can be lost or reset; the
-    rows cannot. Without a pipeline (a bare iteration) every file counts as
-    present, which keeps the merge.
-    """
-    if not names:
-        return set()
-    if pipeline is None:
-        return set(names)
-    if not table_exists(pipeline, table_name):
-        return set()
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(table_name)
-        placeholders = ", ".join(["%s"] * len(names))
-        rows = client.execute_sql(
-            f"select distinct {FILE_COLUMN} from {table} where {FILE_COLUMN} in ({placeholders})",
-            *names,
-        )
-    return {row[0] for row in rows or []}
-
-
-def write_disposition_for(files_present: set[str]) -> Any:
-    """Append when none of the files being read has a row in raw, else merge.
-
-    `_row_key` is `<file>:<line>`, so rows of a file with no row in raw cannot
-    collide with anything there, and one load reads each line once: appending
-    is then exactly what the merge would do, at half the cost. A changed file
-    (or a file loaded before a state loss) has rows there: it is merged, and
-    its rows are replaced.
-    """
-    return MERGE_DISPOSITION if files_present else NEW_FILES_DISPOSITION
-
-
-def csv_item(table: pa.Table, table_name: str, write_disposition: Any, columns: Any) -> Any:
-    """Mark a chunk for its raw table: keyed on `_row_key`, with the declared column types."""
-    return data_rows(
-        table,
-        table_name=table_name,
-        write_disposition=write_disposition,
-        primary_key=ROW_KEY_COLUMN,
-        columns=columns,
-    )

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dlt
 
-from .common import contract_for, current_pipeline, make_source, option
-from .jsonl_reader import (
-    DEFAULT_CONSUMER,
-    DEFAULT_GROUP,
-    DEFAULT_REDIS_URL,
-    REDIS_CLAIM_IDLE_MS,
-    FileSegments,
-    JsonlTable,
-    make_backend,
-    read_lines,
-    segment_folder,
-)
+from .common import SourceConfigError, current_pipeline, make_source, option
+from .jsonl_reader import FileSegments, JsonlTable, read_lines
+
+BACKENDS = ("files", "redis")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def jsonl_source(
@@ -41,9 +35,9 @@ def jsonl_source(
     backend: str = "files",
     redis_url: str = DEFAULT_REDIS_URL,
     stream: str | None = None,
-    group: str = DEFAULT_GROUP,
-    consumer: str = DEFAULT_CONSUMER,
-    claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
+    group: str = "warehouse",
+    consumer: str = "ingestion-1",
+    claim_idle_ms: int = 60_000,
     max_batch: int | None = None,
     stream_backend: Any = None,
     folder_setting: str | None = None,
@@ -52,22 +46,28 @@ def jsonl_source(
 
     `fields` are extracted first (any other field becomes a text column too);
     `cursor_field` is the records' own time, which the scaffold uses for
-    freshness. Pass `stream_backend` to keep hold of a broker: the caller
+    freshness. `stream` defaults to the source's name; pending entries of
+    another consumer idle for `claim_idle_ms` are taken over (it died between
+    load and ack). Pass `stream_backend` to keep hold of a broker: the caller
     acknowledges it after `pipeline.run` returned (RedisStream.acknowledge).
     `max_batch` bounds one run to that many lines (micro-batches).
     """
     del cursor_field  # raw keeps every field as text; the cursor matters downstream
     spec = JsonlTable(name, table or name, key, tuple(fields or ()))
-    contract = contract_for(name, schema_contract)
     if stream_backend is None:
-        stream_backend = make_backend(
-            name, backend, redis_url, stream, group, consumer, claim_idle_ms
+        stream_backend = open_broker(
+            name,
+            backend=backend,
+            redis_url=redis_url,
+            stream=stream,
+            group=group,
+            consumer=consumer,
+            claim_idle_ms=claim_idle_ms,
         )
     if stream_backend is None:
         if folder is None:
             raise FileNotFoundError(f"no folder: set {option(name, 'folder')}")
-        setting = folder_setting or option(name, "folder")
-        stream_backend = FileSegments(segment_folder(folder, setting), glob)
+        stream_backend = FileSegments(Path(folder), glob, folder_setting or option(name, "folder"))
 
     @dlt.resource(name=spec.table)
     def lines() -> Iterator[Any]:
@@ -86,4 +86,33 @@ def jsonl_source(
             max_lines=max_batch,
         )
 
-    return make_source(name, lines().apply_hints(schema_contract=contract))
+    return make_source(name, schema_contract, lines())
+
+
+def open_broker(
+    name: str,
+    *,
+    backend: str,
+    redis_url: str,
+    stream: str | None,
+    group: str,
+    consumer: str,
+    claim_idle_ms: int,
+    **_other_options: Any,
+) -> Any:
+    """The broker a source's options name (a `RedisStream`), or None for "files"."""
+    if backend not in BACKENDS:
+        raise SourceConfigError(
+            f"{option(name, 'backend')} must be one of {', '.join(BACKENDS)}, not {backend!r}"
+        )
+    if backend == "files":
+        return None
+    try:
+        from .redis_stream import RedisStream  # here: the files backend needs no redis client
+    except ModuleNotFoundError as exc:
+        if exc.name != "redis":
+            raise
+        raise SourceConfigError(
+            f'sources.{name}.backend = "redis" needs the redis extra: pip install -e ".[redis]"'
+        ) from None
+    return RedisStream(redis_url, stream or name, group, consumer, claim_idle_ms=claim_idle_ms)

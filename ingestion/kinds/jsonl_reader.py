@@ -7,11 +7,10 @@ dedupe run in a scratch DuckDB over Arrow batches: no per-line Python.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,19 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
+from warehouse.sql import quote
 
-from .common import LOADED_AT_COLUMN, SourceConfigError, option, start_run
-
-log = logging.getLogger(__name__)
+from .common import LOADED_AT_COLUMN, folder_files, start_run
 
 # Lineage columns added to every raw row.
 SEGMENT_COLUMN = "_segment"
 LINE_COLUMN = "_line"
-LINEAGE_COLUMNS = {
-    SEGMENT_COLUMN: {"data_type": "text", "nullable": False},
-    LINE_COLUMN: {"data_type": "bigint", "nullable": False},
-    LOADED_AT_COLUMN: {"data_type": "timestamp", "nullable": False},
-}
 # Re-sent records collapse on the key; the first occurrence stays in raw.
 INSERT_ONLY_MERGE = {"disposition": "merge", "strategy": "insert-only"}
 # ... unless the resource itself dropped every key raw holds (LoadedKeys): then the
@@ -69,17 +62,6 @@ REASON_INVALID_UTF8 = "invalid_utf8"
 REASON_MALFORMED_JSON = "malformed_json"
 REASON_NOT_AN_OBJECT = "not_an_object"
 
-BACKENDS = ("files", "redis")
-# The redis backend's options (redis_stream.py holds the client) and their defaults;
-# the stream defaults to the source's name.
-BROKER_OPTIONS = ("backend", "redis_url", "stream", "group", "consumer", "claim_idle_ms")
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_GROUP = "warehouse"
-DEFAULT_CONSUMER = "ingestion-1"
-# Pending entries of other consumers idle this long are claimed (XAUTOCLAIM):
-# a consumer that died between load and ack hands its entries over.
-REDIS_CLAIM_IDLE_MS = 60_000
-
 
 @dataclass(frozen=True)
 class JsonlTable:
@@ -96,19 +78,12 @@ class JsonlTable:
         return (self.key, *(f for f in self.fields if f != self.key))
 
     @property
-    def columns(self) -> dict[str, Any]:
-        """dlt column hints of the raw table (fields found beyond these are added as text)."""
-        return {
-            **{name: {"data_type": "text", "nullable": name != self.key} for name in self.known},
-            **LINEAGE_COLUMNS,
-        }
-
-    @property
     def missing_key_reason(self) -> str:
         return f"missing_{self.key}"
 
     def schema(self, extra: list[str]) -> pa.Schema:
-        """Arrow schema of the raw rows, nullability as declared in `columns`."""
+        """Arrow schema of the raw rows: dlt takes the raw table's columns from it (all
+        text as sent, then lineage; the key and lineage are never null)."""
         return pa.schema(
             [
                 *(pa.field(k, pa.string(), nullable=k != self.key) for k in self.known),
@@ -128,17 +103,6 @@ LINES_SCHEMA = pa.schema(
         ("undecodable", pa.bool_()),
     ]
 )
-
-
-# --------------------------------------------------------------------------- config
-
-
-def segment_folder(folder: str, setting: str) -> Path:
-    """The segment folder; a missing one is a configuration error, not an empty stream."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise FileNotFoundError(f"folder not found: {path} (set by {setting})")
-    return path
 
 
 # --------------------------------------------------------------------------- reading
@@ -163,53 +127,19 @@ class LineBatch:
 
 
 class StreamBackend(Protocol):
-    """Where event lines come from: segment files here, a broker in `redis_stream.RedisStream`.
+    """Where lines come from: segment files here, a broker in `redis_stream.RedisStream`.
 
     `_segment`/`_line` of a line are its stream and an order-preserving bigint
-    position in it (files: name and line number; Redis: stream and entry id as
-    ms * 10**6 + seq; Kafka would be topic-partition and offset).
+    position in it (files: name and line number; Redis: stream and entry id).
+    `commit` is called once a batch went to dlt, before the load: a broker stages
+    its acknowledgement there and sends it after `pipeline.run` returned.
     """
 
-    def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
-        """Batches of at most `max_lines` lines after `position` (the resource state), in order."""
-        ...
+    def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]: ...
 
-    def commit(self, position: Mapping[str, dict[str, Any]]) -> None:
-        """Called once a batch went to dlt, before the load: a broker stages its acknowledgement
-        here and sends it after `pipeline.run` returned (see RedisStream.acknowledge)."""
-        ...
+    def commit(self, position: Mapping[str, dict[str, Any]]) -> None: ...
 
-    def location(self, segment: str, line: int) -> str:
-        """Where a line came from, as raw._rejected_rows.location shows it."""
-        ...
-
-
-class BrokerBackend(StreamBackend, Protocol):
-    """A backend whose positions live in a broker: acknowledged after the load committed.
-
-    The caller of `pipeline.run` holds it: `acknowledge()` after run returned,
-    `discard()` when it failed (the entries are delivered again). A Kafka
-    backend maps onto it as topic-partition → `_segment`, offset → `_line`,
-    `acknowledge` = commit the offsets after the batch's last message.
-    """
-
-    def acknowledge(self) -> int:
-        """Acknowledge what the last run committed; returns how many entries."""
-        ...
-
-    def discard(self) -> None:
-        """The run failed: acknowledge nothing."""
-        ...
-
-    def lag(self) -> Any:
-        """Entries not yet acknowledged (an object with `.total`, None when unknown)."""
-        ...
-
-    def wait(self, seconds: float) -> bool:
-        """Block up to `seconds` for new entries; True when some arrived."""
-        ...
-
-    def close(self) -> None: ...
+    def location(self, segment: str, line: int) -> str: ...
 
 
 class FileSegments:
@@ -220,15 +150,14 @@ class FileSegments:
     """
 
     def __init__(
-        self, inbox: Path, glob: str = "*.jsonl", block_bytes: int = READ_BLOCK_BYTES
+        self, folder: Path, glob: str, setting: str, block_bytes: int = READ_BLOCK_BYTES
     ) -> None:
-        self.inbox = inbox
-        self.glob = glob
+        self.folder, self.glob, self.setting = folder, glob, setting
         self.block_bytes = block_bytes
+        self.segments()  # a missing folder fails before the pipeline starts
 
     def segments(self) -> list[Path]:
-        files = (path for path in self.inbox.glob(self.glob) if path.is_file())
-        return sorted(files, key=lambda path: path.name)
+        return folder_files(self.folder, self.glob, self.setting)
 
     def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
         lines_done: Mapping[str, int] = position.get(STATE_SEGMENTS, {})
@@ -250,7 +179,12 @@ class FileSegments:
                 start = 0
                 while start < len(texts):
                     take = min(max_lines - pending, len(texts) - start)
-                    piece = _lines_table(name, first + start, texts, undecodable, start, take)
+                    piece = lines_table(
+                        name,
+                        np.arange(first + start, first + start + take, dtype=np.int64),
+                        texts.slice(start, take),
+                        None if undecodable is None else undecodable.slice(start, take),
+                    )
                     pieces.append(piece)
                     pending += take
                     start += take
@@ -300,12 +234,12 @@ def _complete_lines(
             offsets[0] = 0
             offsets[1:] = ends + 1
             raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
-            texts, undecodable = _decode(raw.slice(skip))
+            texts, undecodable = decode_lines(raw.slice(skip))
             yield line + skip + 1, texts, undecodable, block_start + offsets[skip + 1 :]
             line += count
 
 
-def _decode(raw: pa.LargeStringArray) -> tuple[pa.LargeStringArray, pa.BooleanArray | None]:
+def decode_lines(raw: pa.LargeStringArray) -> tuple[pa.LargeStringArray, pa.BooleanArray | None]:
     """Lines that are not UTF-8 get U+FFFD and are flagged (rare: checked per line only then)."""
     try:
         raw.validate(full=True)
@@ -322,27 +256,19 @@ def _decode(raw: pa.LargeStringArray) -> tuple[pa.LargeStringArray, pa.BooleanAr
     return raw, None
 
 
-def _lines_table(
-    segment: str,
-    first_line: int,
-    texts: pa.LargeStringArray,
-    undecodable: pa.BooleanArray | None,
-    start: int,
-    count: int,
+def lines_table(
+    segment: str, lines: Any, texts: pa.LargeStringArray, undecodable: pa.BooleanArray | None
 ) -> pa.Table:
-    flags = (
-        undecodable.slice(start, count)
-        if undecodable is not None
-        else pa.array(np.zeros(count, dtype=bool))
-    )
+    """Lines of one segment (or stream) as LINES_SCHEMA rows."""
+    count = len(texts)
     return pa.Table.from_arrays(
         [
             pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(count, dtype=np.int32)), pa.array([segment])
             ),
-            pa.array(np.arange(first_line, first_line + count, dtype=np.int64)),
-            texts.slice(start, count),
-            flags,
+            pa.array(lines, pa.int64()),
+            texts,
+            undecodable if undecodable is not None else pa.array(np.zeros(count, dtype=bool)),
         ],
         schema=LINES_SCHEMA,
     )
@@ -359,11 +285,6 @@ class ParsedLines:
     hashes: pa.Array
     rejected: pa.Table
     collapsed: int = 0
-    extra_columns: list[str] = field(default_factory=list)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _pointer(key: str) -> str:
@@ -423,15 +344,12 @@ class LineParser:
 
     def parse(self, lines: pa.Table) -> ParsedLines:
         is_object = self._classify(lines)
-        self.con.register("batch_lines", lines.append_column("is_object", is_object))
-        try:
+        with registered(self.con, "batch_lines", lines.append_column("is_object", is_object)):
             rejected = self.con.sql(_REJECTED_SQL).to_arrow_table()
             known = list(self.spec.known)
             rows, extra = self._extract(known)
             if extra:  # fields beyond the declared ones, extracted as text columns too
                 rows, _ = self._extract([*known, *extra])
-        finally:
-            self.con.unregister("batch_lines")
 
         key = self.spec.key
         ids = pc.fill_null(rows[key], "")
@@ -448,18 +366,15 @@ class LineParser:
         columns = [*self.spec.known, *extra, SEGMENT_COLUMN, LINE_COLUMN, LOADED_AT_COLUMN]
         records = fresh.select(columns).cast(self.spec.schema(extra))
         collapsed = rows.num_rows - fresh.num_rows
-        return ParsedLines(records, fresh["_h"], rejected, collapsed, extra)
+        return ParsedLines(records, fresh["_h"], rejected, collapsed)
 
     def _classify(self, lines: pa.Table) -> pa.ChunkedArray:
-        self.con.register("batch_lines", lines)
-        try:
+        with registered(self.con, "batch_lines", lines):
             return self.con.sql(_IS_OBJECT_SQL).to_arrow_table()["is_object"]
-        finally:
-            self.con.unregister("batch_lines")
 
     def _extract(self, keys: list[str]) -> tuple[pa.Table, list[str]]:
         """Fields as text (JSON numbers as their text), plus keys beyond `keys`."""
-        fields = ", ".join(f"f[{i + 1}] as {_quote(key)}" for i, key in enumerate(keys))
+        fields = ", ".join(f"f[{i + 1}] as {quote(key)}" for i, key in enumerate(keys))
         rows = self.con.sql(
             f"""
             select
@@ -502,24 +417,18 @@ class LineParser:
             for position, value in zip(repeated, rows[key].take(repeated).to_pylist(), strict=True):
                 firsts.setdefault(value, int(position))
             keep[list(firsts.values())] = True
-        self.con.register("batch_hashes", pa.table({"h": hashes[keep]}))
-        try:
+        with registered(self.con, "batch_hashes", pa.table({"h": hashes[keep]})):
             candidates = self.con.sql(
                 "select key from seen where h in (select h from batch_hashes)"
             ).to_arrow_table()
-        finally:
-            self.con.unregister("batch_hashes")
         if candidates.num_rows:
             earlier = pc.is_in(rows[key], value_set=candidates["key"])
             keep &= ~earlier.to_numpy(zero_copy_only=False)
         return keep
 
     def _remember(self, fresh: pa.Table) -> None:
-        self.con.register("fresh_ids", fresh.select(["_h", self.spec.key]))
-        try:
-            self.con.execute(f"insert into seen select _h, {_quote(self.spec.key)} from fresh_ids")
-        finally:
-            self.con.unregister("fresh_ids")
+        with registered(self.con, "fresh_ids", fresh.select(["_h", self.spec.key])):
+            self.con.execute(f"insert into seen select _h, {quote(self.spec.key)} from fresh_ids")
 
 
 def _missing_key_rejects(rows: pa.Table, spec: JsonlTable) -> pa.Table:
@@ -549,28 +458,12 @@ class LoadedKeys:
         self.spec = spec
         self._stack = ExitStack()
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._table = ""
-        self._rejected_table = ""
-        if pipeline is None:
-            return
-        client = self._stack.enter_context(pipeline.sql_client())
-        native = client.native_connection
-        if not isinstance(native, duckdb.DuckDBPyConnection):
-            return
-        self._con = native
-        if not client.has_dataset():  # the first load: raw holds nothing yet
-            return
-        tables = {
-            row[0]
-            for row in native.execute(
-                "select table_name from information_schema.tables where table_schema = $schema",
-                {"schema": client.dataset_name},
-            ).fetchall()
-        }
-        if spec.table in tables:
-            self._table = client.make_qualified_table_name(spec.table)
-        if REJECTED_TABLE in tables:
-            self._rejected_table = client.make_qualified_table_name(REJECTED_TABLE)
+        if pipeline is not None:
+            client = self._stack.enter_context(pipeline.sql_client())
+            if isinstance(client.native_connection, duckdb.DuckDBPyConnection):
+                self._con = client.native_connection
+                self._table = client.make_qualified_table_name(spec.table)
+                self._rejected_table = client.make_qualified_table_name(REJECTED_TABLE)
 
     def close(self) -> None:
         self._stack.close()
@@ -580,39 +473,37 @@ class LoadedKeys:
         """Whether `drop_known` sees the raw table (a DuckDB warehouse; absent = empty)."""
         return self._con is not None
 
+    def _ask(self, sql: str, incoming: pa.Table, **params: Any) -> pa.Table | None:
+        """`sql` over the view `incoming`; None when raw has no such table yet."""
+        if self._con is None or incoming.num_rows == 0:
+            return None
+        try:
+            with registered(self._con, "incoming", incoming):
+                return self._con.sql(sql, params=params).to_arrow_table()
+        except duckdb.CatalogException:  # the first load of the table (or of raw)
+            return None
+
     def drop_known(self, records: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
         """The records raw does not hold yet, and how many it already held."""
-        if self._con is None or not self._table or records.num_rows == 0:
+        key = quote(self.spec.key)
+        known = self._ask(
+            f"select {key} from {self._table} where hash({key}) in (select h from incoming)",
+            pa.table({"h": hashes}),
+        )
+        if not known:
             return records, 0
-        key = self.spec.key
-        self._con.register("incoming_hashes", pa.table({"h": hashes}))
-        try:
-            known = self._con.sql(
-                f"select {_quote(key)} from {self._table}"
-                f" where hash({_quote(key)}) in (select h from incoming_hashes)"
-            ).to_arrow_table()
-        finally:
-            self._con.unregister("incoming_hashes")
-        if known.num_rows == 0:
-            return records, 0
-        keep = pc.invert(pc.is_in(records[key], value_set=known[key]))
-        fresh = records.filter(keep)
+        fresh = records.filter(pc.invert(pc.is_in(records[self.spec.key], known[0])))
         return fresh, records.num_rows - fresh.num_rows
 
     def known_rejects(self, locations: list[str]) -> set[str]:
         """The locations raw._rejected_rows already holds for this source (redelivered lines)."""
-        if self._con is None or not self._rejected_table or not locations:
-            return set()
-        self._con.register("incoming_locations", pa.table({"location": locations}))
-        try:
-            rows = self._con.execute(
-                f"select distinct location from {self._rejected_table}"
-                " where source = $source and location in (select location from incoming_locations)",
-                {"source": self.spec.source},
-            ).fetchall()
-        finally:
-            self._con.unregister("incoming_locations")
-        return {row[0] for row in rows}
+        known = self._ask(
+            f"select distinct location from {self._rejected_table}"
+            " where source = $source and location in (select location from incoming)",
+            pa.table({"location": pa.array(locations, pa.string())}),
+            source=self.spec.source,
+        )
+        return set(known[0].to_pylist()) if known else set()
 
 
 # --------------------------------------------------------------------------- resource body
@@ -634,7 +525,7 @@ def read_lines(
     `max_lines` bounds one run to a single batch of at most that many lines
     (micro-batches under `--follow`: backpressure); None reads everything.
     """
-    last_run = start_run(state, new_columns=[])
+    last_run = start_run(state)
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-")))
         parser = LineParser(scratch, loaded_at, spec)
@@ -648,7 +539,12 @@ def read_lines(
             parsed = parser.parse(batch.lines)
             records, known = raw_ids.drop_known(parsed.records, parsed.hashes)
             for offset in range(0, records.num_rows, YIELD_ROWS):
-                yield jsonl_item(records.slice(offset, YIELD_ROWS), spec, disposition)
+                yield data_rows(
+                    records.slice(offset, YIELD_ROWS),
+                    table_name=spec.table,
+                    write_disposition=disposition,
+                    primary_key=spec.key,
+                )
             rejects = _rejected_dicts(parsed.rejected, backend.location)
             if batch.redelivered and rejects:
                 done = raw_ids.known_rejects([r["location"] for r in rejects])
@@ -656,9 +552,6 @@ def read_lines(
                 known += parsed.rejected.num_rows - len(rejects)
             if rejects:
                 yield rejected_rows(spec.source, spec.table, rejects)
-            for key in parsed.extra_columns:
-                if key not in last_run["new_columns"]:
-                    last_run["new_columns"].append(key)
             last_run["rows_read"] += batch.lines.num_rows
             last_run["rows_rejected"] += len(rejects)
             last_run["rows_collapsed"] += parsed.collapsed + known
@@ -669,19 +562,14 @@ def read_lines(
                 break
 
 
-def jsonl_item(table: pa.Table, spec: JsonlTable, write_disposition: Any) -> Any:
-    """Mark a chunk for its raw table: keyed on the declared key, declared column types.
-
-    The insert-only merge keeps the first occurrence of a key already in raw;
-    `read_lines` appends instead when it dropped those itself.
-    """
-    return data_rows(
-        table,
-        table_name=spec.table,
-        write_disposition=write_disposition,
-        primary_key=spec.key,
-        columns=spec.columns,
-    )
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """`table` as a view `name` of the connection while the block runs."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
 
 
 def _rejected_dicts(
@@ -699,34 +587,3 @@ def _rejected_dicts(
             strict=True,
         )
     ]
-
-
-# --------------------------------------------------------------------------- backends
-
-
-def make_backend(
-    source: str,
-    backend: str = "files",
-    redis_url: str = DEFAULT_REDIS_URL,
-    stream: str | None = None,
-    group: str = DEFAULT_GROUP,
-    consumer: str = DEFAULT_CONSUMER,
-    claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
-) -> BrokerBackend | None:
-    """The broker backend a config names; None for "files" (the resource opens the folder)."""
-    if backend not in BACKENDS:
-        raise SourceConfigError(
-            f"{option(source, 'backend')} must be one of {', '.join(BACKENDS)}, not {backend!r}"
-        )
-    if backend == "files":
-        return None
-    try:
-        from .redis_stream import RedisStream  # here: the files backend needs no redis client
-    except ModuleNotFoundError as exc:
-        if exc.name != "redis":
-            raise
-        raise SourceConfigError(
-            f'sources.{source}.backend = "redis" needs the redis extra: pip install -e ".[redis]"'
-        ) from None
-
-    return RedisStream(redis_url, stream or source, group, consumer, claim_idle_ms=claim_idle_ms)

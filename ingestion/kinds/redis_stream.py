@@ -12,29 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import redis
 
-from .jsonl_reader import (
-    DEFAULT_CONSUMER,
-    DEFAULT_GROUP,
-    DEFAULT_REDIS_URL,
-    LINES_SCHEMA,
-    REDIS_CLAIM_IDLE_MS,
-    LineBatch,
-    _decode,
-)
+from .jsonl_reader import LineBatch, decode_lines, lines_table
 
 log = logging.getLogger(__name__)
 
 ACK_CHUNK = 10_000
 
-DEFAULT_STREAM = "events"
 # A stream entry carries one line: the JSON in this field. An entry without it is
 # taken as the record itself (its field map, as a JSON object).
 REDIS_DATA_FIELD = "data"
@@ -51,18 +40,6 @@ STATE_STREAM_IDS = "stream_ids"  # {stream: last entry id delivered to a committ
 FAULT_ENV = "INGESTION_EVENTS_FAULT"
 FAULT_EXIT_BEFORE_ACK = "exit_before_ack"
 FAULT_EXIT_CODE = 75
-
-
-@dataclass(frozen=True)
-class Lag:
-    """Entries of the stream the group has not finished: never delivered, or delivered unacked."""
-
-    undelivered: int | None  # None when Redis cannot tell (entries deleted mid-stream)
-    pending: int
-
-    @property
-    def total(self) -> int | None:
-        return None if self.undelivered is None else self.undelivered + self.pending
 
 
 def entry_line(entry_id: bytes | str) -> int:
@@ -106,12 +83,12 @@ class RedisStream:
 
     def __init__(
         self,
-        url: str = DEFAULT_REDIS_URL,
-        stream: str = DEFAULT_STREAM,
-        group: str = DEFAULT_GROUP,
-        consumer: str = DEFAULT_CONSUMER,
+        url: str,
+        stream: str,
+        group: str,
+        consumer: str,
         read_count: int = REDIS_READ_COUNT,
-        claim_idle_ms: int = REDIS_CLAIM_IDLE_MS,
+        claim_idle_ms: int = 60_000,
     ) -> None:
         self.url, self.stream, self.group, self.consumer = url, stream, group, consumer
         self.read_count = read_count
@@ -191,26 +168,26 @@ class RedisStream:
         """The run failed: acknowledge nothing, the entries stay pending for the next run."""
         self._batch_ids, self._staged = [], []
 
-    def lag(self) -> Lag:
-        """Entries not yet acknowledged by the group (XINFO GROUPS: lag + pending)."""
-        self.ensure_group()
-        for info in self.client.xinfo_groups(self.stream):
-            if _text(info["name"]) == self.group:
-                lag = info.get("lag")
-                return Lag(None if lag is None else int(lag), int(info["pending"]))
-        return Lag(0, 0)
+    def lag(self) -> int | None:
+        """Entries the group has not acknowledged: never delivered (XINFO GROUPS' lag,
+        None when Redis cannot tell, after entries were deleted mid-stream) + pending."""
+        info = self._group_info()
+        lag = info.get("lag")  # absent before Redis 7
+        return None if lag is None else int(lag) + int(info["pending"])
 
     def wait(self, seconds: float) -> bool:
         """Block up to `seconds` until the stream has entries the group has not been given."""
-        self.ensure_group()
-        last = b"0-0"
-        for info in self.client.xinfo_groups(self.stream):
-            if _text(info["name"]) == self.group:
-                last = info["last-delivered-id"]
+        last = self._group_info()["last-delivered-id"]
         block_ms = max(1, int(seconds * 1000))
         return bool(self.client.xread({self.stream: last}, count=1, block=block_ms))
 
     # ----------------------------------------------------------------------- internals
+
+    def _group_info(self) -> dict[str, Any]:
+        """The group's XINFO GROUPS entry (the group is created first if need be)."""
+        self.ensure_group()
+        groups = self.client.xinfo_groups(self.stream)
+        return next(info for info in groups if _text(info["name"]) == self.group)
 
     def _last_id(self) -> bytes | None:
         newest = self.client.xrevrange(self.stream, "+", "-", count=1)
@@ -275,34 +252,12 @@ class RedisStream:
         if not present:
             self.commit({})
             return None
-        lines = pa.array([entry_line(entry[0]) for entry in present], pa.int64())
+        lines = [entry_line(entry[0]) for entry in present]
         raw = pa.array([_payload(entry[1]) for entry in present], pa.large_binary())
-        texts, undecodable = _decode(raw.view(pa.large_string()))
-        count = len(present)
-        table = pa.Table.from_arrays(
-            [
-                pa.DictionaryArray.from_arrays(
-                    pa.array([0] * count, pa.int32()), pa.array([self.stream])
-                ),
-                lines,
-                texts,
-                undecodable if undecodable is not None else pa.array([False] * count),
-            ],
-            schema=LINES_SCHEMA,
-        )
+        table = lines_table(self.stream, lines, *decode_lines(raw.view(pa.large_string())))
         position = {STATE_STREAM_IDS: {self.stream: _text(present[-1][0])}}
         return LineBatch(table, position, redelivered=redelivered)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def wait_for_group(backend: RedisStream, timeout: float, poll: float = 0.05) -> Lag:
-    """Poll until the group has nothing left to do, or `timeout` passes (for demos and tests)."""
-    deadline = time.monotonic() + timeout
-    lag = backend.lag()
-    while lag.total != 0 and time.monotonic() < deadline:
-        time.sleep(poll)
-        lag = backend.lag()
-    return lag

@@ -28,7 +28,6 @@ from ingestion.rejected import data_rows, rejected_rows
 from .common import (
     LOADED_AT_COLUMN,
     SourceConfigError,
-    contract_for,
     make_source,
     option,
     start_run,
@@ -57,7 +56,6 @@ def rest_api_source(
     request_max_retry_delay: float | None = None,
 ) -> Any:
     """The API at `base_url` as the dlt source `name`, one raw table per resource."""
-    contract = contract_for(name, schema_contract)
     if not resources:
         raise SourceConfigError(f"{option(name, 'resources')}: declare at least one endpoint")
     retry = {
@@ -66,7 +64,7 @@ def rest_api_source(
         "request_backoff_factor": request_backoff_factor,
         "request_max_retry_delay": request_max_retry_delay,
     }
-    endpoints = [Endpoint.from_config(name, r, paginator) for r in resources]
+    endpoints = [Endpoint(name, r, paginator) for r in resources]
     frozen = schema_contract == "freeze"
 
     def resource(endpoint: Endpoint) -> Any:
@@ -75,15 +73,19 @@ def rest_api_source(
             client = make_client(name, base_url, api_token, auth, retry)
             yield from endpoint.read(client, api_token, frozen)
 
-        return records().apply_hints(schema_contract=contract)
+        return records()
 
-    return make_source(name, *(resource(e) for e in endpoints))
+    return make_source(name, schema_contract, *(resource(e) for e in endpoints))
 
 
 class Endpoint:
     """One declared resource: where to read, how to page, its key, cursor and columns."""
 
-    def __init__(self, source: str, config: dict[str, Any], default_paginator: Any) -> None:
+    def __init__(self, source: str, config: Any, default_paginator: Any) -> None:
+        if not isinstance(config, dict) or "name" not in config:
+            raise SourceConfigError(
+                f"{option(source, 'resources')}: each resource is a table with a name"
+            )
         endpoint = config.get("endpoint", {})
         if isinstance(endpoint, str):
             endpoint = {"path": endpoint}
@@ -109,14 +111,6 @@ class Endpoint:
             hint = self.columns.setdefault(self.cursor, {"data_type": "text"})
             hint.update(nullable=False, dedup_sort="desc")  # a run's newest version wins
         self.columns[LOADED_AT_COLUMN] = {"data_type": "timestamp", "nullable": False}
-
-    @classmethod
-    def from_config(cls, source: str, config: Any, default_paginator: Any) -> Endpoint:
-        if not isinstance(config, dict) or "name" not in config:
-            raise SourceConfigError(
-                f"{option(source, 'resources')}: each resource is a table with a name"
-            )
-        return cls(source, config, default_paginator)
 
     def read(self, client: Any, api_token: str | None, frozen: bool) -> Iterator[Any]:
         """Pages of records after the cursor, stamped with `_loaded_at`; bad ones rejected."""

@@ -149,33 +149,23 @@ def iter_pages(
             path, params=params, paginator=paginator, data_selector=data_selector
         ):
             yield list(page)
-    except HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        hint = (
-            f"check the api_token (SOURCES__{source.upper()}__API_TOKEN)"
-            if status in (401, 403)
-            else "the API kept failing after retries; run again when it has recovered"
-        )
-        raise ApiError(
-            _redact(f"{source} API {url} answered HTTP {status}: {exc}; {hint}", api_token)
-        ) from exc
-    except JSONDecodeError as exc:  # still not JSON after the retries (not_json)
-        raise ApiError(
-            _redact(
-                f"{source} API {url} kept answering with a body that is not JSON "
-                f"({type(exc).__name__}: {str(exc)[:120]}); {where} (a proxy or login page?)",
-                api_token,
-            )
-        ) from exc
     except RequestException as exc:
-        raise ApiError(
-            _redact(
-                f"{source} API {url} unreachable after retries ({type(exc).__name__}: {exc}); "
-                f"{where} and that the API is running",
-                api_token,
+        if isinstance(exc, HTTPError):
+            status = exc.response.status_code if exc.response is not None else "?"
+            what = f"answered HTTP {status}: {exc}; " + (
+                f"check the api_token (SOURCES__{source.upper()}__API_TOKEN)"
+                if status in (401, 403)
+                else "the API kept failing after retries; run again when it has recovered"
             )
-        ) from exc
-
-
-def _redact(message: str, secret: str | None) -> str:
-    return message.replace(secret, "***") if secret else message
+        elif isinstance(exc, JSONDecodeError):  # still not JSON after the retries (not_json)
+            what = (
+                f"kept answering with a body that is not JSON ({type(exc).__name__}: "
+                f"{str(exc)[:120]}); {where} (a proxy or login page?)"
+            )
+        else:
+            what = (
+                f"unreachable after retries ({type(exc).__name__}: {exc}); "
+                f"{where} and that the API is running"
+            )
+        message = f"{source} API {url} {what}"
+        raise ApiError(message.replace(api_token, "***") if api_token else message) from exc

@@ -12,7 +12,7 @@ import dlt
 from dlt.sources.sql_database import sql_table
 from sqlalchemy.exc import NoSuchTableError
 
-from .common import SourceConfigError, contract_for, make_source, option
+from .common import SourceConfigError, make_source, option
 from .sql_reader import RunRecorder, adapt_type, check_credentials, missing_table_error
 
 # Dicts through the sqlalchemy backend work on every dialect and get dlt's
@@ -34,7 +34,6 @@ def sql_table_source(
     `raw_table` (default: `table`). `credentials` may hold a password: set it
     in env or `.dlt/secrets.toml`, never in config.toml.
     """
-    contract = contract_for(name, schema_contract)
     url = check_credentials(name, credentials)
     if not tables:
         raise SourceConfigError(f"{option(name, 'tables')}: list at least one table")
@@ -63,6 +62,6 @@ def sql_table_source(
             raise missing_table_error(name, entry["table"]) from None
         raw_table = entry.get("raw_table", entry["table"])
         resource.add_step(recorder.step())
-        resource.apply_hints(table_name=raw_table, schema_contract=contract)
+        resource.apply_hints(table_name=raw_table)
         resources.append(resource.with_name(raw_table))
-    return make_source(name, *resources)
+    return make_source(name, schema_contract, *resources)
