@@ -7,7 +7,8 @@ For each raw table of the source it writes, under models/staging/<name>/:
 - `stg_<name>__<table>.sql`: every raw row, each column cast to the type its
   values have (text that is all integers becomes bigint, ...), with
   `is_current` (the latest version of its key) and `_invalid_reason` (null, or
-  why the row belongs in quarantine: a missing key, a value not of its type);
+  why the row belongs in quarantine: a missing key, a value not of its type, a
+  missing or invalid time of a jsonl source's `cursor_field`, always a timestamp);
 - `_<name>__models.yml`: not_null and unique on the key of the current, valid rows.
 An existing file is never overwritten: it is reported and left as it is.
 """
@@ -19,10 +20,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import yaml
 
 from warehouse.settings import RAW_DATASET, warehouse_path
+from warehouse.sql import literal, quote
 
 from .kinds import source_options
 from .kinds.common import LOADED_AT_COLUMN
@@ -35,6 +39,12 @@ CANDIDATES = (
     ("timestamptz", None),  # to_utc_timestamp
     ("boolean", "dbt.type_boolean()"),
 )
+# What the staging model's safe_cast takes as a number (macros/cross_db.sql,
+# safe_cast_pattern); DuckDB's own cast is laxer ("4.5" as bigint is 5).
+NUMBER_PATTERNS = {
+    "bigint": r"^\s*[-+]?[0-9]{1,18}\s*$",
+    "double": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
+}
 # A column takes a type when at least this share of the values sent cast to it; the
 # others are quarantined as invalid_<column> (one stray "n/a" does not make it text).
 INFER_MIN_SHARE = 0.99
@@ -51,26 +61,21 @@ class RawTable:
     name: str
     key: str
     versioned: bool  # csv: raw keeps every line of every file; the others merge on the key
+    time: str | None = None  # jsonl's cursor_field: the records' own time, required
 
 
-def raw_tables(name: str) -> list[RawTable]:
+def raw_tables(name: str, kind: str, options: dict[str, Any]) -> list[RawTable]:
     """The raw tables a declared source loads, from its configuration."""
-    kind, options, _ = source_options(name)
-    if kind == "csv":
-        if not options.get("key"):
-            raise ValueError(f"sources.{name}.key is not set: the scaffold needs a key column")
-        return [RawTable(options.get("table") or name, options["key"], versioned=True)]
-    if kind == "jsonl":
-        return [RawTable(options.get("table") or name, options["key"], versioned=False)]
+    if kind == "csv" and not options["key"]:
+        raise ValueError(f"sources.{name}.key is not set: the scaffold needs a key column")
+    if kind in ("csv", "jsonl"):
+        time = options.get("cursor_field")
+        return [RawTable(options["table"] or name, options["key"], kind == "csv", time)]
     if kind == "rest_api":
-        return [
-            RawTable(r.get("table", r["name"]), r["primary_key"], versioned=False)
-            for r in options["resources"]
-        ]
-    return [
-        RawTable(t.get("raw_table", t["table"]), t["primary_key"], versioned=False)
-        for t in options["tables"]
-    ]
+        entries = [(r.get("table", r["name"]), r["primary_key"]) for r in options["resources"]]
+    else:
+        entries = [(t.get("raw_table", t["table"]), t["primary_key"]) for t in options["tables"]]
+    return [RawTable(table, key, versioned=False) for table, key in entries]
 
 
 def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -85,17 +90,21 @@ def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
 
 def infer_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
     """The narrowest candidate type (nearly) every non-empty value of a text column casts to."""
-    value = f"nullif(trim({_quote(column)}), '')"
-    counts = ", ".join(f"count(try_cast({value} as {kind}))" for kind, _ in CANDIDATES)
+    value = f"nullif(trim({quote(column)}), '')"
+    fits = {kind: f"try_cast({value} as {kind}) is not null" for kind, _ in CANDIDATES}
+    fits.update(
+        {kind: f"regexp_matches({value}, {literal(p)})" for kind, p in NUMBER_PATTERNS.items()}
+    )
+    counts = ", ".join(f"count(*) filter (where {fits[kind]})" for kind, _ in CANDIDATES)
     sent, *cast = con.execute(
-        f"select count({value}), {counts} from {RAW_DATASET}.{_quote(table)}"
+        f"select count({value}), {counts} from {RAW_DATASET}.{quote(table)}"
     ).fetchone()
     if not sent:
         return None
-    fits = (
+    fitting = (
         kind for (kind, _), n in zip(CANDIDATES, cast, strict=True) if n >= INFER_MIN_SHARE * sent
     )
-    return next(fits, None)
+    return next(fitting, None)
 
 
 def cast_expression(column: str, inferred: str | None) -> str:
@@ -120,9 +129,10 @@ def staging_sql(
     typed = [f"{cast_expression(c, inferred[c]) if c in inferred else c} as {c}" for c in data]
     sent = [f"nullif(trim({c}), '') as {c}__sent" for c in inferred]
     key_sent = f"{table.key}__sent" if table.key in inferred else table.key
-    checks = [f"when {key_sent} is null then 'missing_key'"] + [
-        f"when {c}__sent is not null and {c} is null then 'invalid_{c}'" for c in inferred
-    ]
+    checks = [f"when {key_sent} is null then 'missing_key'"]
+    if table.time in inferred:
+        checks.append(f"when {table.time}__sent is null then 'missing_{table.time}'")
+    checks += [f"when {c}__sent is not null and {c} is null then 'invalid_{c}'" for c in inferred]
     current = "true"
     if table.versioned:
         newest = (LOADED_AT_COLUMN, "_source_file", "_source_line")
@@ -179,60 +189,71 @@ select * from classified
 
 
 def sources_yml(
-    source: str, kind: str, tables: list[RawTable], types: dict[str, dict[str, str]]
+    source: str, kind: str, tables: list[RawTable], columns: dict[str, list[str]]
 ) -> str:
-    lines = [
-        "version: 2",
-        "",
-        "sources:",
-        f"  - name: {source}",
-        f"    description: Loaded by `python -m ingestion {source}` (kind {kind}).",
-        f"    schema: {RAW_DATASET}",
-        "    config:",
-        f"      loaded_at_field: {LOADED_AT_COLUMN}",
-        "      freshness:",
-        "        warn_after: {count: \"{{ var('freshness_warn_hours') }}\", period: hour}",
-        "        error_after: {count: \"{{ var('freshness_error_hours') }}\", period: hour}",
-        "    tables:",
-    ]
-    for table in tables:
-        model = f"ref('{model_name(source, table)}')"
-        lines += [
-            f"      - name: {table.name}",
-            "        data_tests:",
-            "          # Every raw row is current and valid, an older version, or quarantined.",
-            "          # Point mart and quarantine at your own models as you add them.",
-            "          - rows_accounted_for:",
-            "              arguments:",
-            f"                mart: {model}",
-            f"                mart_where: {MART_WHERE}",
-            f"                superseded: {model}",
-            "                superseded_where: not is_current",
-            f"                quarantine: {model}",
-            f"                quarantine_where: {QUARANTINE_WHERE}",
-            "        columns:",
-        ]
-        lines += [f"          - name: {column}" for column in types[table.name]]
-    return "\n".join(lines) + "\n"
+    """The dbt source, with freshness and, on each table, the row-accounting test."""
+
+    def table(raw: RawTable) -> dict[str, Any]:
+        model = f"ref('{model_name(source, raw)}')"
+        accounted = {
+            "mart": model,
+            "mart_where": MART_WHERE,
+            "superseded": model,
+            "superseded_where": "not is_current",
+            "quarantine": model,
+            "quarantine_where": QUARANTINE_WHERE,
+        }
+        return {
+            "name": raw.name,
+            "data_tests": [{"rows_accounted_for": {"arguments": accounted}}],
+            "columns": [{"name": column} for column in columns[raw.name]],
+        }
+
+    freshness = {
+        f"{level}_after": {"count": f"{{{{ var('freshness_{level}_hours') }}}}", "period": "hour"}
+        for level in ("warn", "error")
+    }
+    dbt_source = {
+        "name": source,
+        "description": f"Loaded by `python -m ingestion {source}` (kind {kind}). The "
+        "rows_accounted_for test checks every raw row is current and valid, an older "
+        "version, or quarantined: point it at your own models as you add them.",
+        "schema": RAW_DATASET,
+        "config": {"loaded_at_field": LOADED_AT_COLUMN, "freshness": freshness},
+        "tables": [table(raw) for raw in tables],
+    }
+    return _yaml({"version": 2, "sources": [dbt_source]})
 
 
 def models_yml(source: str, tables: list[RawTable]) -> str:
-    lines = ["version: 2", "", "models:"]
-    for table in tables:
-        lines += [
-            f"  - name: {model_name(source, table)}",
-            f"    description: Every row of raw.{table.name}, typed and classified.",
-            "    columns:",
-            f"      - name: {table.key}",
-            "        data_tests:",
-            "          - not_null:",
-            f'              config: {{where: "{"is_current and _invalid_reason is null"}"}}',
-            "          - unique:",
-            f'              config: {{where: "{MART_WHERE}"}}',
-            "      - name: is_current",
-            "        data_tests: [not_null]",
-        ]
-    return "\n".join(lines) + "\n"
+    """not_null and unique on the key of the current, valid rows."""
+    where = {"config": {"where": MART_WHERE}}
+    models = [
+        {
+            "name": model_name(source, raw),
+            "description": f"Every row of raw.{raw.name}, typed and classified.",
+            "columns": [
+                {"name": raw.key, "data_tests": [{"not_null": where}, {"unique": where}]},
+                {"name": "is_current", "data_tests": ["not_null"]},
+            ],
+        }
+        for raw in tables
+    ]
+    return _yaml({"version": 2, "models": models})
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML as dbt projects write it: lists indented under their key, no anchors."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _yaml(document: dict[str, Any]) -> str:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100)
 
 
 def model_name(source: str, table: RawTable) -> str:
@@ -241,15 +262,15 @@ def model_name(source: str, table: RawTable) -> str:
 
 def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, bool]]:
     """Write the files (never over existing ones); [(path, written)]."""
-    kind, _, _ = source_options(name)
-    tables = raw_tables(name)
+    kind, options, _ = source_options(name)
+    tables = raw_tables(name, kind, options)
     if not warehouse.exists():
         raise FileNotFoundError(
             f"no warehouse at {warehouse}: load first (python -m ingestion {name})"
         )
-    files: dict[Path, str] = {}
     folder = project_dir / "models" / "staging" / name
-    all_types = {}
+    files: dict[Path, str] = {}
+    columns = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for table in tables:
             types = column_types(con, table.name)
@@ -261,24 +282,23 @@ def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, 
             if table.key not in types:
                 raise ValueError(f"raw.{table.name} has no column {table.key} (the declared key)")
             inferred = {
-                column: infer_type(con, table.name, column)
-                for column, kind_ in types.items()
-                if kind_ == "VARCHAR" and column not in LINEAGE
+                column: "timestamptz"
+                if column == table.time
+                else infer_type(con, table.name, column)
+                for column, type_ in types.items()
+                if type_ == "VARCHAR" and column not in LINEAGE
             }
-            all_types[table.name] = types
-            files[folder / f"{model_name(name, table)}.sql"] = staging_sql(
-                name, table, types, inferred
-            )
-    files[folder / f"_{name}__sources.yml"] = sources_yml(name, kind, tables, all_types)
+            columns[table.name] = list(types)
+            sql = staging_sql(name, table, types, inferred)
+            files[folder / f"{model_name(name, table)}.sql"] = sql
+    files[folder / f"_{name}__sources.yml"] = sources_yml(name, kind, tables, columns)
     files[folder / f"_{name}__models.yml"] = models_yml(name, tables)
-    written = []
     folder.mkdir(parents=True, exist_ok=True)
+    written = []
     for path, text in files.items():
-        if path.exists():
-            written.append((path, False))
-            continue
-        path.write_text(text, encoding="utf-8")
-        written.append((path, True))
+        written.append((path, not path.exists()))
+        if written[-1][1]:
+            path.write_text(text, encoding="utf-8")
     return written
 
 
@@ -302,7 +322,3 @@ def main(argv: list[str], out: Callable[[str], None] = print) -> int:
         )
     out(f"next: dbt build --select source:{args.name}+")
     return 0
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

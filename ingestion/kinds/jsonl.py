@@ -45,8 +45,9 @@ def jsonl_source(
     """JSON lines keyed by `key` as the dlt source `name`, loading raw.`table` (default `name`).
 
     `fields` are extracted first (any other field becomes a text column too);
-    `cursor_field` is the records' own time, which the scaffold uses for
-    freshness. `stream` defaults to the source's name; pending entries of
+    `cursor_field` is the records' own time: raw keeps it as sent, the scaffold
+    types it as a UTC timestamp and quarantines records without a valid one.
+    `stream` defaults to the source's name; pending entries of
     another consumer idle for `claim_idle_ms` are taken over (it died between
     load and ack). Pass `stream_backend` to keep hold of a broker: the caller
     acknowledges it after `pipeline.run` returned (RedisStream.acknowledge).

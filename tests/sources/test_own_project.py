@@ -17,7 +17,18 @@ folder = "inbox/flights"
 delimiter = ";"
 rename = { FlightNo = "flight_id" }
 key = "flight_id"
+
+[sources.readings]
+kind = "jsonl"
+folder = "inbox/readings"
+key = "reading_id"
+cursor_field = "observed_at"
 """
+READINGS = (
+    '{"reading_id": 1, "temp_c": 4.5, "observed_at": "2024-01-01T00:00:00+01:00"}\n'
+    '{"reading_id": 2, "temp_c": 5, "observed_at": "soon"}\n'
+    '{"reading_id": 3, "temp_c": 6}\n'
+)
 
 MONTHS = 3
 FLIGHTS_PER_MONTH = 40
@@ -58,10 +69,14 @@ def scaffolded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str]:
     folder.mkdir(parents=True)
     for month in range(1, MONTHS + 1):
         (folder / f"flights-2024-{month:02}.csv").write_text(export(month))
+    (project.root / "inbox" / "readings").mkdir()
+    (project.root / "inbox" / "readings" / "r-1.jsonl").write_text(READINGS)
     loaded = project.run("python", "-m", "ingestion")
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     result = project.run("python", "-m", "ingestion", "scaffold", "flights")
     assert result.returncode == 0, result.stdout + result.stderr
+    readings = project.run("python", "-m", "ingestion", "scaffold", "readings")
+    assert readings.returncode == 0, readings.stdout + readings.stderr
     return project, result.stdout
 
 
@@ -92,6 +107,18 @@ def test_scaffold_writes_typed_staging_that_builds_and_never_overwrites(
         (False, None, FLIGHTS_PER_MONTH * (MONTHS - 1)),  # older versions of each flight
         (True, "missing_key", 1),
         (True, None, FLIGHTS_PER_MONTH),
+    ]
+
+    # jsonl: the cursor_field is the records' own time, typed whatever its values
+    readings = project.run("dbt", "build", "--select", "source:readings+")
+    assert readings.returncode == 0, readings.stdout[-3000:]
+    assert project.query(
+        "select reading_id, temp_c, observed_at::varchar, _invalid_reason"
+        " from staging.stg_readings__readings order by reading_id"
+    ) == [
+        (1, 4.5, "2023-12-31 23:00:00", None),
+        (2, 5.0, None, "invalid_observed_at"),
+        (3, 6.0, None, "missing_observed_at"),
     ]
 
     model = folder / "stg_flights__flights.sql"
