@@ -127,12 +127,16 @@ def staging_sql(
     data = [c for c in types if c not in LINEAGE]
     lineage = [c for c in types if c in LINEAGE]
     typed = [f"{cast_expression(c, inferred[c]) if c in inferred else c} as {c}" for c in data]
-    sent = [f"nullif(trim({c}), '') as {c}__sent" for c in inferred]
-    key_sent = f"{table.key}__sent" if table.key in inferred else table.key
-    checks = [f"when {key_sent} is null then 'missing_key'"]
+    cast = [c for c, kind in inferred.items() if kind]  # a cast may turn what was sent to null
+    sent = [f"nullif(trim({c}), '') as {c}__sent" for c in cast]
+
+    def given(column: str) -> str:
+        return f"{column}__sent" if column in cast else column
+
+    checks = [f"when {given(table.key)} is null then 'missing_key'"]
     if table.time in inferred:
-        checks.append(f"when {table.time}__sent is null then 'missing_{table.time}'")
-    checks += [f"when {c}__sent is not null and {c} is null then 'invalid_{c}'" for c in inferred]
+        checks.append(f"when {given(table.time)} is null then 'missing_{table.time}'")
+    checks += [f"when {c}__sent is not null and {c} is null then 'invalid_{c}'" for c in cast]
     current = "true"
     if table.versioned:
         newest = (LOADED_AT_COLUMN, "_source_file", "_source_line")
