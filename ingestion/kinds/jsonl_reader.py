@@ -457,7 +457,8 @@ class LoadedKeys:
     def __init__(self, pipeline: dlt.Pipeline | None, spec: JsonlTable) -> None:
         self.spec = spec
         self._stack = ExitStack()
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None  # None: not DuckDB, or no pipeline
+        self._table = self._rejected_table = ""
         if pipeline is not None:
             client = self._stack.enter_context(pipeline.sql_client())
             if isinstance(client.native_connection, duckdb.DuckDBPyConnection):
