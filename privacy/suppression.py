@@ -27,6 +27,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from warehouse.sql import registered
+
 SCHEMA = "monitoring"
 SUPPRESSED_TABLE = f"{SCHEMA}.suppressed_users"
 KEYS_TABLE = f"{SCHEMA}.privacy_keys"
@@ -162,13 +164,11 @@ class Suppression:
             )
         if not tests:
             return None
-        self.con.register("incoming", table)
-        try:
-            condition = " or ".join(f"coalesce({t}, false)" for t in tests)
-            query = f"select ({condition}) as hit from incoming"
-            return self.con.sql(query).to_arrow_table()["hit"]
-        finally:
-            self.con.unregister("incoming")
+        condition = " or ".join(f"coalesce({t}, false)" for t in tests)
+        with registered(self.con, "incoming", table):
+            return self.con.sql(f"select ({condition}) as hit from incoming").to_arrow_table()[
+                "hit"
+            ]
 
     def filter_table(self, table: pa.Table) -> tuple[pa.Table, int]:
         hit = self.hits(table)

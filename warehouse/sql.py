@@ -3,6 +3,10 @@ export) goes through `quote` or `literal`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 
 def quote(identifier: str) -> str:
     """A SQL identifier in double quotes, safe for any name (quotes doubled)."""
@@ -17,3 +21,13 @@ def relation(schema: str, identifier: str) -> str:
 def literal(text: str) -> str:
     """A SQL string literal, safe for any text (single quotes doubled)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+@contextmanager
+def registered(con: Any, name: str, table: Any) -> Iterator[None]:
+    """`table` (Arrow, pandas) as the view `name` of a DuckDB connection while the block runs."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
-from warehouse.sql import quote
+from warehouse.sql import quote, registered
 
 from .common import LOADED_AT_COLUMN, folder_files, start_run
 
@@ -561,16 +561,6 @@ def read_lines(
             backend.commit(batch.position)
             if max_lines is not None:
                 break
-
-
-@contextmanager
-def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
-    """`table` as a view `name` of the connection while the block runs."""
-    con.register(name, table)
-    try:
-        yield
-    finally:
-        con.unregister(name)
 
 
 def _rejected_dicts(
