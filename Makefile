@@ -27,6 +27,11 @@ run: venv
 test: lint docs
 	$(PY) -m pytest
 
+## make test-stress: two ingestions and a pipeline run started together, 20 times (~10 min)
+.PHONY: test-stress
+test-stress: venv
+	$(PY) -m pytest tests/reliability -m stress
+
 ## make docs: the reference pages in docs/ as a static site in site/ (mkdocs, offline)
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet

@@ -27,6 +27,7 @@ import duckdb
 from privacy import suppression
 from warehouse import audit
 from warehouse.audit import redact
+from warehouse.lock import LockBusy, WarehouseLock, holder_info
 from warehouse.settings import locked_warehouse_message, warehouse_path
 from warehouse.sources import SourceDeclarationError, declared_sources
 
@@ -340,6 +341,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument(
+        "--wait",
+        type=_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="wait up to this long for another run writing the warehouse (default: exit 1 at once)",
+    )
+    parser.add_argument(
         "--follow",
         action="store_true",
         help="one jsonl source: keep consuming in micro-batches until SIGTERM/SIGINT",
@@ -394,9 +402,10 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     started = datetime.now(UTC)
     arguments = list(sys.argv[1:] if argv is None else argv)
     reports: list[SourceReport] = []
+    lock = WarehouseLock(warehouse_path())
     code = EXIT_USAGE
     try:
-        code = _main(arguments, out, reports)
+        code = _main(arguments, out, reports, lock)
     except KeyboardInterrupt:
         code = 130
         raise
@@ -415,11 +424,27 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
                 }
                 for r in reports
             }
-            audit.record("ingest", arguments, code, started, detail)
+            audit.record("ingest", arguments, code, started, detail, holds_lock=lock.held)
+        lock.release()
     return code
 
 
-def _main(arguments: list[str], out: Callable[[str], None], reports: list[SourceReport]) -> int:
+def take_lock(lock: WarehouseLock, wait: float, arguments: list[str]) -> str | None:
+    """Become the warehouse's one writer; the one-line reason when another run is."""
+    command = redact(" ".join(["python -m ingestion", *arguments]))
+    try:
+        lock.acquire(wait, holder_info(command, "ingest"))
+    except LockBusy as exc:
+        return str(exc)
+    return None
+
+
+def _main(
+    arguments: list[str],
+    out: Callable[[str], None],
+    reports: list[SourceReport],
+    lock: WarehouseLock,
+) -> int:
     if arguments[:1] == ["scaffold"]:
         from .scaffold import main as scaffold
 
@@ -438,12 +463,12 @@ def _main(arguments: list[str], out: Callable[[str], None], reports: list[Source
             file=sys.stderr,
         )
         return EXIT_USAGE
-    problem = check_warehouse_writable(warehouse_path())
+    if args.follow:
+        return follow(args, lock, arguments, out)
+    problem = take_lock(lock, args.wait, arguments) or check_warehouse_writable(warehouse_path())
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_SOURCE_FAILED
-    if args.follow:
-        return follow(args, out)
     with Interrupt() as interrupt:
         for name in names:
             if interrupt.signum:
@@ -568,13 +593,20 @@ def _wait(backend: Any, seconds: float, stop: Interrupt) -> None:
             time.sleep(min(left, FOLLOW_TICK))
 
 
-def follow(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+def follow(
+    args: argparse.Namespace,
+    lock: WarehouseLock,
+    arguments: list[str],
+    out: Callable[[str], None] = print,
+) -> int:
     """Micro-batches of events until SIGTERM/SIGINT: each batch loads, commits, then acks.
 
     A full batch (--max-batch events) is followed by the next one at once, so
     a backlog drains at full speed; otherwise the loop waits up to --interval
     for new events. dlt's own signal handling is switched off so that a stop
-    request lets the current batch finish instead of aborting its load.
+    request lets the current batch finish instead of aborting its load. Each
+    batch holds the warehouse lock only while it loads, so pipeline runs get
+    their turn between batches; while one runs, the loop waits.
     """
     name = args.sources[0]
     try:
@@ -584,11 +616,23 @@ def follow(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         return EXIT_USAGE
     failures = 0
     number = 0
+    waiting = False
     with Interrupt(after_batch=True) as stop:
         try:
             while not stop.signum:
+                busy = take_lock(lock, 0.0, arguments)
+                if busy:
+                    if not waiting:  # once per wait, not once per poll
+                        print(f"waiting: {busy}", file=sys.stderr)
+                    waiting = True
+                    _wait(None, args.interval, stop)
+                    continue
+                waiting = False
                 number += 1
-                report = run_source(name, args, backend)
+                try:
+                    report = run_source(name, args, backend)
+                finally:
+                    lock.release()
                 out(redact(format_batch(number, report, _lag(backend))))
                 if report.error:
                     print(redact(f"error: {name}: {report.error}"), file=sys.stderr)

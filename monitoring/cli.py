@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from warehouse import audit
+from warehouse.lock import LockBusy, WarehouseLock, holder_info
 from warehouse.settings import warehouse_path
 from warehouse.sources import undeclared_dbt_sources
 
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--now", help="fixed clock for freshness, ISO UTC (else var quality_now, else the clock)"
     )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for another run writing the warehouse (default: exit 1 at once)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command")
     hist = commands.add_parser("history", help="print the stored trend of the metrics")
@@ -89,15 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "history":  # a read: not audited
         return _main(args)
     started = datetime.now(UTC)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    lock = WarehouseLock(warehouse_path())
     code = EXIT_ERROR
     try:
+        lock.acquire(
+            args.wait, holder_info(" ".join(["python -m monitoring", *arguments]), "monitor")
+        )
         code = _main(args)
+    except LockBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         code = 130
         raise
     finally:
-        arguments = list(sys.argv[1:] if argv is None else argv)
-        audit.record("monitor", arguments, code, started)
+        audit.record("monitor", arguments, code, started, holds_lock=lock.held)
+        lock.release()
     return code
 
 

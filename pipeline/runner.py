@@ -23,7 +23,7 @@ import duckdb
 
 from warehouse import audit
 from warehouse.audit import redact
-from warehouse.lock import LockBusy, WarehouseLock
+from warehouse.lock import LockBusy, WarehouseLock, holder_info
 from warehouse.settings import locked_warehouse_message
 
 from . import console, ledger, scope, steps
@@ -90,29 +90,30 @@ class PipelineRun:
 
     def begin(self) -> str | None:
         """Take the lock and write the `running` row; a one-line problem, or None."""
-        info = {
-            "pid": os.getpid(),
-            "run_id": self.run_id,
-            "command": f"python -m pipeline {self.record.command}",
-            "started_at": utc_text(self.started),
-            "step": "starting",
-        }
+        info = holder_info(f"python -m pipeline {self.record.command}", "starting")
+        info["run_id"] = self.run_id
         try:
             self.lock.acquire(self.wait, info)
         except LockBusy as exc:
             return str(exc)
         self.record.started_at = self.started = datetime.now(UTC)  # after any wait
         self.ctx.env[audit.RUN_ID_ENV] = self.run_id  # children's audit rows name this run
+        self.ctx.env.update(self.lock.child_env())  # and they write under our lock
         self.lock.update(started_at=utc_text(self.started))
         try:
             abandoned = ledger.start(self.ctx.warehouse, self.record)
         except duckdb.Error as exc:
-            self.lock.release()
+            self._release()
             return warehouse_error(exc, self.ctx.warehouse)
         if abandoned:
             short = ", ".join(a[:8] for a in abandoned)
             print(f"note: marked {len(abandoned)} dead run(s) abandoned: {short}", file=sys.stderr)
         return None
+
+    def _release(self) -> None:
+        for name in self.lock.child_env():
+            del self.ctx.env[name]
+        self.lock.release()
 
     def step(self, name: str, action: Callable[[], StepResult]) -> StepResult:
         """Run one step with the ledger and the lock file saying where we are."""
@@ -203,7 +204,7 @@ class PipelineRun:
                 self.ctx.warehouse,
                 holds_lock=True,
             )
-            self.lock.release()
+            self._release()
         print()
         print(summary_table(self.results))
         elapsed = time.monotonic() - self.clock

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.audit import redact
+from warehouse.lock import LOCK_FD_ENV
 from warehouse.settings import analytics_path
 from warehouse.sources import exclude_undeclared
 
@@ -124,6 +125,7 @@ def run_command(
         stdout=subprocess.PIPE if capture else None,
         stderr=subprocess.PIPE if step and not ctx.verbose else None,
         text=True,
+        pass_fds=(int(ctx.env[LOCK_FD_ENV]),) if LOCK_FD_ENV in ctx.env else (),
         preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl only, resolved above
     )
     try:

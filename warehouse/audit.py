@@ -208,16 +208,16 @@ def write(entry: dict[str, Any], warehouse: Path, holds_lock: bool = False) -> s
             shared = SharedLock(warehouse)
             if not shared.try_acquire():
                 shared = None
-                return _append_fallback(entry, warehouse, "a pipeline run holds the warehouse")
+                return _append_fallback(entry, warehouse)
         try:
             _insert(warehouse, [entry])
             return "table"
-        except duckdb.Error as exc:
-            return _append_fallback(entry, warehouse, str(exc).splitlines()[0])
+        except duckdb.Error:
+            return _append_fallback(entry, warehouse)
         finally:
             if shared is not None:
                 shared.release()
-    return _append_fallback(entry, warehouse, f"no warehouse at {warehouse}")
+    return _append_fallback(entry, warehouse)
 
 
 def _connect(warehouse: Path) -> duckdb.DuckDBPyConnection:
@@ -271,17 +271,15 @@ def _read_pending(handle: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _append_fallback(entry: dict[str, Any], warehouse: Path, why: str) -> str:
+def _append_fallback(entry: dict[str, Any], warehouse: Path) -> str:
+    """Keep the row in the JSONL file the next direct write moves into the table (silently:
+    a busy warehouse is normal, and the command's own output is what the user reads)."""
     path = fallback_path(warehouse)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
-    print(
-        f"note: audit entry written to {path} ({redact(why)}); it moves to {TABLE} later",
-        file=sys.stderr,
-    )
     return str(path)
 
 

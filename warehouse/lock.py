@@ -3,10 +3,14 @@
 DuckDB lets one process write a file, but a pipeline run is several processes
 in a row (dlt, dbt, the monitor, publish), so DuckDB's own lock is free between
 steps and a second run could slip in. `fcntl.flock` on `<warehouse>.lock`
-covers the whole run. The kernel drops the lock when the holder dies (even by
-`kill -9`), so a stale lock can never outlive its run; the file's content
-(holder PID, command, start time, current step) is only for messages, status
-and tests, never trusted as the lock itself.
+covers the whole run. Every command of ours that writes the warehouse
+(`python -m pipeline`, `python -m ingestion`, `python -m monitoring`) takes it;
+that also keeps dlt's working folder to one process. A run's children share
+its lock: the run hands them the locked file descriptor (`LOCK_FD_ENV`), and
+flock on the same open file is granted to them at once. The kernel drops the
+lock when the holder dies (even by `kill -9`), so a stale lock can never
+outlive its run; the file's content (holder PID, command, start time, current step) is
+only for messages, status and tests, never trusted as the lock itself.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 SHARED_GRACE = 3.0
+LOCK_FD_ENV = "WAREHOUSE_LOCK_FD"
 
 
 class LockBusy(Exception):
-    """Another pipeline run holds the warehouse."""
+    """Another run holds the warehouse."""
 
     def __init__(self, path: Path, holder: dict[str, Any] | None, warehouse: Path) -> None:
         self.path = path
@@ -38,9 +43,15 @@ def busy_message(holder: dict[str, Any], warehouse: Path) -> str:
     step = holder.get("step")
     extra = "".join(f", {x}" for x in (command, f"step {step}" if step else None) if x)
     return (
-        f"another pipeline run (PID {pid}, started at {started}{extra}) holds the warehouse "
+        f"another run (PID {pid}, started at {started}{extra}) holds the warehouse "
         f"{warehouse}; wait for it to finish or pass --wait SECONDS"
     )
+
+
+def holder_info(command: str, step: str) -> dict[str, Any]:
+    """What a writer says about itself in the lock file (for messages and status)."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"pid": os.getpid(), "command": command, "started_at": started, "step": step}
 
 
 def lock_path(warehouse: Path) -> Path:
@@ -95,9 +106,20 @@ class WarehouseLock:
         self.path = lock_path(warehouse)
         self._fd: int | None = None
         self._info: dict[str, Any] = {}
+        self.inherited = False
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None or self.inherited
+
+    def child_env(self) -> dict[str, str]:
+        """What a child process needs in its environment to share this lock."""
+        return {LOCK_FD_ENV: str(self._fd)} if self._fd is not None else {}
 
     def acquire(self, wait: float, info: dict[str, Any], poll: float = 0.2) -> None:
         """Take the lock, waiting up to `wait` seconds; raise LockBusy naming the holder."""
+        if self._inherit():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + max(wait, 0.0)
@@ -118,6 +140,21 @@ class WarehouseLock:
         self._info = dict(info)
         self._write()
 
+    def _inherit(self) -> bool:
+        """True when our parent holds the lock and handed us its descriptor."""
+        text = os.environ.get(LOCK_FD_ENV, "")
+        if not text.isdigit():
+            return False
+        fd = int(text)
+        try:
+            if not os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                return False
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the holder's own open file: granted
+        except OSError:  # not open here, another file, or held by someone else
+            return False
+        self.inherited = True
+        return True
+
     def update(self, **fields: Any) -> None:
         """Record progress (e.g. the current step) for status, messages and tests."""
         self._info.update(fields)
@@ -131,6 +168,7 @@ class WarehouseLock:
         os.pwrite(self._fd, data, 0)
 
     def release(self) -> None:
+        self.inherited = False  # our parent's lock: it releases it
         if self._fd is None:
             return
         try:

@@ -44,7 +44,7 @@ def test_lock_names_its_holder_waits_and_dies_with_it(tmp_path: Path) -> None:
         with pytest.raises(LockBusy) as busy:
             lock.acquire(0, {"pid": 1})
         assert str(busy.value).startswith(
-            f"another pipeline run (PID {holder.pid}, started at T0, holder) holds the warehouse"
+            f"another run (PID {holder.pid}, started at T0, holder) holds the warehouse"
         )
         started = time.monotonic()
         with pytest.raises(LockBusy):
@@ -71,10 +71,42 @@ def test_run_exits_at_once_when_the_lock_is_held(tmp_path: Path) -> None:
         holder.wait()
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"error: another pipeline run (PID {holder.pid}, started at T0, holder) holds the "
+        f"error: another run (PID {holder.pid}, started at T0, holder) holds the "
         f"warehouse {site.warehouse}; wait for it to finish or pass --wait SECONDS"
     )
     assert not site.warehouse.exists()  # it never touched the warehouse
+
+
+def test_ingestion_and_monitor_write_only_under_the_lock(tmp_path: Path) -> None:
+    """Every writer takes the one lock: busy -> exit 1 naming the holder, nothing written."""
+    site = Site(tmp_path, tmp_path / "inbox", site_env(tmp_path))
+    (site.inbox / "users").mkdir(parents=True)
+    (site.inbox / "users" / "users_1.csv").write_text(
+        "user_id,email,signup_date,country,updated_at\n1,a@x.io,2026-01-01,DE,2026-01-01\n"
+    )
+    ingest = [sys.executable, "-m", "ingestion", "users", "--inbox", str(site.inbox)]
+    busy = f"another run (PID {{}}, started at T0, holder) holds the warehouse {site.warehouse}"
+    holder = start_holder(site.warehouse)
+    try:
+        for command in (ingest, [sys.executable, "-m", "monitoring"]):
+            done = subprocess.run(command, cwd=ROOT, env=site.env, capture_output=True, text=True)
+            assert done.returncode == 1
+            assert done.stderr.startswith("error: " + busy.format(holder.pid)), done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1
+        assert not site.warehouse.exists()
+        assert not (tmp_path / ".dlt-pipelines").exists()  # dlt's folder untouched too
+        waiting = subprocess.Popen(
+            [*ingest, "--wait", "60"], cwd=ROOT, env=site.env, stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(1.0)
+        assert waiting.poll() is None  # still waiting for the holder
+    finally:
+        holder.kill()
+        holder.wait()
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, out
+    assert "| users | ok | 1 | 1 | 0 |" in out
+    assert read_holder(site.lock) is None  # released when it ended
 
 
 def test_every_keeps_its_schedule_after_failed_runs_and_status_lists_them(tmp_path: Path) -> None:

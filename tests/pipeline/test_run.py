@@ -133,7 +133,7 @@ def test_two_runs_started_together(site: Site, running: list[subprocess.Popen[st
         first_out, first_err = first.communicate(timeout=300)
         third_out, third_err = third.communicate(timeout=300)
     assert second.returncode == 1
-    assert second.stderr.startswith(f"error: another pipeline run (PID {first.pid}, started at ")
+    assert second.stderr.startswith(f"error: another run (PID {first.pid}, started at ")
     assert "holds the warehouse" in second.stderr and "--wait SECONDS" in second.stderr
     assert first.returncode == 0, first_out[-2000:] + first_err[-2000:]
     assert third.returncode == 0, third_out[-2000:] + third_err[-2000:]
