@@ -28,7 +28,7 @@ import yaml
 from warehouse.settings import RAW_DATASET, warehouse_path
 from warehouse.sql import literal, quote
 
-from .kinds import source_options
+from .kinds import source_options, source_timezone
 from .kinds.common import LOADED_AT_COLUMN
 
 # Candidate types for a text column, narrowest first: (DuckDB type to try, dbt expression).
@@ -107,18 +107,26 @@ def infer_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str |
     return next(fitting, None)
 
 
-def cast_expression(column: str, inferred: str | None) -> str:
-    """The dbt SQL that casts a text column to its inferred type (null when it does not fit)."""
+def cast_expression(column: str, inferred: str | None, timezone: str = "UTC") -> str:
+    """The dbt SQL that casts a text column to its inferred type (null when it does not fit).
+
+    A time without an offset is read in the source's `timezone`.
+    """
     value = f"nullif(trim({column}), '')"
     if inferred is None:
         return value
     if inferred == "timestamptz":
-        return '{{ to_utc_timestamp("' + value + '") }}'
+        zone = "" if timezone == "UTC" else f", tz='{timezone}'"
+        return '{{ to_utc_timestamp("' + value + '"' + zone + ") }}"
     return '{{ safe_cast("' + value + '", ' + dict(CANDIDATES)[inferred] + ") }}"
 
 
 def staging_sql(
-    source: str, table: RawTable, types: dict[str, str], inferred: dict[str, str | None]
+    source: str,
+    table: RawTable,
+    types: dict[str, str],
+    inferred: dict[str, str | None],
+    timezone: str = "UTC",
 ) -> str:
     """The staging model: typed columns, lineage, is_current and _invalid_reason.
 
@@ -126,7 +134,9 @@ def staging_sql(
     """
     data = [c for c in types if c not in LINEAGE]
     lineage = [c for c in types if c in LINEAGE]
-    typed = [f"{cast_expression(c, inferred[c]) if c in inferred else c} as {c}" for c in data]
+    typed = [
+        f"{cast_expression(c, inferred[c], timezone) if c in inferred else c} as {c}" for c in data
+    ]
     cast = [c for c, kind in inferred.items() if kind]  # a cast may turn what was sent to null
     sent = [f"nullif(trim({c}), '') as {c}__sent" for c in cast]
 
@@ -293,7 +303,7 @@ def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, 
                 if type_ == "VARCHAR" and column not in LINEAGE
             }
             columns[table.name] = list(types)
-            sql = staging_sql(name, table, types, inferred)
+            sql = staging_sql(name, table, types, inferred, source_timezone(name))
             files[folder / f"{model_name(name, table)}.sql"] = sql
     files[folder / f"_{name}__sources.yml"] = sources_yml(name, kind, tables, columns)
     files[folder / f"_{name}__models.yml"] = models_yml(name, tables)

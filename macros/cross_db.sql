@@ -6,16 +6,18 @@
 
 {#
     Cast that yields null instead of failing ("abc" as integer -> null).
-    Integers must be plain digits on every engine (optional sign, surrounding
-    blanks): DuckDB's try_cast would round '3.7' to 4 and read '1e3' as 1000,
-    PostgreSQL's and Spark's would not, so all three check the same pattern.
+    Numbers must be plain decimal text on every engine (optional sign,
+    surrounding blanks): DuckDB's try_cast would round '3.7' to an integer 4,
+    read '1e3' as 1000 and 'NaN' or 'inf' as a double, PostgreSQL's and
+    Spark's would not, so all three check the same pattern. A non-finite
+    number is an invalid value, never a value.
 #}
 {% macro safe_cast(expression, data_type) -%}
     {{ return(adapter.dispatch('safe_cast', 'ml_warehouse')(expression, data_type)) }}
 {%- endmacro %}
 
 {% macro duckdb__safe_cast(expression, data_type) -%}
-    {%- if is_integer_type(data_type) -%}
+    {%- if is_number_type(data_type) -%}
         case
             when {{ duckdb__regexp_like('cast(' ~ expression ~ ' as varchar)', safe_cast_pattern(data_type)) }}
                 then try_cast({{ expression }} as {{ data_type }})
@@ -26,7 +28,7 @@
 {%- endmacro %}
 
 {% macro spark__safe_cast(expression, data_type) -%}
-    {%- if is_integer_type(data_type) -%}
+    {%- if is_number_type(data_type) -%}
         case
             when {{ spark__regexp_like('cast(' ~ expression ~ ' as string)', safe_cast_pattern(data_type)) }}
                 then try_cast({{ expression }} as {{ data_type }})
@@ -74,42 +76,88 @@
     {{ return(none) }}
 {%- endmacro %}
 
-{% macro is_integer_type(data_type) -%}
-    {{ return((data_type | lower).split('(')[0] | trim in [
+{% macro is_number_type(data_type) -%}
+    {%- set family = (data_type | lower).split('(')[0] | trim -%}
+    {{ return(family in [
         'bigint', 'int8', 'long', 'smallint', 'int2', 'short', 'tinyint', 'int1',
         'integer', 'int', 'int4', 'signed',
-    ]) }}
+    ] or 'double' in family or 'float' in family or 'numeric' in family
+      or 'decimal' in family or 'real' in family) }}
+{%- endmacro %}
+
+
+{#
+    Whether a floating value is a number: not NaN, not +-infinity (PostgreSQL
+    and DuckDB hold both; a mart must not).
+#}
+{% macro is_finite(expression) -%}
+    {{ return(adapter.dispatch('is_finite', 'ml_warehouse')(expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__is_finite(expression) -%}
+    isfinite({{ expression }})
+{%- endmacro %}
+
+{% macro spark__is_finite(expression) -%}
+    (not isnan({{ expression }}) and abs({{ expression }}) != double('infinity'))
+{%- endmacro %}
+
+{% macro default__is_finite(expression) -%}
+    ({{ expression }} not in ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8))
 {%- endmacro %}
 
 
 {#
     A timestamp in UTC without a time zone (our convention for every *_at
-    column). Accepts ISO 8601 text with an offset or `Z`, or a timestamp(tz).
-    Text that does not parse gives null when safe=true.
+    column). safe=true: ISO 8601 text as a source sent it; a time with an offset
+    or `Z` is that instant, one without (or a bare date) is a wall time in the
+    source's time zone `tz` (its `timezone` option, default UTC); text that does
+    not parse gives null. The session's (the process's) time zone never enters.
+    safe=false: a timestamp with time zone (raw's typed columns, `_loaded_at`).
 #}
-{% macro to_utc_timestamp(expression, safe=true) -%}
-    {{ return(adapter.dispatch('to_utc_timestamp', 'ml_warehouse')(expression, safe)) }}
+{% macro to_utc_timestamp(expression, safe=true, tz='UTC') -%}
+    {{ return(adapter.dispatch('to_utc_timestamp', 'ml_warehouse')(expression, safe, tz)) }}
 {%- endmacro %}
 
-{% macro duckdb__to_utc_timestamp(expression, safe=true) -%}
+{# A time of day followed by a UTC offset or Z, at the end of the text. #}
+{% macro utc_offset_pattern() -%}
+    {{ return('[0-9]:[0-9]{2}(:[0-9]{2}(\\.[0-9]*)?)?\\s*([zZ]|[-+][0-9]{2}(:?[0-9]{2})?)$') }}
+{%- endmacro %}
+
+{% macro duckdb__to_utc_timestamp(expression, safe=true, tz='UTC') -%}
     {%- if safe -%}
-        timezone('UTC', try_cast({{ expression }} as timestamptz))
+        timezone('UTC', case
+            when {{ duckdb__regexp_like(expression, utc_offset_pattern()) }}
+                then try_cast({{ expression }} as timestamptz)
+            else timezone('{{ tz }}', try_cast({{ expression }} as timestamp))
+        end)
     {%- else -%}
         timezone('UTC', cast({{ expression }} as timestamptz))
     {%- endif -%}
 {%- endmacro %}
 
-{% macro spark__to_utc_timestamp(expression, safe=true) -%}
-    {%- if safe -%}
+{#- Spark's session time zone is UTC (profiles.yml), so a wall time parses as UTC. -#}
+{% macro spark__to_utc_timestamp(expression, safe=true, tz='UTC') -%}
+    {%- if safe and tz != 'UTC' -%}
+        case
+            when {{ regexp_like(expression, utc_offset_pattern()) }}
+                then try_cast({{ expression }} as timestamp)
+            else to_utc_timestamp(try_cast({{ expression }} as timestamp), '{{ tz }}')
+        end
+    {%- elif safe -%}
         try_cast({{ expression }} as timestamp)
     {%- else -%}
         cast({{ expression }} as timestamp)
     {%- endif -%}
 {%- endmacro %}
 
-{% macro default__to_utc_timestamp(expression, safe=true) -%}
+{% macro default__to_utc_timestamp(expression, safe=true, tz='UTC') -%}
     {%- if safe -%}
-        ({{ safe_cast(expression, 'timestamptz') }} at time zone 'UTC')
+        (case
+            when {{ regexp_like(expression, utc_offset_pattern()) }}
+                then {{ safe_cast(expression, 'timestamptz') }}
+            else ({{ safe_cast(expression, 'timestamp') }} at time zone '{{ tz }}')
+        end at time zone 'UTC')
     {%- else -%}
         (cast({{ expression }} as timestamptz) at time zone 'UTC')
     {%- endif -%}

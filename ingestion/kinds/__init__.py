@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import typing
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from .common import SourceConfigError
 
 KINDS = ("csv", "jsonl", "rest_api", "sql_table")
 # Options every kind has, handled by the CLI rather than by the source.
-COMMON_OPTIONS = ("kind", "max_rejected_rate")
+COMMON_OPTIONS = ("kind", "max_rejected_rate", "timezone")
 # Above this share of a run's records rejected, the source fails (per source:
 # `max_rejected_rate`). A whole file rejected counts as one record.
 DEFAULT_MAX_REJECTED_RATE = 0.05
@@ -62,7 +63,7 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
     if unknown:
         raise SourceConfigError(
             f"sources.{name}.{unknown[0]} is not an option of kind {kind}; "
-            f"its options: {', '.join(parameters)}, max_rejected_rate"
+            f"its options: {', '.join(parameters)}, max_rejected_rate, timezone"
         )
     hints = typing.get_type_hints(function)
     options = {}
@@ -84,7 +85,24 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
     rate = DEFAULT_MAX_REJECTED_RATE if rate is None else _coerce(name, "rate", rate, float)
     if not isinstance(rate, int | float) or not 0 <= rate <= 1:
         raise SourceConfigError(f"sources.{name}.max_rejected_rate must be between 0 and 1")
+    source_timezone(name)  # a bad one fails before anything loads
     return kind, options, float(rate)
+
+
+def source_timezone(name: str) -> str:
+    """The IANA time zone of the source's times sent without an offset (default UTC).
+
+    Raw keeps the text as sent; the staging model reads such a time as a wall
+    time in this zone (the scaffold writes it there), never in the process's.
+    """
+    value = dlt.config.get(f"sources.{name}.timezone") or "UTC"
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise SourceConfigError(
+            f"sources.{name}.timezone is {value!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)"
+        ) from None
+    return str(value)
 
 
 def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:

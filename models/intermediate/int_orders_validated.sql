@@ -1,6 +1,7 @@
 -- Orders with the reason they cannot reach fct_orders (null when they can):
 -- missing_key (no order_id or user_id), duplicate (older copy of an
--- order_id), unknown_user (user_id not among the users in dim_users).
+-- order_id), invalid_amount (NaN or an infinity), unknown_user (user_id not
+-- among the users in dim_users).
 with
 
 orders as (
@@ -22,6 +23,7 @@ final as (
         case
             when orders.order_id is null or orders.user_id is null then 'missing_key'
             when orders.version_rank > 1 then 'duplicate'
+            when orders.has_invalid_amount then 'invalid_amount'
             when users.user_id is null then 'unknown_user'
         end as quarantine_reason
 

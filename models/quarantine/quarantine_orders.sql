@@ -1,5 +1,5 @@
 -- Raw orders kept out of fct_orders, with the reason: missing_key,
--- duplicate or unknown_user.
+-- duplicate, invalid_amount or unknown_user.
 with
 
 orders as (

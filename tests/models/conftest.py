@@ -27,7 +27,7 @@ def full_build(dbt_workdir: Path, dbt_run: DbtRunner) -> Path:
     create_raw(warehouse)
     load_batch(warehouse, 1)
     load_batch(warehouse, 2)
-    # the re-sent evt-004 is 1 of 16 raw events: over the 1% duplicate gate meant for real volumes
+    # the re-sent evt-004 is 1 of 18 raw events: over the 1% duplicate gate meant for real volumes
     gates = {"duplicate_rate_error": 0.1}
     dbt_run(["build", "--full-refresh"], warehouse, {"features_as_of": AS_OF_FAR, **gates})
     return warehouse

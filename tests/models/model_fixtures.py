@@ -205,6 +205,9 @@ EVENTS_BATCH_2 = [
     ("events-000002.jsonl", 5, "evt-015", "3", "click", "abc", "2026-01-06T11:00:00Z"),
     # re-sent: this newer copy counts, the first load's evt-004 becomes a duplicate
     ("events-000002.jsonl", 6, "evt-004", "2", "click", "4.0", "2026-01-04T11:00:00Z"),
+    # not numbers: flagged like "abc", never a value in a mart
+    ("events-000002.jsonl", 7, "evt-016", "3", "click", "NaN", "2026-01-06T12:00:00Z"),
+    ("events-000002.jsonl", 8, "evt-017", "3", "view", "-Infinity", "2026-01-06T13:00:00Z"),
 ]
 
 # (order_id, user_id, product_id, amount, currency, status, created_at, updated_at)
@@ -217,6 +220,7 @@ ORDERS_BATCH_1 = [
 ORDERS_BATCH_2 = [
     (5, 1, 2, 15.0, "EUR", "placed", "2026-01-06 10:00:00", "2026-01-06 10:00:00"),
     (6, 9, 1, 12.0, "EUR", "delivered", "2026-01-06 12:00:00", "2026-01-06 12:00:00"),
+    (7, 1, 1, math.inf, "EUR", "placed", "2026-01-06 13:00:00", "2026-01-06 13:00:00"),
 ]
 
 PRODUCTS = [

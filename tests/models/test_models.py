@@ -7,9 +7,11 @@ which defect it carries).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from model_fixtures import (
     DbtRunner,
@@ -66,8 +68,8 @@ def test_users_counts_per_defect(full_build: Path) -> None:
 
 def test_events_and_orders_counts(full_build: Path) -> None:
     wh = full_build
-    assert scalar(wh, "select count(*) from raw.events") == 16
-    assert scalar(wh, "select count(*) from marts.fct_events") == 13
+    assert scalar(wh, "select count(*) from raw.events") == 18
+    assert scalar(wh, "select count(*) from marts.fct_events") == 15
     reasons = query(
         wh,
         "select quarantine_reason, segment, segment_line from quarantine.quarantine_events"
@@ -81,7 +83,7 @@ def test_events_and_orders_counts(full_build: Path) -> None:
     outliers = query(wh, "select event_id from marts.fct_events where is_value_outlier order by 1")
     assert outliers == [("evt-005",)]
     stats = query(wh, "select category, event_count from marts.category_stats order by category")
-    assert stats == [("add_to_cart", 1), ("click", 8), ("purchase", 1), ("view", 3)]
+    assert stats == [("add_to_cart", 1), ("click", 9), ("purchase", 1), ("view", 4)]
     # 2026-01-03 was a Saturday (5), 2026-01-04 a Sunday (6), 2026-01-06 a Tuesday (1)
     days = query(
         wh,
@@ -89,14 +91,19 @@ def test_events_and_orders_counts(full_build: Path) -> None:
         " where event_id in ('evt-001', 'evt-008', 'evt-011') order by 1",
     )
     assert days == [("evt-001", 8, 5), ("evt-008", 20, 6), ("evt-011", 8, 1)]
-    assert scalar(wh, "select count(*) from marts.fct_events where value is null") == 1
+    # "abc", NaN and -Infinity: no value, flagged; every mart's floats are finite
+    flagged = "select event_id from intermediate.int_events_enriched where has_non_numeric_value"
+    assert query(wh, flagged + " order by 1") == [("evt-015",), ("evt-016",), ("evt-017",)]
+    assert scalar(wh, "select count(*) from marts.fct_events where value is null") == 3
+    for mart, column in [("category_stats", "value_mean"), ("fct_events", "value")]:
+        assert scalar(wh, f"select count(*) from marts.{mart} where not isfinite({column})") == 0
 
     assert scalar(wh, "select count(*) from marts.fct_orders") == 4
     reasons = query(
         wh,
         "select quarantine_reason, order_id from quarantine.quarantine_orders order by 2",
     )
-    assert reasons == [("unknown_user", 3), ("missing_key", 4)]
+    assert reasons == [("unknown_user", 3), ("missing_key", 4), ("invalid_amount", 7)]
     categories = query(wh, "select order_id, product_category from marts.fct_orders order by 1")
     assert categories == [(1, "tools"), (2, "books"), (5, "books"), (6, "tools")]
 
@@ -134,7 +141,7 @@ def test_incremental_run_equals_full_refresh(
     assert "stored_copies" not in first
     assert "stored_copies" in second and ") > cast('2026-01-05 00:00:00' as" in second
     assert "stored_copies" in third and ") >= cast('2026-01-07 00:00:00' as" in third
-    assert scalar(incremental, "select count(*) from intermediate.int_events_enriched") == 13
+    assert scalar(incremental, "select count(*) from intermediate.int_events_enriched") == 15
     # the re-sent evt-004: its second load's copy replaced the first (loaded_at tells them apart)
     resent = "select loaded_at from intermediate.int_events_enriched where event_id = 'evt-004'"
     assert scalar(incremental, resent) == scalar(full_build, resent)
@@ -146,7 +153,7 @@ def test_incremental_run_equals_full_refresh(
         ("duplicate", 1),
         ("invalid_timestamp", 1),
         ("missing_key", 1),
-        ("valid", 13),
+        ("valid", 15),
     ]
     tables = [f"marts.{m}" for m in MARTS] + [f"quarantine.{q}" for q in QUARANTINE]
     for table in ["staging.stg_events__events", "intermediate.int_events_enriched", *tables]:
@@ -194,7 +201,7 @@ def test_point_in_time_features_ignore_the_future(
         full_build,
         "select sum(event_count), sum(order_count) from marts.user_features",
     )
-    assert totals == [(12, 4)]  # evt-007's user 99 is not in dim_users
+    assert totals == [(14, 4)]  # evt-007's user 99 is not in dim_users
 
 
 def test_docs_generate(full_build: Path, dbt_workdir: Path, dbt_run: DbtRunner) -> None:
@@ -202,3 +209,22 @@ def test_docs_generate(full_build: Path, dbt_workdir: Path, dbt_run: DbtRunner) 
     dbt_run(["docs", "generate"], wh, {"features_as_of": "2026-02-01T00:00:00Z"})
     assert (dbt_workdir / "target" / "catalog.json").exists()
     assert (dbt_workdir / "target" / "index.html").exists()
+
+
+def test_finite_values_fails_a_mart_holding_nan_or_infinity(
+    full_build: Path, dbt_workdir: Path, dbt_run: DbtRunner
+) -> None:
+    wh = copy_warehouse(full_build, dbt_workdir / "non_finite.duckdb")
+    with duckdb.connect(str(wh)) as con:
+        con.execute("update marts.category_stats set value_std = 'NaN' where category = 'view'")
+        con.execute("update marts.user_features set value_mean = '-Infinity' where user_id = 1")
+    done = dbt_run(["test", "--select", "test_name:finite_values"], wh, check=False)
+    assert done.returncode == 1
+    assert "PASS=3 WARN=0 ERROR=3" in done.stdout, done.stdout[-3000:]  # 2 tests + the hook
+    failed = sorted(re.findall(r"Failure in test (finite_values_\w+)", done.stdout))
+    # fct_events is a view: it reads category_stats' NaN as its category_value_std
+    assert failed == [
+        "finite_values_category_stats_",
+        "finite_values_fct_events_",
+        "finite_values_user_features_",
+    ]

@@ -205,3 +205,28 @@ def test_a_run_rebuilds_what_its_new_rows_reach(published: Site, tmp_path: Path)
     assert (
         "| build | ok |" in done.stdout and "nothing to rebuild (no new rows in raw)" in done.stdout
     )
+
+
+def test_marts_do_not_depend_on_the_process_time_zone(published: Site, tmp_path: Path) -> None:
+    """Times without an offset, and dates, are UTC (a source's default `timezone`) whatever
+    the process's TZ: the same inputs give the same marts under UTC and Asia/Kolkata."""
+    runs = {}
+    for zone in ("UTC", "Asia/Kolkata"):
+        site = clone(published, tmp_path / zone.replace("/", "-"), with_inbox=True)
+        (site.inbox / "users" / "users-9999.csv").write_text(
+            "user_id,name,email,age,country,signup_at,updated_at\n"
+            "900001,Naive Time,naive@example.com,40,DE,2026-01-03 12:00:00,2026-01-20\n"
+        )
+        done = site.run(env={"TZ": zone})
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        runs[zone] = marts(site.warehouse)
+        con = duckdb.connect(str(site.warehouse), read_only=True)
+        try:
+            times = con.execute(
+                "select signup_at::varchar, updated_at::varchar from marts.dim_users"
+                " where user_id = 900001"
+            ).fetchall()
+        finally:
+            con.close()
+        assert times == [("2026-01-03 12:00:00", "2026-01-20 00:00:00")], zone
+    assert runs["UTC"] == runs["Asia/Kolkata"]

@@ -23,11 +23,14 @@ kind = "jsonl"
 folder = "inbox/readings"
 key = "reading_id"
 cursor_field = "observed_at"
+timezone = "America/New_York"
 """
 READINGS = (
     '{"reading_id": 1, "temp_c": 4.5, "observed_at": "2024-01-01T00:00:00+01:00"}\n'
     '{"reading_id": 2, "temp_c": 5, "observed_at": "soon"}\n'
     '{"reading_id": 3, "temp_c": 6}\n'
+    '{"reading_id": 4, "temp_c": 7, "observed_at": "2024-01-05T09:00:00"}\n'
+    '{"reading_id": 5, "temp_c": 8, "observed_at": "2024-07-01"}\n'
 )
 
 MONTHS = 3
@@ -109,7 +112,8 @@ def test_scaffold_writes_typed_staging_that_builds_and_never_overwrites(
         (True, None, FLIGHTS_PER_MONTH),
     ]
 
-    # jsonl: the cursor_field is the records' own time, typed whatever its values
+    # jsonl: the cursor_field is the records' own time, typed whatever its values; a time
+    # without an offset is a wall time in the source's timezone (EST in January, EDT in July)
     readings = project.run("dbt", "build", "--select", "source:readings+")
     assert readings.returncode == 0, readings.stdout[-3000:]
     assert project.query(
@@ -119,6 +123,8 @@ def test_scaffold_writes_typed_staging_that_builds_and_never_overwrites(
         (1, 4.5, "2023-12-31 23:00:00", None),
         (2, 5.0, None, "invalid_observed_at"),
         (3, 6.0, None, "missing_observed_at"),
+        (4, 7.0, "2024-01-05 14:00:00", None),
+        (5, 8.0, "2024-07-01 04:00:00", None),
     ]
 
     model = folder / "stg_flights__flights.sql"

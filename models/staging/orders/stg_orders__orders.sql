@@ -16,8 +16,11 @@ renamed as (
         user_id,
         product_id,
 
-        -- numerics
-        cast(amount as {{ type_double() }}) as amount,
+        -- numerics: NaN or an infinity is no amount (the order is quarantined)
+        case
+            when {{ is_finite('amount') }} then cast(amount as {{ type_double() }})
+        end as amount,
+        coalesce(not {{ is_finite('amount') }}, false) as has_invalid_amount,
 
         -- attributes
         upper(trim(currency)) as currency,
