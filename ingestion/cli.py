@@ -54,6 +54,7 @@ class SourceReport:
     acked: int = 0  # broker entries acknowledged after the load (jsonl, redis backend)
     suppressed: int = 0  # rows of erased users dropped (python -m pipeline forget)
     files_rejected: list[str] = field(default_factory=list)  # "<file> (<reason>)"
+    files_ignored: list[str] = field(default_factory=list)  # in the folder, matching no pattern
 
 
 @dataclass
@@ -122,6 +123,7 @@ def _add_last_runs(report: SourceReport, pipeline: dlt.Pipeline, schema_name: st
         report.rows_read += last_run.get("rows_read", 0)
         report.rows_collapsed += last_run.get("rows_collapsed", 0)
         report.files_rejected += last_run.get("files_rejected", [])
+        report.files_ignored += last_run.get("files_ignored", [])
 
 
 def _loaded_rows(pipeline: dlt.Pipeline) -> tuple[int, int]:
@@ -481,6 +483,8 @@ def _main(
     for r in reports:
         if r.files_rejected:
             out(f"{r.name}: rejected whole: {', '.join(r.files_rejected)}")
+        if r.files_ignored:
+            out(f"{r.name}: ignored, matching no pattern: {', '.join(r.files_ignored)}")
         if r.suppressed:
             out(f"{r.name}: suppressed {r.suppressed} rows of erased users (not loaded)")
         if r.error:

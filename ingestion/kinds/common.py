@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
+import gzip
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import dlt
 
@@ -28,15 +30,36 @@ def option(source: str, name: str) -> str:
     return f"sources.{source}.{name} (env SOURCES__{source.upper()}__{name.upper()})"
 
 
-def folder_files(folder: Path, glob: str, setting: str) -> list[Path]:
-    """The files matching `glob` in the folder, in name order (the order they were written).
+def folder_files(folder: Path, glob: str, setting: str) -> tuple[list[Path], list[str]]:
+    """The files matching `glob`, plain or gzip-compressed (`glob` + ".gz"), in name order
+    (the order they were written), and the names of the folder's other files.
 
-    A missing folder is a configuration error, not an empty source: the message
-    names `setting`, where the folder came from (the option or the --inbox flag).
+    Names match case-insensitively (`USERS.CSV`, `users.csv.GZ`). The other
+    files are listed in the run's summary, so that none is skipped without a
+    word. A missing folder is a configuration error, not an empty source: the
+    message names `setting`, where the folder came from (the option or --inbox).
     """
     if not folder.is_dir():
         raise FileNotFoundError(f"folder not found: {folder} (set by {setting})")
-    return sorted((p for p in folder.glob(glob) if p.is_file()), key=lambda p: p.name)
+    patterns = (glob.lower(), glob.lower() + ".gz")
+    matched, ignored = [], []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.is_file():
+            name = path.name.lower()
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                matched.append(path)
+            else:
+                ignored.append(path.name)
+    return matched, ignored
+
+
+def is_gzip(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def open_bytes(path: Path) -> BinaryIO:
+    """A file's bytes, decompressed when it is a .gz file."""
+    return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
 
 
 def contract_for(source: str, setting: str) -> Any:

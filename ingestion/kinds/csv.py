@@ -94,21 +94,23 @@ def csv_source(
 
     @dlt.resource(name=table_name)
     def rows() -> Iterator[Any]:
-        yield from read_files(name, table_name, folder_files(Path(folder), glob, setting), fmt)
+        yield from read_files(name, table_name, *folder_files(Path(folder), glob, setting), fmt)
 
     return make_source(name, schema_contract, rows())
 
 
-def read_files(source: str, table_name: str, files: list[Path], fmt: CsvFormat) -> Iterator[Any]:
+def read_files(
+    source: str, table_name: str, files: list[Path], ignored: list[str], fmt: CsvFormat
+) -> Iterator[Any]:
     """Each new or changed file once, as Arrow chunks; unparsable rows to _rejected_rows.
 
     A file is skipped when it is the one recorded when it was loaded (same size
     and mtime, or same bytes); a changed file is read again, and the merge keeps
-    that idempotent.
+    that idempotent. `ignored`: the folder's files that match no pattern (summary).
     """
     state = dlt.current.resource_state()
     loaded: dict[str, dict[str, Any]] = state.setdefault(STATE_FILES, {})
-    run = start_run(state, files_read=[], files_rejected=[])
+    run = start_run(state, files_read=[], files_rejected=[], files_ignored=ignored)
     loaded_at = datetime.now(UTC)
 
     pending = []

@@ -13,7 +13,10 @@ with one clear row in `raw._rejected_rows` and the other files still load.
 
 from __future__ import annotations
 
+import gzip
+import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +30,7 @@ import pyarrow.compute as pc
 
 from warehouse.sql import quote
 
-from .common import LOADED_AT_COLUMN, SourceConfigError, option
+from .common import LOADED_AT_COLUMN, SourceConfigError, is_gzip, open_bytes, option
 
 # Lineage columns added to every raw row: the row key is `<file>:<line>`.
 FILE_COLUMN = "_source_file"
@@ -51,6 +54,8 @@ REJECT_REASONS: dict[str, str] = {
     "INVALID STATE": "invalid_csv",
     "CAST": "cast_error",
 }
+# A whole .gz file that does not decompress (damaged, or cut while being copied).
+GZIP_REJECT_REASON = "invalid_gzip"
 # A whole file whose records we cannot line up with the CSV reader's rows.
 FILE_REJECT_REASON = "unreadable_file"
 # A whole file whose header lacks the declared key: not this source's export. Other
@@ -172,6 +177,20 @@ def scan_records(
     return starts, ends - (has_cr & (ends > starts)), lines
 
 
+def decompressed(path: Path, folder: Path) -> Path:
+    """A .gz export decompressed into `folder` (DuckDB's reader and the record scan then
+    read the same bytes); a damaged or cut archive is rejected whole."""
+    target = folder / "data.csv"
+    try:
+        with open_bytes(path) as source, target.open("wb") as sink:
+            shutil.copyfileobj(source, sink, _SCAN_BLOCK)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # the disk's errors go up
+        raise UnreadableFileError(
+            f"{path.name}: not a complete gzip file ({error})", GZIP_REJECT_REASON
+        ) from error
+    return target
+
+
 def file_blocks(path: Path, block: int = _SCAN_BLOCK) -> Iterator[np.ndarray]:
     """The file's bytes, `block` at a time (read, not mapped: its pages do not stay
     in the process's memory)."""
@@ -281,13 +300,17 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
     Raises UnreadableFileError when DuckDB cannot read the file or its records cannot
     be lined up with DuckDB's rows (see the module doc).
     """
-    if path.stat().st_size == 0:
-        return CsvFile(path.name, [], fmt.columns, 0, [], np.empty(0, np.int64))
-    starts, ends, lines = scan_records(file_blocks(path), ord(fmt.quote))
-    if not (ends > starts).any():  # only blank lines
+    spill = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=spill_dir)
+    try:
+        data = decompressed(path, Path(spill.name)) if is_gzip(path) else path
+        starts, ends, lines = scan_records(file_blocks(data), ord(fmt.quote))
+    except BaseException:
+        spill.cleanup()
+        raise
+    if not (ends > starts).any():  # empty, or only blank lines
+        spill.cleanup()
         return CsvFile(path.name, [], fmt.columns, 0, [], np.empty(0, np.int64))
 
-    spill = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=spill_dir)
     con = duckdb.connect(config={"memory_limit": PARSE_MEMORY_LIMIT, "temp_directory": spill.name})
 
     def discard() -> None:
@@ -296,7 +319,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
 
     try:
         sql, params = fmt.read_csv_sql()
-        con.execute(sql, [str(path), *params])
+        con.execute(sql, [str(data), *params])
         columns = [row[0] for row in con.execute("describe rows").fetchall()]
         renames = dict(fmt.rename)
         for old in [c for c in columns if c in renames]:
@@ -349,7 +372,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
         )
 
     spans = ((int(starts[i]), int(ends[i])) for i in bad_index)
-    payloads = record_texts(path, spans, fmt.python_encoding)
+    payloads = record_texts(data, spans, fmt.python_encoding)
     rejects = [
         {"location": f"{path.name}:{int(lines[i])}", "reason": rejected[i], "payload": payload}
         for i, payload in zip(bad_index, payloads, strict=True)

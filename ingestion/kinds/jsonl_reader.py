@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import dlt
 import duckdb
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
 from warehouse.sql import quote, registered
 
-from .common import LOADED_AT_COLUMN, folder_files, start_run
+from .common import LOADED_AT_COLUMN, folder_files, is_gzip, open_bytes, start_run
 
 # Lineage columns added to every raw row.
 SEGMENT_COLUMN = "_segment"
@@ -56,6 +56,8 @@ READ_BLOCK_BYTES = 1024 * 1024
 # Every batch probes all keys seen so far: 10M of them (~240 MB) stay in memory
 # under 320MB, where 192MB made each probe read spilled blocks (10M events: -3 s).
 SCRATCH_MEMORY_LIMIT = "320MB"
+
+UTF8_BOM = b"\xef\xbb\xbf"
 
 # Reasons a line goes to raw._rejected_rows instead of its raw table.
 REASON_INVALID_UTF8 = "invalid_utf8"
@@ -157,7 +159,11 @@ class FileSegments:
         self.segments()  # a missing folder fails before the pipeline starts
 
     def segments(self) -> list[Path]:
-        return folder_files(self.folder, self.glob, self.setting)
+        return folder_files(self.folder, self.glob, self.setting)[0]
+
+    def ignored(self) -> list[str]:
+        """The folder's files that match no pattern (listed in the summary)."""
+        return folder_files(self.folder, self.glob, self.setting)[1]
 
     def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
         lines_done: Mapping[str, int] = position.get(STATE_SEGMENTS, {})
@@ -168,7 +174,7 @@ class FileSegments:
         for path in self.segments():
             name = path.name
             line, offset = lines_done.get(name, 0), bytes_done.get(name, 0)
-            size = path.stat().st_size
+            size = data_size(path)
             if offset > size or (offset == 0 and line > 0):
                 line, offset = 0, 0  # rewritten or older state: find the position by counting
             elif offset == size:
@@ -214,9 +220,11 @@ def _complete_lines(
     never returned.
     """
     carry = b""
-    with path.open("rb") as f:
+    with open_bytes(path) as f:
+        if offset == 0 and f.read(len(UTF8_BOM)) == UTF8_BOM:
+            offset = len(UTF8_BOM)  # a BOM is not part of the first line
         f.seek(offset)
-        while block := f.read(block_bytes):
+        for block in _blocks(f, block_bytes):
             data = carry + block if carry else block
             block_start = offset - len(carry)
             ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
@@ -237,6 +245,33 @@ def _complete_lines(
             texts, undecodable = decode_lines(raw.slice(skip))
             yield line + skip + 1, texts, undecodable, block_start + offsets[skip + 1 :]
             line += count
+
+
+def _blocks(f: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """The file's blocks; a .gz segment cut short (still being copied) ends where its
+    data does, so its complete lines load now and the rest once it is whole."""
+    while True:
+        try:
+            block = f.read(block_bytes)
+        except EOFError:
+            return
+        if not block:
+            return
+        yield block
+
+
+def data_size(path: Path) -> int:
+    """Bytes of the segment's data: a .gz file's uncompressed size, from its trailer
+    (modulo 4 GiB, and unreliable while the file is still being written: then the
+    read finds the data's real end)."""
+    if not is_gzip(path):
+        return path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        if f.tell() < 4:
+            return -1
+        f.seek(-4, 2)
+        return int.from_bytes(f.read(4), "little")
 
 
 def decode_lines(raw: pa.LargeStringArray) -> tuple[pa.LargeStringArray, pa.BooleanArray | None]:
@@ -526,7 +561,8 @@ def read_lines(
     `max_lines` bounds one run to a single batch of at most that many lines
     (micro-batches under `--follow`: backpressure); None reads everything.
     """
-    last_run = start_run(state)
+    ignored = backend.ignored() if isinstance(backend, FileSegments) else []
+    last_run = start_run(state, files_ignored=ignored)
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-")))
         parser = LineParser(scratch, loaded_at, spec)

@@ -139,6 +139,7 @@ def test_first_run_accounts_for_every_line(warehouse: Path, inbox: Path) -> None
         "rows_read": 18,
         "rows_rejected": 6,
         "rows_collapsed": 3,
+        "files_ignored": [],
     }
     assert state["segments"] == {
         "events-000001.jsonl": 8,
@@ -198,6 +199,7 @@ def test_second_run_loads_nothing(warehouse: Path, inbox: Path) -> None:
         "rows_read": 0,
         "rows_rejected": 0,
         "rows_collapsed": 0,
+        "files_ignored": [],
     }
     assert checksum(warehouse) == before
     assert rejected_count(warehouse) == 6
@@ -216,6 +218,7 @@ def test_new_segment_loads_only_its_rows(warehouse: Path, inbox: Path) -> None:
         "rows_read": 4,
         "rows_rejected": 0,
         "rows_collapsed": 2,
+        "files_ignored": [],
     }
     assert state["segments"]["events-000004.jsonl"] == 4
     assert raw_ids(warehouse) == sorted(
@@ -280,6 +283,7 @@ def test_truncated_last_line_waits_until_complete(warehouse: Path, inbox: Path) 
         "rows_read": 2,
         "rows_rejected": 0,
         "rows_collapsed": 1,
+        "files_ignored": [],
     }
     assert raw_ids(warehouse) == ["e1", "e2", "e3", "e4"]
 

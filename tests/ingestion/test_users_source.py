@@ -133,6 +133,7 @@ def test_two_snapshots_load_every_row_with_lineage_once(users_inbox: Path) -> No
         "rows_collapsed": 0,
         "files_read": ["users-0001.csv", "users-0002.csv"],
         "files_rejected": [],
+        "files_ignored": [],
     }
     stat = (users_inbox / "users-0001.csv").stat()
     assert loaded_files(pipeline)["users-0001.csv"] == {
@@ -150,6 +151,7 @@ def test_two_snapshots_load_every_row_with_lineage_once(users_inbox: Path) -> No
         "rows_collapsed": 0,
         "files_read": [],
         "files_rejected": [],
+        "files_ignored": [],
     }
     assert checksum("raw.users") == before
     # Nothing was rejected, so the rejected-rows table was never created.

@@ -1,0 +1,123 @@
+"""Files as a user's folders hold them: compressed, upper-case, with a BOM, and stray files.
+
+Every declared csv and jsonl source gets this from its kind; the counts are exact:
+records in = raw rows + rejected rows, and what was not loaded is named.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from project import Project, summary
+
+CONFIG = """
+[sources.people]
+kind = "csv"
+folder = "inbox/people"
+key = "person_id"
+max_rejected_rate = 1  # these files are a few rows each, some bad on purpose
+
+[sources.clicks]
+kind = "jsonl"
+folder = "inbox/clicks"
+key = "click_id"
+"""
+HEADER = "person_id,name\n"
+
+
+def people(*ids: int) -> str:
+    return HEADER + "".join(f"{i},P{i}\n" for i in ids)
+
+
+def clicks(*ids: int) -> str:
+    return "".join(json.dumps({"click_id": f"c{i}", "n": i}) + "\n" for i in ids)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    project = Project.create(tmp_path / "p", CONFIG)
+    for name in ("people", "clicks"):
+        (project.root / "inbox" / name).mkdir(parents=True)
+    return project
+
+
+def test_gz_and_any_case_load_and_other_files_are_listed(project: Project) -> None:
+    csv_dir, jsonl_dir = project.root / "inbox" / "people", project.root / "inbox" / "clicks"
+    (csv_dir / "a.csv").write_text(people(1, 2))
+    (csv_dir / "B.CSV").write_text(people(3))
+    (csv_dir / "c.csv.gz").write_bytes(gzip.compress(people(4, 5).encode()))
+    (csv_dir / "D.Csv.GZ").write_bytes(gzip.compress(people(6).encode()))
+    whole = gzip.compress(people(7, 8).encode())
+    (csv_dir / "e.csv.gz").write_bytes(whole[: len(whole) // 2])  # cut while being copied
+    (csv_dir / "notes.txt").write_text("not an export")
+    (jsonl_dir / "s1.jsonl").write_text(clicks(1, 2))
+    (jsonl_dir / "S2.JSONL").write_text(clicks(3))
+    (jsonl_dir / "s3.jsonl.gz").write_bytes(gzip.compress(clicks(4, 5, 6).encode()))
+    (jsonl_dir / "readme.md").write_text("# clicks")
+
+    done = project.run("python", "-m", "ingestion")
+    assert done.returncode == 0, done.stderr
+    table = summary(done.stdout)
+    # 6 rows + the cut archive, rejected whole (one record)
+    assert (table["people"]["read"], table["people"]["loaded"]) == ("7", "6")
+    assert table["people"]["rejected"] == "1"
+    assert (table["clicks"]["read"], table["clicks"]["loaded"]) == ("6", "6")
+    assert "people: ignored, matching no pattern: notes.txt" in done.stdout
+    assert "clicks: ignored, matching no pattern: readme.md" in done.stdout
+    assert "people: rejected whole: e.csv.gz (invalid_gzip)" in done.stdout
+    assert project.query(
+        "select person_id, _source_file, _source_line from raw.people order by person_id"
+    ) == [
+        ("1", "a.csv", 2),
+        ("2", "a.csv", 3),
+        ("3", "B.CSV", 2),
+        ("4", "c.csv.gz", 2),
+        ("5", "c.csv.gz", 3),
+        ("6", "D.Csv.GZ", 2),
+    ]
+    assert project.query("select click_id, _segment, _line from raw.clicks order by click_id") == [
+        ("c1", "s1.jsonl", 1),
+        ("c2", "s1.jsonl", 2),
+        ("c3", "S2.JSONL", 1),
+        ("c4", "s3.jsonl.gz", 1),
+        ("c5", "s3.jsonl.gz", 2),
+        ("c6", "s3.jsonl.gz", 3),
+    ]
+    assert project.query("select location, reason from raw._rejected_rows") == [
+        ("e.csv.gz", "invalid_gzip")
+    ]
+
+    again = project.run("python", "-m", "ingestion")  # nothing new: nothing loaded twice
+    assert again.returncode == 0, again.stderr
+    assert {s: (r["read"], r["loaded"]) for s, r in summary(again.stdout).items()} == {
+        "people": ("0", "0"),
+        "clicks": ("0", "0"),
+    }
+    assert "notes.txt" in again.stdout  # still there, still listed
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_record(project: Project) -> None:
+    bom = "\ufeff"
+    (project.root / "inbox" / "people" / "a.csv").write_text(bom + people(1, 2), "utf-8")
+    (project.root / "inbox" / "clicks" / "s1.jsonl").write_text(bom + clicks(1, 2), "utf-8")
+    (project.root / "inbox" / "clicks" / "s2.jsonl.gz").write_bytes(
+        gzip.compress((bom + clicks(3)).encode())
+    )
+    done = project.run("python", "-m", "ingestion")
+    assert done.returncode == 0, done.stderr
+    assert project.query("select person_id, name from raw.people order by 1") == [
+        ("1", "P1"),
+        ("2", "P2"),
+    ]
+    assert project.query("select click_id, _line from raw.clicks order by 1") == [
+        ("c1", 1),
+        ("c2", 2),
+        ("c3", 1),
+    ]
+    assert {s: (r["read"], r["rejected"]) for s, r in summary(done.stdout).items()} == {
+        "people": ("2", "0"),
+        "clicks": ("3", "0"),
+    }
