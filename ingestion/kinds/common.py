@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import dlt
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+_NAMING = NamingConvention()  # dlt's default: what raw's column names are
 
 LOADED_AT_COLUMN = "_loaded_at"
 STATE_LAST_RUN = "last_run"
@@ -60,6 +63,25 @@ def is_gzip(path: Path) -> bool:
 def open_bytes(path: Path) -> BinaryIO:
     """A file's bytes, decompressed when it is a .gz file."""
     return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
+
+
+def raw_column_name(name: str) -> str:
+    """The raw column a header or field `name` loads as: dlt's snake_case, outside the
+    namespace of our lineage and dlt's columns (a leading "_"), so `_line` loads as
+    `col_line` and no source can overwrite `_line` or `_loaded_at`."""
+    normalized = _NAMING.normalize_identifier(name) or "col"
+    return f"col{normalized}" if normalized.startswith("_") else normalized
+
+
+def check_raw_names(source: str, option_name: str, names: Iterable[str]) -> None:
+    """Declared column names (a key, expected columns or fields) must be raw names: the
+    models and the merge refer to the raw column."""
+    for name in names:
+        if raw_column_name(name) != name:
+            raise SourceConfigError(
+                f"{option(source, option_name)}: {name!r} loads as {raw_column_name(name)!r}; "
+                "declare that name (use `rename` for a CSV header)"
+            )
 
 
 def contract_for(source: str, setting: str) -> Any:

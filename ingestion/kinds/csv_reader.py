@@ -30,7 +30,15 @@ import pyarrow.compute as pc
 
 from warehouse.sql import quote
 
-from .common import LOADED_AT_COLUMN, SourceConfigError, is_gzip, open_bytes, option
+from .common import (
+    LOADED_AT_COLUMN,
+    SourceConfigError,
+    check_raw_names,
+    is_gzip,
+    open_bytes,
+    option,
+    raw_column_name,
+)
 
 # Lineage columns added to every raw row: the row key is `<file>:<line>`.
 FILE_COLUMN = "_source_file"
@@ -97,6 +105,9 @@ class CsvFormat:
                 f"{option(self.source, 'encoding')} is {self.encoding!r}; "
                 f"expected one of {', '.join(ENCODINGS)}"
             )
+        check_raw_names(self.source, "columns", self.columns)
+        check_raw_names(self.source, "rename", dict(self.rename).values())
+        check_raw_names(self.source, "key", [self.key] if self.key else [])
         if not self.header and not self.columns:
             raise SourceConfigError(
                 f"{option(self.source, 'header')} is false: list the column names in "
@@ -175,6 +186,27 @@ def scan_records(
     if starts[-1] == size:  # the file ends with a newline: no record after it
         starts, ends, lines, has_cr = starts[:-1], ends[:-1], lines[:-1], has_cr[:-1]
     return starts, ends - (has_cr & (ends > starts)), lines
+
+
+def raw_columns(
+    con: duckdb.DuckDBPyConnection, file_name: str, renames: dict[str, str]
+) -> list[str]:
+    """The header's names as raw columns (after `rename`): the parsed table's columns are
+    renamed to them. Two that load as one column reject the file (which, named)."""
+    header = [row[0] for row in con.execute("describe rows").fetchall()]
+    names = [raw_column_name(renames.get(c, c)) for c in header]
+    for name in names:
+        same = [c for c, n in zip(header, names, strict=True) if n == name]
+        if len(same) > 1:
+            raise UnreadableFileError(
+                f"{file_name}: the header's columns {' and '.join(same)} all load as {name}: "
+                "rename all but one (the source's `rename` option)",
+                f"duplicate_column_{name}",
+            )
+    for old, new in zip(header, names, strict=True):
+        if old != new:
+            con.execute(f"alter table rows rename column {quote(old)} to {quote(new)}")
+    return names
 
 
 def decompressed(path: Path, folder: Path) -> Path:
@@ -320,11 +352,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
     try:
         sql, params = fmt.read_csv_sql()
         con.execute(sql, [str(data), *params])
-        columns = [row[0] for row in con.execute("describe rows").fetchall()]
-        renames = dict(fmt.rename)
-        for old in [c for c in columns if c in renames]:
-            con.execute(f"alter table rows rename column {quote(old)} to {quote(renames[old])}")
-        columns = [renames.get(c, c) for c in columns]
+        columns = raw_columns(con, path.name, dict(fmt.rename))
         if fmt.key and fmt.key not in columns:  # not this source's file: no row has its key
             expected = ", ".join(fmt.columns) or f"sources.{fmt.source}.key"
             raise UnreadableFileError(

@@ -16,7 +16,7 @@ from typing import Any
 
 import dlt
 
-from .common import SourceConfigError, current_pipeline, make_source, option
+from .common import SourceConfigError, check_raw_names, current_pipeline, make_source, option
 from .jsonl_reader import FileSegments, JsonlTable, read_lines
 
 BACKENDS = ("files", "redis")
@@ -54,6 +54,8 @@ def jsonl_source(
     `max_batch` bounds one run to that many lines (micro-batches).
     """
     del cursor_field  # raw keeps every field as text; the cursor matters downstream
+    check_raw_names(name, "key", [key])
+    check_raw_names(name, "fields", fields or [])
     spec = JsonlTable(name, table or name, key, tuple(fields or ()))
     if stream_backend is None:
         stream_backend = open_broker(

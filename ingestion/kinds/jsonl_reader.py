@@ -25,7 +25,14 @@ import pyarrow.compute as pc
 from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
 from warehouse.sql import quote, registered
 
-from .common import LOADED_AT_COLUMN, folder_files, is_gzip, open_bytes, start_run
+from .common import (
+    LOADED_AT_COLUMN,
+    folder_files,
+    is_gzip,
+    open_bytes,
+    raw_column_name,
+    start_run,
+)
 
 # Lineage columns added to every raw row.
 SEGMENT_COLUMN = "_segment"
@@ -382,18 +389,25 @@ class LineParser:
         with registered(self.con, "batch_lines", lines.append_column("is_object", is_object)):
             rejected = self.con.sql(_REJECTED_SQL).to_arrow_table()
             known = list(self.spec.known)
-            rows, extra = self._extract(known)
-            if extra:  # fields beyond the declared ones, extracted as text columns too
-                rows, _ = self._extract([*known, *extra])
+            rows, extra = self._extract(known, {})
+            clashing = clashing_fields(known, extra)
+            extra = [k for k in extra if k not in clashing]
+            if extra or clashing:  # other fields become text columns too, named as in raw
+                rows, _ = self._extract([*known, *extra], clashing)
 
         key = self.spec.key
         ids = pc.fill_null(rows[key], "")
         missing = pc.equal(ids, "")
-        if pc.any(missing).as_py():
-            rejected = pa.concat_tables(
-                [rejected, _missing_key_rejects(rows.filter(missing), self.spec)]
-            ).sort_by([(SEGMENT_COLUMN, "ascending"), (LINE_COLUMN, "ascending")])
-            rows = rows.filter(pc.invert(missing))
+        unloadable = [(missing, lambda bad: [self.spec.missing_key_reason] * bad.num_rows)]
+        if clashing:  # a field that would load into another one's column: the line waits
+            clash = pc.greater(pc.list_value_length(rows["_extra"]), 0)
+            unloadable.append((pc.and_(clash, pc.invert(missing)), _clash_reasons(clashing)))
+        for mask, reasons in unloadable:
+            if pc.any(mask).as_py():
+                rejected = pa.concat_tables([rejected, _row_rejects(rows.filter(mask), reasons)])
+                rows = rows.filter(pc.invert(mask))
+        rejected = rejected.sort_by([(SEGMENT_COLUMN, "ascending"), (LINE_COLUMN, "ascending")])
+        extra = [raw_column_name(k) for k in extra]
 
         keep = self._first_occurrences(rows)
         fresh = rows.filter(keep)
@@ -407,9 +421,13 @@ class LineParser:
         with registered(self.con, "batch_lines", lines):
             return self.con.sql(_IS_OBJECT_SQL).to_arrow_table()["is_object"]
 
-    def _extract(self, keys: list[str]) -> tuple[pa.Table, list[str]]:
-        """Fields as text (JSON numbers as their text), plus keys beyond `keys`."""
-        fields = ", ".join(f"f[{i + 1}] as {quote(key)}" for i, key in enumerate(keys))
+    def _extract(self, keys: list[str], clashing: Mapping[str, str]) -> tuple[pa.Table, list[str]]:
+        """Fields as text (JSON numbers as their text) under their raw column names, plus
+        the keys of each line beyond `keys`; lines without the key or with a `clashing`
+        field keep their text (`_payload`) for the rejected row."""
+        fields = ", ".join(
+            f"f[{i + 1}] as {quote(raw_column_name(key))}" for i, key in enumerate(keys)
+        )
         rows = self.con.sql(
             f"""
             select
@@ -418,8 +436,10 @@ class LineParser:
                 {LINE_COLUMN},
                 $loaded_at::timestamptz as {LOADED_AT_COLUMN},
                 hash(f[1]) as _h,
-                case when coalesce(f[1], '') = '' then rtrim(line, chr(10) || chr(13)) end
-                    as _payload,
+                case
+                    when coalesce(f[1], '') = '' or list_has_any(json_keys(line), $clashing)
+                        then rtrim(line, chr(10) || chr(13))
+                end as _payload,
                 list_filter(json_keys(line), lambda k: not list_contains($keys, k)) as _extra
             from (
                 select *, json_extract_string(line, $paths) as f
@@ -430,6 +450,7 @@ class LineParser:
             params={
                 "paths": [_pointer(key) for key in keys],
                 "keys": keys,
+                "clashing": list(clashing) or [""],
                 "loaded_at": self.loaded_at,
             },
         ).to_arrow_table()
@@ -466,13 +487,37 @@ class LineParser:
             self.con.execute(f"insert into seen select _h, {quote(self.spec.key)} from fresh_ids")
 
 
-def _missing_key_rejects(rows: pa.Table, spec: JsonlTable) -> pa.Table:
+def clashing_fields(known: list[str], extra: list[str]) -> dict[str, str]:
+    """{field: the raw column it shares}: extra fields whose raw name is a declared field's
+    or another spelling's (`eventId` beside `event_id`); they cannot load."""
+    names = [raw_column_name(k) for k in extra]
+    taken = set(known)
+    return {
+        key: name
+        for key, name in zip(extra, names, strict=True)
+        if name in taken or names.count(name) > 1
+    }
+
+
+def _clash_reasons(clashing: Mapping[str, str]) -> Callable[[pa.Table], list[str]]:
+    """Per rejected line: duplicate_column_<raw column> of its first clashing field."""
+
+    def reasons(rows: pa.Table) -> list[str]:
+        return [
+            f"duplicate_column_{clashing[next(k for k in keys if k in clashing)]}"
+            for keys in rows["_extra"].to_pylist()
+        ]
+
+    return reasons
+
+
+def _row_rejects(rows: pa.Table, reasons: Callable[[pa.Table], list[str]]) -> pa.Table:
     return pa.table(
         {
             SEGMENT_COLUMN: rows[SEGMENT_COLUMN],
             LINE_COLUMN: rows[LINE_COLUMN],
             "line": rows["_payload"],
-            "reason": pa.array([spec.missing_key_reason] * rows.num_rows, pa.string()),
+            "reason": pa.array(reasons(rows), pa.string()),
         }
     )
 

@@ -24,6 +24,7 @@ max_rejected_rate = 1  # these files are a few rows each, some bad on purpose
 kind = "jsonl"
 folder = "inbox/clicks"
 key = "click_id"
+max_rejected_rate = 1
 """
 HEADER = "person_id,name\n"
 
@@ -121,3 +122,62 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(project: Project) -> 
         "people": ("2", "0"),
         "clicks": ("3", "0"),
     }
+
+
+def test_columns_that_would_overwrite_another_are_rejected_and_lineage_is_ours(
+    project: Project,
+) -> None:
+    inbox = project.root / "inbox"
+    (inbox / "people" / "a.csv").write_text("person_id,name,UserId,user_id\n1,P1,7,7\n")
+    (inbox / "people" / "b.csv").write_text(
+        "person_id,name,_line,_loaded_at,_source_file\n2,P2,99,yesterday,fake.csv\n"
+    )
+    lines = [
+        {"click_id": "c1", "n": 1},
+        {"click_id": "c2", "clickId": "x"},  # would load into the key's column
+        {"click_id": "c3", "_segment": "fake", "_line": 99, "_loaded_at": "x"},
+        {"click_id": "c4", "n": 4},
+    ]
+    (inbox / "clicks" / "s1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    done = project.run("python", "-m", "ingestion")
+    assert done.returncode == 0, done.stderr
+    table = summary(done.stdout)
+    assert [table[s][c] for s in ("people", "clicks") for c in ("read", "loaded", "rejected")] == [
+        "2", "1", "1",  # a.csv rejected whole (one record), b.csv's row loaded
+        "4", "3", "1",
+    ]  # fmt: skip
+    assert project.query(
+        "select person_id, col_line, col_loaded_at, col_source_file, _source_file, _source_line"
+        " from raw.people"
+    ) == [("2", "99", "yesterday", "fake.csv", "b.csv", 2)]
+    assert project.query(
+        "select click_id, col_segment, col_line, col_loaded_at, _segment, _line"
+        " from raw.clicks order by click_id"
+    ) == [
+        ("c1", None, None, None, "s1.jsonl", 1),
+        ("c3", "fake", "99", "x", "s1.jsonl", 3),
+        ("c4", None, None, None, "s1.jsonl", 4),
+    ]
+    rejects = project.query(
+        "select source, location, reason, payload from raw._rejected_rows order by 1"
+    )
+    assert [r[:3] for r in rejects] == [
+        ("clicks", "s1.jsonl:2", "duplicate_column_click_id"),
+        ("people", "a.csv", "duplicate_column_user_id"),
+    ]
+    assert rejects[0][3] == json.dumps(lines[1])
+    assert "UserId and user_id all load as user_id" in rejects[1][3]
+
+
+def test_a_declared_name_that_is_not_a_raw_column_name_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    project = Project.create(tmp_path / "p", CONFIG.replace('key = "click_id"', 'key = "clickId"'))
+    (project.root / "inbox" / "clicks").mkdir(parents=True)
+    (project.root / "inbox" / "people").mkdir(parents=True)
+    done = project.run("python", "-m", "ingestion", "clicks")
+    assert done.returncode == 1
+    assert "sources.clicks.key (env SOURCES__CLICKS__KEY): 'clickId' loads as 'click_id'" in (
+        done.stderr
+    )
