@@ -55,6 +55,7 @@ class SourceReport:
     suppressed: int = 0  # rows of erased users dropped (python -m pipeline forget)
     files_rejected: list[str] = field(default_factory=list)  # "<file> (<reason>)"
     files_ignored: list[str] = field(default_factory=list)  # in the folder, matching no pattern
+    files_refused: list[str] = field(default_factory=list)  # changed where they may only grow
 
 
 @dataclass
@@ -124,6 +125,7 @@ def _add_last_runs(report: SourceReport, pipeline: dlt.Pipeline, schema_name: st
         report.rows_collapsed += last_run.get("rows_collapsed", 0)
         report.files_rejected += last_run.get("files_rejected", [])
         report.files_ignored += last_run.get("files_ignored", [])
+        report.files_refused += last_run.get("files_refused", [])
 
 
 def _loaded_rows(pipeline: dlt.Pipeline) -> tuple[int, int]:
@@ -171,7 +173,9 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
         report.suppressed = sum(erased.dropped.values()) if erased else 0
         if backend is not None:
             report.acked = backend.acknowledge()
-        gate = rejects_gate(report, declared.max_rejected_rate, pipeline, load_info)
+        gate = refused_files(report) or rejects_gate(
+            report, declared.max_rejected_rate, pipeline, load_info
+        )
         if gate:
             report.status, report.error = "failed", gate
     except Exception as exc:  # one line per failed source; the others still load
@@ -244,6 +248,17 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(cause, (OSError, ValueError, RuntimeError)) and first_line:
         return first_line
     return f"{type(cause).__name__}: {first_line}"
+
+
+def refused_files(report: SourceReport) -> str | None:
+    """One line when segments changed in the part already loaded (the rest did load)."""
+    if not report.files_refused:
+        return None
+    return (
+        f"refused {', '.join(report.files_refused)}: a segment only grows; put new lines "
+        f"in a new segment, or reload the source (python -m ingestion {report.name} "
+        "--full-refresh); the other segments loaded"
+    )
 
 
 def rejects_gate(

@@ -1,10 +1,12 @@
 """The `csv` kind: a folder of CSV files -> one raw table, every row keyed by its file and line.
 
-Each file is a snapshot or a file that only grows: a file is loaded once, and
-read again only when its bytes changed; the merge on `_row_key`
-(`<file>:<line>`) makes that idempotent, so a grown file adds its new lines
-and a rewritten one replaces its rows. Raw keeps every version a file sent;
-the staging model picks the latest per declared key.
+A file is loaded once, and read again only when its bytes changed: grown,
+shrunk, rewritten, or completed after it was copied in half-written. Then raw
+and the rejected rows hold its new reading only: the old reading's rows and
+rejects are deleted (one transaction) just before the new one is loaded in the
+same run, so no stale row or reject outlives it (a run stopped in between is
+completed by the next). Raw keeps every version of a key its files sent; the
+staging model picks the latest per declared key.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import dlt
 
-from ingestion.rejected import data_rows, rejected_rows
+from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
 
 from .common import (
     current_pipeline,
@@ -42,18 +44,10 @@ log = logging.getLogger(__name__)
 # Rows per yielded Arrow table: large enough for dlt's Arrow path, small enough for memory.
 CHUNK_ROWS = 100_000
 STATE_FILES = "files"
-# Merge on `_row_key`. Keys are unique within one load (a file is read once per run
-# and its lines are distinct), so dlt's per-load dedup window is skipped: it cost
-# more than the rest of the load together.
-MERGE_DISPOSITION: dict[str, Any] = {
-    "disposition": "merge",
-    "strategy": "delete-insert",
-    "deduplicated": True,
-}
-# A load whose files have no row in raw yet (asked of the warehouse, not of state,
-# so a lost state cannot duplicate) appends: no key can collide, and dlt's merge
-# (staging copy, delete, insert) doubled the load time (1M rows: 3.1 s vs 6 s).
-NEW_FILES_DISPOSITION = "append"
+# Every file read is new to raw, or its old reading was just deleted (forget_files):
+# appending loads exactly what a merge on `_row_key` would, without dlt's merge
+# (staging copy, delete, insert), which doubled the load time (1M rows: 3.1 s vs 6 s).
+DISPOSITION = "append"
 
 
 def csv_source(
@@ -105,8 +99,8 @@ def read_files(
     """Each new or changed file once, as Arrow chunks; unparsable rows to _rejected_rows.
 
     A file is skipped when it is the one recorded when it was loaded (same size
-    and mtime, or same bytes); a changed file is read again, and the merge keeps
-    that idempotent. `ignored`: the folder's files that match no pattern (summary).
+    and mtime, or same bytes); a changed file is read again and replaces its old
+    reading (forget_files). `ignored`: the folder's files that match no pattern.
     """
     state = dlt.current.resource_state()
     loaded: dict[str, dict[str, Any]] = state.setdefault(STATE_FILES, {})
@@ -121,8 +115,7 @@ def read_files(
         else:
             pending.append(path)
     pipeline = current_pipeline()
-    present = files_in_raw(pipeline, table_name, [path.name for path in pending])
-    disposition = MERGE_DISPOSITION if present else NEW_FILES_DISPOSITION
+    forget_files(pipeline, source, table_name, [path.name for path in pending])
     spill_dir = pipeline.working_dir if pipeline is not None else None
     if spill_dir is not None:  # a killed run's spill folders, if any
         for spill in Path(spill_dir).glob(f"{SPILL_PREFIX}*"):
@@ -144,7 +137,7 @@ def read_files(
                     yield data_rows(
                         chunk,
                         table_name=table_name,
-                        write_disposition=disposition,
+                        write_disposition=DISPOSITION,
                         primary_key=ROW_KEY_COLUMN,
                     )
                 if csv_file.rejects:
@@ -193,27 +186,44 @@ def already_loaded(path: Path, recorded: dict[str, Any] | None) -> bool:
     return stat.st_size == recorded.get("size") and file_digest(path) == recorded.get("sha256")
 
 
-def files_in_raw(pipeline: dlt.Pipeline | None, table_name: str, names: list[str]) -> set[str]:
-    """Which of these files already have rows in the raw table, asked of the warehouse.
+def forget_files(
+    pipeline: dlt.Pipeline | None, source: str, table_name: str, names: list[str]
+) -> None:
+    """Delete what raw and the rejected rows hold of these files (an earlier reading), in
+    one transaction, before their new reading loads.
 
-    State can be lost or reset; the rows cannot. Without a pipeline (a bare
-    iteration) every file counts as present, which keeps the merge.
+    Asked of the warehouse, not of state: state can be lost or reset, the rows
+    cannot. A bare iteration (no pipeline) and the Parquet lake, which has no
+    deletes, keep what they hold.
     """
-    if not names:
-        return set()
-    if pipeline is None:
-        return set(names)
+    if not names or pipeline is None or pipeline.destination.destination_name == "filesystem":
+        return
     with pipeline.sql_client() as client:
-        if not client.has_dataset() or not client.execute_sql(
-            "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
-            client.dataset_name,
-            table_name,
-        ):
-            return set()
-        table = client.make_qualified_table_name(table_name)
+        if not client.has_dataset():
+            return
+        present = {
+            row[0]
+            for row in client.execute_sql(
+                "select table_name from information_schema.tables where table_schema = %s",
+                client.dataset_name,
+            )
+            or []
+        }
         placeholders = ", ".join(["%s"] * len(names))
-        rows = client.execute_sql(
-            f"select distinct {FILE_COLUMN} from {table} where {FILE_COLUMN} in ({placeholders})",
-            *names,
-        )
-    return {row[0] for row in rows or []}
+        with client.begin_transaction():
+            if table_name in present:
+                table = client.make_qualified_table_name(table_name)
+                client.execute_sql(
+                    f"delete from {table} where {FILE_COLUMN} in ({placeholders})", *names
+                )
+            if REJECTED_TABLE in present:  # a whole-file reject is located at the file's name
+                rejected = client.make_qualified_table_name(REJECTED_TABLE)
+                for name in names:
+                    client.execute_sql(
+                        f"delete from {rejected} where source = %s and (location = %s"
+                        " or substr(location, 1, %s) = %s)",
+                        source,
+                        name,
+                        len(name) + 1,
+                        f"{name}:",
+                    )

@@ -7,6 +7,7 @@ dedupe run in a scratch DuckDB over Arrow batches: no per-line Python.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import ExitStack
@@ -48,6 +49,13 @@ STATE_SEGMENTS = "segments"  # {segment file name: complete lines consumed}
 # {segment file name: byte offset after those lines}: a run skips segments that
 # did not grow and seeks instead of re-reading; `segments` stays the position.
 STATE_SEGMENT_BYTES = "segment_bytes"
+# {segment file name: size, mtime and a digest of the part consumed}: a segment only
+# grows, and one whose consumed part changed is refused (FileSegments.read).
+STATE_SEGMENT_CHECKS = "segment_checks"
+SEGMENT_STATE = (STATE_SEGMENTS, STATE_SEGMENT_BYTES, STATE_SEGMENT_CHECKS)
+# Bytes hashed at each end of a segment's consumed part: enough to tell a rewritten
+# segment from a grown one without reading all of it on every run.
+CHECK_SAMPLE_BYTES = 64 * 1024
 
 # Lines parsed (and checked against the run's keys) at a time; each check scans the
 # keys seen so far, so bigger batches mean fewer scans.
@@ -155,7 +163,9 @@ class FileSegments:
     """JSONL segment files in a folder, read in name order from {segment: lines consumed}.
 
     Only complete lines are consumed: a last line without its "\\n" (a segment
-    still being written) stays unread until a later run finds it completed.
+    still being written) stays unread until a later run finds it completed. A
+    segment only grows: one whose loaded part changed (rewritten, cut shorter)
+    is refused, named in `refused`, and the other segments still load.
     """
 
     def __init__(
@@ -163,6 +173,7 @@ class FileSegments:
     ) -> None:
         self.folder, self.glob, self.setting = folder, glob, setting
         self.block_bytes = block_bytes
+        self.refused: list[str] = []  # "<segment> (<what changed>)"
         self.segments()  # a missing folder fails before the pipeline starts
 
     def segments(self) -> list[Path]:
@@ -175,17 +186,27 @@ class FileSegments:
     def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
         lines_done: Mapping[str, int] = position.get(STATE_SEGMENTS, {})
         bytes_done: Mapping[str, int] = position.get(STATE_SEGMENT_BYTES, {})
+        checks: Mapping[str, dict[str, Any]] = position.get(STATE_SEGMENT_CHECKS, {})
         pieces: list[pa.Table] = []
         pending = 0
-        moved: dict[str, dict[str, int]] = {STATE_SEGMENTS: {}, STATE_SEGMENT_BYTES: {}}
+        moved: dict[str, dict[str, Any]] = {key: {} for key in SEGMENT_STATE}
+        paths: dict[str, Path] = {}
         for path in self.segments():
             name = path.name
             line, offset = lines_done.get(name, 0), bytes_done.get(name, 0)
-            size = data_size(path)
-            if offset > size or (offset == 0 and line > 0):
-                line, offset = 0, 0  # rewritten or older state: find the position by counting
-            elif offset == size:
-                continue  # nothing new
+            if offset == 0 and line > 0:
+                line = 0  # older state without byte offsets: find the position by counting
+            elif offset:
+                recorded = checks.get(name)
+                if recorded is None or changed_since(path, recorded):
+                    check = segment_check(path, recorded["offset"] if recorded else offset)
+                    if check is None or (recorded and check["digest"] != recorded["digest"]):
+                        what = "cut shorter" if check is None else "rewritten"
+                        self.refused.append(f"{name} ({what} after lines 1-{line} loaded)")
+                        continue
+                if offset == data_size(path):
+                    continue  # nothing new
+            paths[name] = path
             for first, texts, undecodable, ends in _complete_lines(
                 path, offset, line, lines_done.get(name, 0), self.block_bytes
             ):
@@ -204,11 +225,11 @@ class FileSegments:
                     moved[STATE_SEGMENTS][name] = first + start - 1
                     moved[STATE_SEGMENT_BYTES][name] = int(ends[start - 1])
                     if pending == max_lines:
-                        yield LineBatch(pa.concat_tables(pieces), moved)
+                        yield LineBatch(pa.concat_tables(pieces), _checked(moved, paths))
                         pieces, pending = [], 0
-                        moved = {STATE_SEGMENTS: {}, STATE_SEGMENT_BYTES: {}}
+                        moved = {key: {} for key in SEGMENT_STATE}
         if pieces:
-            yield LineBatch(pa.concat_tables(pieces), moved)
+            yield LineBatch(pa.concat_tables(pieces), _checked(moved, paths))
 
     def commit(self, position: Mapping[str, dict[str, Any]]) -> None:
         """The position lives in dlt state only; nothing to acknowledge."""
@@ -265,6 +286,47 @@ def _blocks(f: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         if not block:
             return
         yield block
+
+
+def _checked(
+    moved: dict[str, dict[str, Any]], paths: Mapping[str, Path]
+) -> dict[str, dict[str, Any]]:
+    """The position with a check of each segment's part consumed so far (next run's
+    comparison)."""
+    for name, offset in moved[STATE_SEGMENT_BYTES].items():
+        moved[STATE_SEGMENT_CHECKS][name] = segment_check(paths[name], offset)
+    return moved
+
+
+def changed_since(path: Path, recorded: Mapping[str, Any]) -> bool:
+    stat = path.stat()
+    return (stat.st_size, stat.st_mtime_ns) != (recorded.get("size"), recorded.get("mtime_ns"))
+
+
+def segment_check(path: Path, offset: int) -> dict[str, Any] | None:
+    """The segment's size and mtime now, and a digest of its first `offset` bytes (their
+    first and last CHECK_SAMPLE_BYTES); None when it no longer has that many bytes."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    head = min(offset, CHECK_SAMPLE_BYTES)
+    tail_start = max(head, offset - CHECK_SAMPLE_BYTES)
+    try:
+        with open_bytes(path) as f:
+            first = f.read(head)
+            f.seek(tail_start)
+            last = f.read(offset - tail_start)
+    except EOFError:  # a .gz segment cut short
+        return None
+    if len(first) + len(last) != head + offset - tail_start:
+        return None
+    digest.update(first)
+    digest.update(last)
+    return {
+        "offset": offset,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "digest": digest.hexdigest(),
+    }
 
 
 def data_size(path: Path) -> int:
@@ -606,8 +668,8 @@ def read_lines(
     `max_lines` bounds one run to a single batch of at most that many lines
     (micro-batches under `--follow`: backpressure); None reads everything.
     """
-    ignored = backend.ignored() if isinstance(backend, FileSegments) else []
-    last_run = start_run(state, files_ignored=ignored)
+    files = isinstance(backend, FileSegments)
+    last_run = start_run(state, **({"files_ignored": backend.ignored()} if files else {}))
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-")))
         parser = LineParser(scratch, loaded_at, spec)
@@ -642,6 +704,8 @@ def read_lines(
             backend.commit(batch.position)
             if max_lines is not None:
                 break
+        if files and backend.refused:
+            last_run["files_refused"] = backend.refused
 
 
 def _rejected_dicts(
