@@ -8,6 +8,7 @@ says what happened: 0 all loaded, 1 some source failed, 2 usage or config error.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from privacy import suppression
 from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
-from warehouse.settings import locked_warehouse_message, warehouse_path
+from warehouse.settings import locked_warehouse_message, warehouse_file_problem, warehouse_path
 from warehouse.sources import SourceDeclarationError, declared_sources
 
 from .destination import make_pipeline
@@ -154,7 +155,7 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
             backend = owned = declared.open_broker()
         erased = suppression.load(warehouse_path())  # before dlt opens the warehouse
         pipeline = make_pipeline(name)
-        finish_pending(pipeline, name)
+        recovered = finish_pending(pipeline, name)
         source = _make_source(declared, args, backend)
         suppression.apply(source, erased)
         before = _columns(pipeline, source.name)
@@ -170,6 +171,10 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
         )
         _add_last_runs(report, pipeline, source.name)
         report.rows_loaded, report.rows_rejected = _loaded_rows(pipeline)
+        if recovered:  # what the interrupted run left pending, loaded now, counts too
+            loaded, rejected = _rows_of_loads(pipeline, source.name, recovered)
+            report.rows_loaded += loaded
+            report.rows_rejected += rejected
         report.suppressed = sum(erased.dropped.values()) if erased else 0
         if backend is not None:
             report.acked = backend.acknowledge()
@@ -197,15 +202,16 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
     return report
 
 
-def finish_pending(pipeline: dlt.Pipeline, name: str) -> None:
-    """Load what a killed or interrupted run left in dlt's working folder, then go on.
+def finish_pending(pipeline: dlt.Pipeline, name: str) -> list[str]:
+    """Load what a killed or interrupted run left in dlt's working folder, then go on;
+    the load ids it loaded.
 
     dlt's `pipeline.run` would load the pending packages and return without
     extracting anything new, so one re-run would not catch up; finishing them
     first makes the next run complete the job.
     """
     if not pipeline.has_pending_data:
-        return
+        return []
     print(f"{name}: finishing the load an interrupted run left pending", file=sys.stderr)
     # Killed between normalize's commit (package renamed into load/) and its deletion
     # of the extracted copy ("do not kill this process"): that copy is stale. Normalizing
@@ -219,7 +225,31 @@ def finish_pending(pipeline: dlt.Pipeline, name: str) -> None:
     if pipeline.list_extracted_load_packages():
         pipeline.normalize()
     if pipeline.list_normalized_load_packages():
-        pipeline.load()
+        return list(pipeline.load().loads_ids)
+    return []
+
+
+def _rows_of_loads(
+    pipeline: dlt.Pipeline, schema_name: str, load_ids: list[str]
+) -> tuple[int, int]:
+    """(data rows, rejected rows) these loads wrote, counted in the warehouse by load id."""
+    tables = (
+        pipeline.schemas[schema_name].data_table_names()
+        if schema_name in pipeline.schema_names
+        else []
+    )
+    placeholders = ", ".join(["%s"] * len(load_ids))
+    counts = {}
+    with pipeline.sql_client() as client:
+        for table in tables:
+            rows = client.execute_sql(
+                f"select count(*) from {client.make_qualified_table_name(table)}"
+                f" where _dlt_load_id in ({placeholders})",
+                *load_ids,
+            )
+            counts[table] = rows[0][0] if rows else 0
+    rejected = counts.pop(REJECTED_TABLE, 0)
+    return sum(counts.values()), rejected
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -243,6 +273,11 @@ def describe_error(exc: BaseException) -> str:
         locked = locked_warehouse_message(str(err))
         if locked:
             return locked
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err):
+            return (
+                f"no space left on the device of {warehouse_path()} or dlt's working folder; "
+                "free some, then run again (the next run first finishes this load)"
+            )
     cause = next((e for e in chain if not type(e).__module__.startswith("dlt")), chain[-1])
     first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     if isinstance(cause, (OSError, ValueError, RuntimeError)) and first_line:
@@ -472,6 +507,8 @@ def _main(
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    if not args.debug:  # dlt logs its failures with tracebacks; ours say it in one line
+        os.environ["RUNTIME__LOG_LEVEL"] = "CRITICAL"
     names = list(dict.fromkeys(args.sources)) or list(declared_sources())
     if not names:
         print(
@@ -480,9 +517,11 @@ def _main(
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if args.follow:
+    problem = warehouse_file_problem(warehouse_path())
+    if problem is None and args.follow:
         return follow(args, lock, arguments, out)
-    problem = take_lock(lock, args.wait, arguments) or check_warehouse_writable(warehouse_path())
+    problem = problem or take_lock(lock, args.wait, arguments)
+    problem = problem or check_warehouse_writable(warehouse_path())
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_SOURCE_FAILED

@@ -24,7 +24,7 @@ import duckdb
 
 from warehouse import audit
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
-from warehouse.settings import warehouse_path
+from warehouse.settings import warehouse_file_problem, warehouse_path
 from warehouse.sources import undeclared_dbt_sources
 
 from . import alerts as alerting
@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args)
     started = datetime.now(UTC)
     arguments = list(sys.argv[1:] if argv is None else argv)
+    problem = warehouse_file_problem(warehouse_path())
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     lock = WarehouseLock(warehouse_path())
     code = EXIT_ERROR
     try:

@@ -30,7 +30,7 @@ import duckdb
 from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import SharedLock, lock_path, read_holder
-from warehouse.settings import warehouse_path
+from warehouse.settings import warehouse_file_problem, warehouse_path
 from warehouse.sources import SourceDeclarationError, declared_source_names
 
 from . import ledger
@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help is 0, a bad option 2
         return int(exc.code or 0)
     problem = _undeclared(getattr(args, "sources", []))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = warehouse_file_problem(warehouse_path())
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE

@@ -37,7 +37,7 @@ from typing import Any
 import duckdb
 
 from .lock import SharedLock
-from .settings import warehouse_path
+from .settings import warehouse_file_problem, warehouse_path
 
 SCHEMA = "monitoring"
 TABLE = f"{SCHEMA}.audit_log"
@@ -200,7 +200,10 @@ def record(
 
 
 def write(entry: dict[str, Any], warehouse: Path, holds_lock: bool = False) -> str:
-    """Into the table when that is safe now, else into the JSONL fallback."""
+    """Into the table when that is safe now, else into the JSONL fallback; nowhere when
+    the path is no warehouse (the command said so; nothing is written beside it)."""
+    if warehouse_file_problem(warehouse):
+        return "nowhere"
     if warehouse.exists():
         shared = None
         inside_run = holds_lock or bool(os.environ.get(RUN_ID_ENV))

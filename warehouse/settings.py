@@ -25,6 +25,28 @@ def analytics_path(warehouse: Path) -> Path:
     return Path(configured) if configured else warehouse.parent / "analytics.duckdb"
 
 
+def warehouse_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be a warehouse file, in one line (None when it can).
+
+    Checked before anything opens it: DuckDB would try to download an extension
+    for a SQLite file, and folders would be made beside a file that is no folder.
+    """
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"warehouse {path}: {parent} is a file, not a folder (set WAREHOUSE_PATH)"
+    if path.is_dir():
+        return f"warehouse {path} is a folder, not a DuckDB file (set WAREHOUSE_PATH)"
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            head = f.read(16)
+        if head[8:12] != b"DUCK":
+            kind = "a SQLite database" if head.startswith(b"SQLite format 3") else "another kind"
+            return f"warehouse {path} is not a DuckDB file ({kind}); set WAREHOUSE_PATH"
+    return None
+
+
 def locked_warehouse_message(error_text: str) -> str | None:
     """One line naming the process DuckDB says holds the warehouse, if that is the error."""
     match = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", error_text)

@@ -125,7 +125,7 @@ def read_files(
         try:
             csv_file = read_csv_file(path, fmt, spill_dir)
         except UnreadableFileError as error:
-            log.warning("%s: rejected the whole file: %s", source, error)
+            log.info("%s: rejected the whole file: %s", source, error)  # the summary lists it
             reject = {"location": path.name, "reason": error.reason, "payload": str(error)}
             yield rejected_rows(source, table_name, [reject])
             run["rows_read"] += 1
