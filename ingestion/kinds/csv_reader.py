@@ -6,14 +6,18 @@ records, not physical lines (a quoted field with a newline is one "line" to it).
 Raw needs the physical line of every row, so a vectorised scan of the file's
 bytes finds each record's start (a newline ends a record only outside quotes) and
 the records are lined up with DuckDB's rows, which it returns in file order.
-When the two disagree (e.g. a stray quote inside an unquoted field, or `\\r`-only
-line endings) the file cannot be keyed by line, so the whole file is rejected
-with one clear row in `raw._rejected_rows` and the other files still load.
+When the two disagree (a quote inside an unquoted field, one never closed,
+`\\r`-only line endings) or DuckDB cannot read the file, and for UTF-16, the
+file is read record by record with Python's csv module instead: slower, but
+each bad record is rejected on its own line with its reason and the rest loads.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import logging
+import re
 import shutil
 import tempfile
 import zlib
@@ -28,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.sql import quote
+from warehouse.sql import quote, registered
 
 from .common import (
     LOADED_AT_COLUMN,
@@ -71,13 +75,22 @@ FILE_REJECT_REASON = "unreadable_file"
 WRONG_HEADER_REASON = "wrong_header"
 
 # Encodings DuckDB reads without an extension, whose quotes and newlines are single
-# bytes the record scan can find.
+# bytes the record scan can find; UTF-16 is read record by record (read_records).
 ENCODINGS = ("utf-8", "latin-1")
+DECLARABLE_ENCODINGS = (*ENCODINGS, "utf-16", "utf-16-le", "utf-16-be")
+# read_records: records per insert into the parse table, and the longest field.
+RECORDS_BATCH = 50_000
+MAX_FIELD_CHARS = 64 * 1024 * 1024
+# DuckDB's longest record (its default, 2 MB, rejected a 5 MB text field).
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 _NEWLINE = 10
 _CARRIAGE_RETURN = 13
 _LOADED_AT_TYPE = pa.timestamp("us", tz="UTC")
 _SCAN_BLOCK = 1 << 20
+
+log = logging.getLogger(__name__)
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes the encoding could not read (surrogateescape)
 
 
 @dataclass(frozen=True)
@@ -100,10 +113,10 @@ class CsvFormat:
                 raise SourceConfigError(
                     f"{option(self.source, name)} must be one character, got {value!r}"
                 )
-        if self.encoding.lower().replace("_", "-") not in ENCODINGS:
+        if self.encoding.lower().replace("_", "-") not in DECLARABLE_ENCODINGS:
             raise SourceConfigError(
                 f"{option(self.source, 'encoding')} is {self.encoding!r}; "
-                f"expected one of {', '.join(ENCODINGS)}"
+                f"expected one of {', '.join(DECLARABLE_ENCODINGS)}"
             )
         check_raw_names(self.source, "columns", self.columns)
         check_raw_names(self.source, "rename", dict(self.rename).values())
@@ -121,7 +134,7 @@ class CsvFormat:
             create temp table rows as
             select * from read_csv(
                 ?, header = ?, all_varchar = true, delim = ?, quote = ?, escape = ?,
-                encoding = ?{names},
+                encoding = ?{names}, max_line_size = {MAX_LINE_BYTES},
                 store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans'
             )
         """
@@ -323,55 +336,69 @@ SPILL_PREFIX = "csv-parse-"
 
 
 def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> CsvFile:
-    """Parse one export with DuckDB and give every good and bad record its physical line.
+    """Parse one export and give every good and bad record its physical line.
 
-    DuckDB spills beyond PARSE_MEMORY_LIMIT to a new folder in `spill_dir` (the
-    dlt pipeline's working folder, on the warehouse's disk; default the system's
-    temporary folder, which may be in memory), removed when the file is closed.
+    DuckDB's reader with the record scan first (fast); a file they cannot line
+    up (a stray quote, an unterminated one, `\\r`-only line ends) or DuckDB
+    cannot read, and a UTF-16 file, is read record by record instead
+    (`read_records`), so its good rows load and each bad record is rejected on
+    its own line. DuckDB spills beyond PARSE_MEMORY_LIMIT to a new folder in
+    `spill_dir` (the dlt pipeline's working folder, on the warehouse's disk;
+    default the system's temporary folder, which may be in memory), removed when
+    the file is closed.
 
-    Raises UnreadableFileError when DuckDB cannot read the file or its records cannot
-    be lined up with DuckDB's rows (see the module doc).
+    Raises UnreadableFileError for a file that is not this source's (no key
+    column, two columns in one) or not a complete gzip file.
     """
     spill = tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=spill_dir)
+    con = None
     try:
         data = decompressed(path, Path(spill.name)) if is_gzip(path) else path
-        starts, ends, lines = scan_records(file_blocks(data), ord(fmt.quote))
+        con = duckdb.connect(
+            config={"memory_limit": PARSE_MEMORY_LIMIT, "temp_directory": spill.name}
+        )
+        encoding = utf16_encoding(data) or fmt.python_encoding
+        read = None
+        if encoding == fmt.python_encoding and encoding in ENCODINGS:
+            try:
+                read = read_with_duckdb(path, data, fmt, con)
+            except UnreadableFileError as error:
+                if error.reason != FILE_REJECT_REASON:
+                    raise
+                log.info("%s: read record by record: %s", path.name, error)
+        if read is None:
+            read = read_records(path, data, fmt, encoding, con)
+        columns, rows_good, rejects, good_lines = read
     except BaseException:
+        if con is not None:
+            con.close()
         spill.cleanup()
         raise
+    return CsvFile(path.name, columns, fmt.columns, rows_good, rejects, good_lines, con, spill)
+
+
+Read = tuple[list[str], int, list[dict[str, Any]], np.ndarray]  # columns, good, rejects, lines
+
+
+def read_with_duckdb(
+    path: Path, data: Path, fmt: CsvFormat, con: duckdb.DuckDBPyConnection
+) -> Read:
+    """DuckDB parses the file into table `rows`, the record scan finds each record's line."""
+    starts, ends, lines = scan_records(file_blocks(data), ord(fmt.quote))
     if not (ends > starts).any():  # empty, or only blank lines
-        spill.cleanup()
-        return CsvFile(path.name, [], fmt.columns, 0, [], np.empty(0, np.int64))
-
-    con = duckdb.connect(config={"memory_limit": PARSE_MEMORY_LIMIT, "temp_directory": spill.name})
-
-    def discard() -> None:
-        con.close()
-        spill.cleanup()
-
+        return [], 0, [], np.empty(0, np.int64)
     try:
         sql, params = fmt.read_csv_sql()
         con.execute(sql, [str(data), *params])
-        columns = raw_columns(con, path.name, dict(fmt.rename))
-        if fmt.key and fmt.key not in columns:  # not this source's file: no row has its key
-            expected = ", ".join(fmt.columns) or f"sources.{fmt.source}.key"
-            raise UnreadableFileError(
-                f"{path.name}: the header has no {fmt.key} column "
-                f"(found: {', '.join(columns)[:200]}; expected: {expected})",
-                WRONG_HEADER_REASON,
-            )
+        columns = header_columns(con, path.name, fmt)
         rows_good = con.execute("select count(*) from rows").fetchone()[0]
         errors = con.execute(
             "select line_byte_position, error_type::varchar from rejects "
             "order by line_byte_position, column_idx"
         ).fetchall()
     except duckdb.Error as error:
-        discard()
         first_line = str(error).strip().splitlines()[0]
         raise UnreadableFileError(f"{path.name}: {first_line}") from error
-    except BaseException:
-        discard()
-        raise
 
     # Which record each error belongs to: the last record starting at or before the
     # error's position (DuckDB's positions can point just past a record's first byte).
@@ -393,7 +420,8 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
         or not is_data[bad_index].all()
         or int(is_good.sum()) != rows_good
     ):
-        discard()
+        for table in ("rows", "rejects", "reject_scans"):
+            con.execute(f"drop table if exists {table}")
         raise UnreadableFileError(
             f"{path.name}: found {int(is_data.sum())} records but the CSV reader returned "
             f"{rows_good} rows and {len(rejected)} rejected rows"
@@ -405,5 +433,137 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
         {"location": f"{path.name}:{int(lines[i])}", "reason": rejected[i], "payload": payload}
         for i, payload in zip(bad_index, payloads, strict=True)
     ]
-    good_lines = lines[is_good]
-    return CsvFile(path.name, columns, fmt.columns, int(rows_good), rejects, good_lines, con, spill)
+    return columns, int(rows_good), rejects, lines[is_good]
+
+
+def header_columns(con: duckdb.DuckDBPyConnection, file_name: str, fmt: CsvFormat) -> list[str]:
+    """Table `rows`' columns as raw names; a file without the key is not this source's."""
+    columns = raw_columns(con, file_name, dict(fmt.rename))
+    if fmt.key and fmt.key not in columns:  # no row can have its key
+        expected = ", ".join(fmt.columns) or f"sources.{fmt.source}.key"
+        raise UnreadableFileError(
+            f"{file_name}: the header has no {fmt.key} column "
+            f"(found: {', '.join(columns)[:200]}; expected: {expected})",
+            WRONG_HEADER_REASON,
+        )
+    return columns
+
+
+def utf16_encoding(data: Path) -> str | None:
+    """ "utf-16" when the file starts with a UTF-16 byte order mark."""
+    with data.open("rb") as f:
+        return "utf-16" if f.read(2) in (b"\xff\xfe", b"\xfe\xff") else None
+
+
+def read_records(
+    path: Path, data: Path, fmt: CsvFormat, encoding: str, con: duckdb.DuckDBPyConnection
+) -> Read:
+    """Python's csv module, record by record, into table `rows`: the good rows with their
+    first line, each bad record rejected at its line with its reason.
+
+    A quote inside an unquoted field is text (`5'11"`); a record whose quotes do
+    not close is `invalid_quoting` (`unterminated_quote` at the end of the file);
+    a record with too many or too few fields `wrong_field_count`; bytes that are
+    not `encoding` `invalid_utf8`. Any line end (`\\n`, `\\r\\n`, `\\r`) ends a record.
+    """
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    try:
+        return _read_records(path, data, fmt, encoding, con)
+    except UnicodeError as error:  # e.g. "utf-16" without its byte order mark
+        raise UnreadableFileError(f"{path.name}: {error}", "invalid_encoding") from error
+
+
+def _read_records(
+    path: Path, data: Path, fmt: CsvFormat, encoding: str, con: duckdb.DuckDBPyConnection
+) -> Read:
+    lines: list[int] = []
+    rejects: list[dict[str, Any]] = []
+    columns: list[str] | None = None if fmt.header else list(fmt.columns)
+    batch: list[list[str]] = []
+    with data.open(encoding=encoding, errors="surrogateescape", newline="") as handle:
+        text = _Remembered(handle)
+        reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote, strict=True)
+        while True:
+            first = reader.line_num + 1
+            try:
+                record = next(reader)
+                reason = None
+            except StopIteration:
+                break
+            except csv.Error as error:
+                record = []
+                at_end = "end of data" in str(error)
+                reason = "unterminated_quote" if at_end else "invalid_quoting"
+            payload = text.take()
+            if reason is None and not record:
+                continue  # a blank line
+            if reason is None and _UNDECODED.search(payload):
+                reason = "invalid_utf8"
+            if columns is None:  # the header
+                if reason:
+                    raise UnreadableFileError(f"{path.name}: the header (line {first}): {reason}")
+                columns = record
+                twice = sorted({c for c in columns if columns.count(c) > 1})
+                if twice:
+                    raise UnreadableFileError(
+                        f"{path.name}: the header has {twice[0]} twice",
+                        f"duplicate_column_{raw_column_name(twice[0])}",
+                    )
+                continue
+            if reason is None and len(record) != len(columns or record):
+                reason = "wrong_field_count"
+            if reason:
+                rejects.append(
+                    {
+                        "location": f"{path.name}:{first}",
+                        "reason": reason,
+                        "payload": payload.rstrip("\r\n")
+                        .encode("utf-8", "surrogateescape")
+                        .decode("utf-8", "replace"),
+                    }
+                )
+                continue
+            batch.append(record)
+            lines.append(first)
+            if len(batch) == RECORDS_BATCH:
+                _insert_rows(con, columns, batch)
+                batch = []
+    if columns is None:  # an empty file
+        return [], 0, rejects, np.empty(0, np.int64)
+    _insert_rows(con, columns, batch)
+    return header_columns(con, path.name, fmt), len(lines), rejects, np.array(lines, np.int64)
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, columns: list[str], rows: list[list[str]]) -> None:
+    """Append records (text) to table `rows`, made on the first call."""
+    table = pa.Table.from_arrays(
+        [pa.array([r[i] for r in rows], pa.string()) for i in range(len(columns))],
+        names=columns,
+    )
+    with registered(con, "batch_rows", table):
+        if con.execute("select count(*) from duckdb_tables() where table_name = 'rows'").fetchone()[
+            0
+        ]:
+            con.execute("insert into rows select * from batch_rows")
+        else:
+            con.execute("create temp table rows as select * from batch_rows")
+
+
+class _Remembered:
+    """A line iterator that keeps the lines read since the last `take()` (a record's text)."""
+
+    def __init__(self, handle: Iterable[str]) -> None:
+        self._lines = iter(handle)
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _Remembered:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> str:
+        text, self._taken = "".join(self._taken), []
+        return text

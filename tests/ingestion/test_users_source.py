@@ -315,7 +315,8 @@ def test_file_format_edge_cases_have_defined_outcomes(users_inbox: Path) -> None
         + f"5,Jos\xe9,jose@example.com,41,ES,{row}\n".encode("latin-1")
         + f"6,Zoe,zoe@example.com,42,GB,{row}\n".encode(),
     )
-    # A stray quote makes DuckDB's reader give up on the file: the whole file is rejected.
+    # A stray quote inside a field is text; a quote opened and never closed rejects its
+    # record (to the end of the file), the rows before it load: read record by record.
     write(
         users_inbox,
         "users-e-stray-quote.csv",
@@ -332,6 +333,7 @@ def test_file_format_edge_cases_have_defined_outcomes(users_inbox: Path) -> None
         ("users-a-bom-crlf.csv:5", "3", "Cy"),
         ("users-d-latin1.csv:2", "4", "Ana"),
         ("users-d-latin1.csv:4", "6", "Zoe"),
+        ("users-e-stray-quote.csv:2", "7", 'Ab"c'),
     ]
     # The BOM does not leak into the first column's name; CRLF does not leak into values.
     assert query("select count(*) from raw.users where updated_at like '%\r%'") == [(0,)]
@@ -339,12 +341,12 @@ def test_file_format_edge_cases_have_defined_outcomes(users_inbox: Path) -> None
     locations = [(loc, reason) for loc, reason, _ in rejected()]
     assert locations == [
         ("users-d-latin1.csv:3", "invalid_utf8"),
-        ("users-e-stray-quote.csv", "unreadable_file"),
+        ("users-e-stray-quote.csv:3", "unterminated_quote"),
     ]
     payloads = {loc: payload for loc, _, payload in rejected()}
     assert payloads["users-d-latin1.csv:3"] == f"5,Jos\ufffd,jose@example.com,41,ES,{row}"
-    assert "users-e-stray-quote.csv" in payloads["users-e-stray-quote.csv"]
-    assert last_run(pipeline)["rows_read"] == 3 + 3 + 1
+    assert payloads["users-e-stray-quote.csv:3"] == f'8,"open,y@example.com,2,DE,{row}'
+    assert last_run(pipeline)["rows_read"] == 3 + 3 + 2
     assert last_run(pipeline)["rows_rejected"] == 2
     # Every file, including the empty, header-only and rejected ones, counts as loaded.
     assert len(loaded_files(pipeline)) == 5

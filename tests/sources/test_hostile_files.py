@@ -181,3 +181,51 @@ def test_a_declared_name_that_is_not_a_raw_column_name_is_a_config_error(
     assert "sources.clicks.key (env SOURCES__CLICKS__KEY): 'clickId' loads as 'click_id'" in (
         done.stderr
     )
+
+
+def test_quotes_long_fields_line_ends_and_utf16_load_row_by_row(project: Project) -> None:
+    folder = project.root / "inbox" / "people"
+    (folder / "a-stray.csv").write_text("person_id,height\n1,5'11\"\n2,6'0\"\n")
+    (folder / "b-open.csv").write_text('person_id,name\n3,ok\n4,"never closed\n5,lost\n')
+    blob = "x" * 5_000_000
+    (folder / "c-big.csv").write_text(f"person_id,name\n6,{blob}\n7,small\n")
+    (folder / "d-cr.csv").write_bytes(b"person_id,name\r8,A\r9,B\r")
+    (folder / "e-utf16.csv").write_text("person_id,name\n10,Zoë\n", encoding="utf-16")
+
+    done = project.run("python", "-m", "ingestion", "people")
+    assert done.returncode == 0, done.stderr
+    row = summary(done.stdout)["people"]
+    assert (row["read"], row["loaded"], row["rejected"]) == ("9", "8", "1")
+    assert project.query(
+        "select _row_key, person_id, coalesce(height, name), length(name)"
+        " from raw.people order by _row_key"
+    ) == [
+        ("a-stray.csv:2", "1", "5'11\"", None),
+        ("a-stray.csv:3", "2", "6'0\"", None),
+        ("b-open.csv:2", "3", "ok", 2),
+        ("c-big.csv:2", "6", blob, 5_000_000),
+        ("c-big.csv:3", "7", "small", 5),
+        ("d-cr.csv:2", "8", "A", 1),
+        ("d-cr.csv:3", "9", "B", 1),
+        ("e-utf16.csv:2", "10", "Zoë", 3),
+    ]
+    assert project.query("select location, reason, payload from raw._rejected_rows") == [
+        ("b-open.csv:3", "unterminated_quote", '4,"never closed\n5,lost')
+    ]
+
+
+def test_a_declared_utf16_export_without_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    project = Project.create(
+        tmp_path / "p",
+        CONFIG.replace('key = "person_id"', 'key = "person_id"\nencoding = "utf-16-le"', 1),
+    )
+    folder = project.root / "inbox" / "people"
+    folder.mkdir(parents=True)
+    (project.root / "inbox" / "clicks").mkdir(parents=True)
+    (folder / "a.csv").write_bytes("person_id,name\n1,Zoë\n2,Åsa\n".encode("utf-16-le"))
+    done = project.run("python", "-m", "ingestion", "people")
+    assert done.returncode == 0, done.stderr
+    assert project.query("select person_id, name from raw.people order by 1") == [
+        ("1", "Zoë"),
+        ("2", "Åsa"),
+    ]
