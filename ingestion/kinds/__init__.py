@@ -12,7 +12,6 @@ import importlib
 import inspect
 import json
 import typing
-import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ import dlt
 
 from warehouse.sources import declared_sources
 
-from .common import SourceConfigError
+from .common import SourceConfigError, source_timezone
 
 KINDS = ("csv", "jsonl", "rest_api", "sql_table")
 # Options every kind has, handled by the CLI rather than by the source.
@@ -87,22 +86,6 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
         raise SourceConfigError(f"sources.{name}.max_rejected_rate must be between 0 and 1")
     source_timezone(name)  # a bad one fails before anything loads
     return kind, options, float(rate)
-
-
-def source_timezone(name: str) -> str:
-    """The IANA time zone of the source's times sent without an offset (default UTC).
-
-    Raw keeps the text as sent; the staging model reads such a time as a wall
-    time in this zone (the scaffold writes it there), never in the process's.
-    """
-    value = dlt.config.get(f"sources.{name}.timezone") or "UTC"
-    try:
-        zoneinfo.ZoneInfo(str(value))
-    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-        raise SourceConfigError(
-            f"sources.{name}.timezone is {value!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)"
-        ) from None
-    return str(value)
 
 
 def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import zoneinfo
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -82,6 +83,24 @@ def check_raw_names(source: str, option_name: str, names: Iterable[str]) -> None
                 f"{option(source, option_name)}: {name!r} loads as {raw_column_name(name)!r}; "
                 "declare that name (use `rename` for a CSV header)"
             )
+
+
+def source_timezone(name: str) -> str:
+    """The IANA time zone of the source's times sent without an offset (default UTC).
+
+    Raw keeps a text time as sent; the staging model reads one without an offset
+    as a wall time in this zone (the scaffold writes it there), never in the
+    process's. Typed times without a zone (a database's DATETIME, an API field
+    declared `timestamp`) are placed in it at ingestion.
+    """
+    value = dlt.config.get(f"sources.{name}.timezone") or "UTC"
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise SourceConfigError(
+            f"sources.{name}.timezone is {value!r}: not an IANA time zone (e.g. UTC, Europe/Berlin)"
+        ) from None
+    return str(value)
 
 
 def contract_for(source: str, setting: str) -> Any:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zoneinfo
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import dlt
@@ -30,6 +31,7 @@ from .common import (
     SourceConfigError,
     make_source,
     option,
+    source_timezone,
     start_run,
 )
 from .rest_client import ApiError, iter_pages, make_client, paginator_for
@@ -64,7 +66,8 @@ def rest_api_source(
         "request_backoff_factor": request_backoff_factor,
         "request_max_retry_delay": request_max_retry_delay,
     }
-    endpoints = [Endpoint(name, r, paginator) for r in resources]
+    zone = zoneinfo.ZoneInfo(source_timezone(name))
+    endpoints = [Endpoint(name, r, paginator, zone) for r in resources]
     frozen = schema_contract == "freeze"
 
     def resource(endpoint: Endpoint) -> Any:
@@ -81,7 +84,9 @@ def rest_api_source(
 class Endpoint:
     """One declared resource: where to read, how to page, its key, cursor and columns."""
 
-    def __init__(self, source: str, config: Any, default_paginator: Any) -> None:
+    def __init__(
+        self, source: str, config: Any, default_paginator: Any, zone: tzinfo = UTC
+    ) -> None:
         if not isinstance(config, dict) or "name" not in config:
             raise SourceConfigError(
                 f"{option(source, 'resources')}: each resource is a table with a name"
@@ -111,6 +116,14 @@ class Endpoint:
             hint = self.columns.setdefault(self.cursor, {"data_type": "text"})
             hint.update(nullable=False, dedup_sort="desc")  # a run's newest version wins
         self.columns[LOADED_AT_COLUMN] = {"data_type": "timestamp", "nullable": False}
+        # Fields typed `timestamp` whose values come without an offset: wall times in
+        # the source's `timezone` (dlt would read them as UTC).
+        self.zone = zone
+        self.zoned = (
+            []
+            if zone == UTC
+            else [c for c, hint in self.columns.items() if hint.get("data_type") == "timestamp"]
+        )
 
     def read(self, client: Any, api_token: str | None, frozen: bool) -> Iterator[Any]:
         """Pages of records after the cursor, stamped with `_loaded_at`; bad ones rejected."""
@@ -151,7 +164,7 @@ class Endpoint:
                         newest, at_newest = value, {digest}
                     elif order == 0:
                         at_newest.add(digest)
-                good.append({**record, LOADED_AT_COLUMN: loaded_at})
+                good.append({**self._placed(record), LOADED_AT_COLUMN: loaded_at})
             run["rows_read"] += len(good) + len(rejects)
             run["rows_rejected"] += len(rejects)
             if good:
@@ -167,6 +180,19 @@ class Endpoint:
         state[STATE_REJECTED] = sorted(rejected_before)
         if self.cursor:
             state[STATE_CURSOR], state[STATE_AT_CURSOR] = newest, sorted(at_newest)
+
+    def _placed(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with its naive timestamp fields given the source's zone."""
+        for column in self.zoned:
+            value = record.get(column)
+            if isinstance(value, str):
+                try:
+                    parsed = datetime.fromisoformat(value)
+                except ValueError:
+                    continue  # not a time: dlt's typing decides
+                if parsed.tzinfo is None:
+                    record = {**record, column: parsed.replace(tzinfo=self.zone).isoformat()}
+        return record
 
     def _problem(self, record: Any) -> str | None:
         """Why a record cannot load (None when it can)."""

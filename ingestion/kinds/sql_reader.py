@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,8 +52,9 @@ def adapt_type(sql_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any] |
     """Map reflected types to raw types.
 
     SQLAlchemy 2.1's Float is no longer a Numeric, so dlt would leave REAL columns untyped;
-    declare them as float-returning numerics (double). Naive DATETIMEs hold UTC, so the raw
-    column is a timezone-aware timestamp like every other raw timestamp.
+    declare them as float-returning numerics (double). Naive DATETIMEs are wall times in
+    the source's `timezone` (RunRecorder), so the raw column is a timezone-aware
+    timestamp like every other raw timestamp.
     """
     if isinstance(sql_type, sa.Float) and not sql_type.asdecimal:
         return sa.Numeric(asdecimal=False)
@@ -77,20 +78,21 @@ class RunRecorder:
     is read, so a run that reads nothing still records zeros.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, zone: tzinfo = UTC) -> None:
         self._last_run: dict[str, int] = {}
         self._loaded_at = datetime.now(UTC)
+        self._zone = zone  # of the database's naive datetimes (the source's `timezone`)
 
     def start(self) -> None:
         self._loaded_at = datetime.now(UTC)
         self._last_run = start_run(dlt.current.resource_state())
 
     def stamp(self, row: dict[str, Any]) -> dict[str, Any]:
-        """Count one row, add `_loaded_at` and make naive datetimes explicit UTC."""
+        """Count one row, add `_loaded_at` and place naive datetimes in the source's zone."""
         self._last_run["rows_read"] += 1
         for name, value in row.items():
             if isinstance(value, datetime) and value.tzinfo is None:
-                row[name] = value.replace(tzinfo=UTC)
+                row[name] = value.replace(tzinfo=self._zone)
         row[LOADED_AT_COLUMN] = self._loaded_at
         return row
 

@@ -6,13 +6,14 @@ re-running loads only rows changed since the last run and never duplicates one.
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 import dlt
 from dlt.sources.sql_database import sql_table
 from sqlalchemy.exc import NoSuchTableError
 
-from .common import SourceConfigError, make_source, option
+from .common import SourceConfigError, make_source, option, source_timezone
 from .sql_reader import RunRecorder, adapt_type, check_credentials, missing_table_error
 
 # Dicts through the sqlalchemy backend work on every dialect and get dlt's
@@ -43,7 +44,7 @@ def sql_table_source(
             raise SourceConfigError(
                 f"{option(name, 'tables')}: each entry needs table and primary_key, got {entry!r}"
             )
-        recorder = RunRecorder()
+        recorder = RunRecorder(zoneinfo.ZoneInfo(source_timezone(name)))
         cursor = entry.get("cursor")
         try:
             resource = sql_table(

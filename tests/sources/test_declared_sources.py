@@ -248,3 +248,56 @@ def test_a_misspelt_option_or_missing_key_is_named(tmp_path: Path) -> None:
     result = project.run("python", "-m", "ingestion")
     assert result.returncode == 2
     assert "[sources.s] in .dlt/config.toml has no kind" in result.stderr
+
+
+def test_typed_times_without_an_offset_are_wall_times_in_the_source_timezone(
+    tmp_path: Path,
+) -> None:
+    """An API field typed `timestamp` and a database DATETIME, sent without an offset, are
+    read in the source's `timezone` (Asia/Kolkata, +05:30); one with an offset as sent."""
+    api = ItemsApi(
+        items=[
+            {"id": 1, "modified": 100, "seen_at": "2026-01-10T09:00:00"},
+            {"id": 2, "modified": 100, "seen_at": "2026-01-10T09:00:00+00:00"},
+        ]
+    )
+    with serve_items(api) as running:
+        project = Project.create(
+            tmp_path / "p",
+            f"""
+[sources.items]
+kind = "rest_api"
+base_url = "{running.url}"
+paginator = {{ type = "json_link", next_url_path = "links.next" }}
+timezone = "Asia/Kolkata"
+[[sources.items.resources]]
+name = "items"
+primary_key = "id"
+columns = {{ seen_at = "timestamp" }}
+[sources.items.resources.endpoint]
+path = "v1/items"
+data_selector = "results"
+
+[sources.fleet]
+kind = "sql_table"
+credentials = "sqlite:///inbox/fleet.db"
+timezone = "Asia/Kolkata"
+[[sources.fleet.tables]]
+table = "planes"
+primary_key = "tailnum"
+""",
+        )
+        (project.root / "inbox").mkdir()
+        with sqlite3.connect(project.root / "inbox" / "fleet.db") as con:
+            con.execute("create table planes (tailnum text primary key, built_at datetime)")
+            con.execute("insert into planes values ('N1', '2026-01-10 09:00:00')")
+        con.close()
+        ingest(project)
+    utc = "strftime(timezone('UTC', {}), '%Y-%m-%d %H:%M')"
+    assert project.query(f"select id, {utc.format('seen_at')} from raw.items order by id") == [
+        ("1", "2026-01-10 03:30"),
+        ("2", "2026-01-10 09:00"),
+    ]
+    assert project.query(f"select {utc.format('built_at')} from raw.planes") == [
+        ("2026-01-10 03:30",)
+    ]
