@@ -62,10 +62,12 @@ REJECT_REASONS: dict[str, str] = {
     "MISSING COLUMNS": "wrong_field_count",
     "INVALID ENCODING": "invalid_utf8",
     "UNQUOTED VALUE": "invalid_quoting",
-    "LINE SIZE OVER MAXIMUM": "line_too_long",
     "INVALID STATE": "invalid_csv",
     "CAST": "cast_error",
 }
+# A record DuckDB will not read (over its max_line_size): the file is read record by
+# record instead, where a field may be up to MAX_FIELD_CHARS.
+LONG_RECORD_ERROR = "LINE SIZE OVER MAXIMUM"
 # A whole .gz file that does not decompress (damaged, or cut while being copied).
 GZIP_REJECT_REASON = "invalid_gzip"
 # A whole file whose records we cannot line up with the CSV reader's rows.
@@ -81,8 +83,6 @@ DECLARABLE_ENCODINGS = (*ENCODINGS, "utf-16", "utf-16-le", "utf-16-be")
 # read_records: records per insert into the parse table, and the longest field.
 RECORDS_BATCH = 50_000
 MAX_FIELD_CHARS = 64 * 1024 * 1024
-# DuckDB's longest record (its default, 2 MB, rejected a 5 MB text field).
-MAX_LINE_BYTES = 64 * 1024 * 1024
 
 _NEWLINE = 10
 _CARRIAGE_RETURN = 13
@@ -134,7 +134,7 @@ class CsvFormat:
             create temp table rows as
             select * from read_csv(
                 ?, header = ?, all_varchar = true, delim = ?, quote = ?, escape = ?,
-                encoding = ?{names}, max_line_size = {MAX_LINE_BYTES},
+                encoding = ?{names},
                 store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans'
             )
         """
@@ -400,6 +400,9 @@ def read_with_duckdb(
         first_line = str(error).strip().splitlines()[0]
         raise UnreadableFileError(f"{path.name}: {first_line}") from error
 
+    if any(error_type == LONG_RECORD_ERROR for _, error_type in errors):
+        # DuckDB's record limit (2 MB; raising it costs its buffers 16 times as much)
+        raise UnreadableFileError(f"{path.name}: a record longer than DuckDB reads")
     # Which record each error belongs to: the last record starting at or before the
     # error's position (DuckDB's positions can point just past a record's first byte).
     rejected: dict[int, str] = {}
@@ -480,6 +483,7 @@ def _read_records(
     rejects: list[dict[str, Any]] = []
     columns: list[str] | None = None if fmt.header else list(fmt.columns)
     batch: list[list[str]] = []
+    encoding = "utf-8-sig" if encoding == "utf-8" else encoding  # a BOM is no header text
     with data.open(encoding=encoding, errors="surrogateescape", newline="") as handle:
         text = _Remembered(handle)
         reader = csv.reader(text, delimiter=fmt.delimiter, quotechar=fmt.quote, strict=True)
@@ -492,8 +496,7 @@ def _read_records(
                 break
             except csv.Error as error:
                 record = []
-                at_end = "end of data" in str(error)
-                reason = "unterminated_quote" if at_end else "invalid_quoting"
+                reason = next((r for t, r in _CSV_ERRORS if t in str(error)), "invalid_quoting")
             payload = text.take()
             if reason is None and not record:
                 continue  # a blank line
@@ -510,7 +513,7 @@ def _read_records(
                         f"duplicate_column_{raw_column_name(twice[0])}",
                     )
                 continue
-            if reason is None and len(record) != len(columns or record):
+            if reason is None and len(record) != len(columns):
                 reason = "wrong_field_count"
             if reason:
                 rejects.append(
@@ -534,10 +537,17 @@ def _read_records(
     return header_columns(con, path.name, fmt), len(lines), rejects, np.array(lines, np.int64)
 
 
+# Python's csv errors -> reasons (any other: invalid_quoting).
+_CSV_ERRORS = (
+    ("end of data", "unterminated_quote"),
+    ("field larger than field limit", "line_too_long"),
+)
+
+
 def _insert_rows(con: duckdb.DuckDBPyConnection, columns: list[str], rows: list[list[str]]) -> None:
     """Append records (text) to table `rows`, made on the first call."""
-    table = pa.Table.from_arrays(
-        [pa.array([r[i] for r in rows], pa.string()) for i in range(len(columns))],
+    table = pa.Table.from_arrays(  # an empty field is null, as DuckDB's reader has it
+        [pa.array([r[i] or None for r in rows], pa.string()) for i in range(len(columns))],
         names=columns,
     )
     with registered(con, "batch_rows", table):
