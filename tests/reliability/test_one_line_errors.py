@@ -6,10 +6,9 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from reliability_helpers import make_warehouse
 
 from demo.generator import generate
@@ -48,27 +47,12 @@ def test_a_warehouse_path_under_a_file_or_on_a_sqlite_file_is_one_line(tmp_path:
     assert sqlite3.connect(sqlite_file).execute("select count(*) from t").fetchone() == (0,)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MB tmpfs: too small for the events of the sample below."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_disk_full_is_one_line_and_the_recovered_run_counts_what_it_loaded(
-    tmp_path: Path, small_disk: Path
+    tmp_path: Path, tmpfs: Callable[[str], Path]
 ) -> None:
     inbox = tmp_path / "inbox"
     manifest = generate(inbox, users=3000, seed=7, segment_size=5000)
+    small_disk = tmpfs("3m")  # too small for these events
     warehouse = make_warehouse(small_disk)
     ingest = ("-m", "ingestion", "events", "--inbox", str(inbox))
     full = warehouse.run(*ingest)

@@ -11,7 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -71,26 +71,11 @@ def test_hostile_table_and_column_names_are_published_verbatim(
     assert columns == [("my id",), (HOSTILE_COLUMN,)]
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs barely bigger than one published file: the next publish runs out of space."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_disk_full_during_publish_keeps_the_old_file(
-    warehouse: Path, tmp_path: Path, full_disk: Path
+    warehouse: Path, tmp_path: Path, tmpfs: Callable[[str], Path]
 ) -> None:
-    """A real ENOSPC (1 MB tmpfs): the new file cannot be written, the old one stays."""
+    """A real ENOSPC (a 1 MB tmpfs): the new file cannot be written, the old one stays."""
+    full_disk = tmpfs("1m")  # barely bigger than one published file
     small = tmp_path / "small.duckdb"
     con = duckdb.connect(str(small))
     con.execute("create schema marts")

@@ -47,6 +47,12 @@ class Project:
                     shutil.copy2(source, target)
         return cls(root)
 
+    def with_inbox(self, *sources: str) -> Project:
+        """The project with an empty inbox/<source> folder for each file source."""
+        for source in sources:
+            (self.root / "inbox" / source).mkdir(parents=True)
+        return self
+
     @property
     def warehouse(self) -> Path:
         return self.root / "data" / "warehouse.duckdb"

@@ -27,10 +27,7 @@ HEADER = "person_id,name,city\n"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    project = Project.create(tmp_path / "p", CONFIG)
-    for name in ("people", "clicks"):
-        (project.root / "inbox" / name).mkdir(parents=True)
-    return project
+    return Project.create(tmp_path / "p", CONFIG).with_inbox("people", "clicks")
 
 
 def ingest(project: Project, source: str) -> dict[str, str]:
