@@ -490,6 +490,8 @@ class LineParser:
         fields = ", ".join(
             f"f[{i + 1}] as {quote(raw_column_name(key))}" for i, key in enumerate(keys)
         )
+        # A line holding a clashing field is the only kind with keys beyond these.
+        clash = " or len(_extra) > 0" if clashing else ""
         rows = self.con.sql(
             f"""
             select
@@ -499,12 +501,14 @@ class LineParser:
                 $loaded_at::timestamptz as {LOADED_AT_COLUMN},
                 hash(f[1]) as _h,
                 case
-                    when coalesce(f[1], '') = '' or list_has_any(json_keys(line), $clashing)
-                        then rtrim(line, chr(10) || chr(13))
+                    when coalesce(f[1], '') = ''{clash} then rtrim(line, chr(10) || chr(13))
                 end as _payload,
-                list_filter(json_keys(line), lambda k: not list_contains($keys, k)) as _extra
+                _extra
             from (
-                select *, json_extract_string(line, $paths) as f
+                select
+                    *,
+                    json_extract_string(line, $paths) as f,
+                    list_filter(json_keys(line), lambda k: not list_contains($keys, k)) as _extra
                 from batch_lines
                 where is_object
             )
@@ -512,7 +516,6 @@ class LineParser:
             params={
                 "paths": [_pointer(key) for key in keys],
                 "keys": keys,
-                "clashing": list(clashing) or [""],
                 "loaded_at": self.loaded_at,
             },
         ).to_arrow_table()
