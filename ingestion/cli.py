@@ -28,7 +28,7 @@ import duckdb
 from privacy import suppression
 from warehouse import audit
 from warehouse.audit import redact
-from warehouse.lock import LockBusy, WarehouseLock, holder_info
+from warehouse.lock import WarehouseLock
 from warehouse.settings import locked_warehouse_message, warehouse_file_problem, warehouse_path
 from warehouse.sources import SourceDeclarationError, declared_sources
 
@@ -481,14 +481,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     return code
 
 
-def take_lock(lock: WarehouseLock, wait: float, arguments: list[str]) -> str | None:
-    """Become the warehouse's one writer; the one-line reason when another run is."""
-    command = redact(" ".join(["python -m ingestion", *arguments]))
-    try:
-        lock.acquire(wait, holder_info(command, "ingest"))
-    except LockBusy as exc:
-        return str(exc)
-    return None
+def _holder_command(arguments: list[str]) -> str:
+    return redact(" ".join(["python -m ingestion", *arguments]))
 
 
 def _main(
@@ -520,7 +514,7 @@ def _main(
     problem = warehouse_file_problem(warehouse_path())
     if problem is None and args.follow:
         return follow(args, lock, arguments, out)
-    problem = problem or take_lock(lock, args.wait, arguments)
+    problem = problem or lock.take(args.wait, _holder_command(arguments), "ingest")
     problem = problem or check_warehouse_writable(warehouse_path())
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -678,7 +672,7 @@ def follow(
     with Interrupt(after_batch=True) as stop:
         try:
             while not stop.signum:
-                busy = take_lock(lock, 0.0, arguments)
+                busy = lock.take(0.0, _holder_command(arguments), "ingest")
                 if busy:
                     if not waiting:  # once per wait, not once per poll
                         print(f"waiting: {busy}", file=sys.stderr)

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from warehouse import audit
-from warehouse.lock import LockBusy, WarehouseLock, holder_info
+from warehouse.lock import WarehouseLock
 from warehouse.settings import warehouse_file_problem, warehouse_path
 from warehouse.sources import undeclared_dbt_sources
 
@@ -105,12 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     lock = WarehouseLock(warehouse_path())
     code = EXIT_ERROR
     try:
-        lock.acquire(
-            args.wait, holder_info(" ".join(["python -m monitoring", *arguments]), "monitor")
-        )
-        code = _main(args)
-    except LockBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        busy = lock.take(args.wait, " ".join(["python -m monitoring", *arguments]), "monitor")
+        if busy:
+            print(f"error: {busy}", file=sys.stderr)
+        else:
+            code = _main(args)
     except KeyboardInterrupt:
         code = 130
         raise

@@ -140,6 +140,14 @@ class WarehouseLock:
         self._info = dict(info)
         self._write()
 
+    def take(self, wait: float, command: str, step: str) -> str | None:
+        """`acquire` for a command of ours: None once held, else the one-line reason."""
+        try:
+            self.acquire(wait, holder_info(command, step))
+        except LockBusy as exc:
+            return str(exc)
+        return None
+
     def _inherit(self) -> bool:
         """True when our parent holds the lock and handed us its descriptor."""
         text = os.environ.get(LOCK_FD_ENV, "")

@@ -174,14 +174,12 @@ class FileSegments:
         self.folder, self.glob, self.setting = folder, glob, setting
         self.block_bytes = block_bytes
         self.refused: list[str] = []  # "<segment> (<what changed>)"
+        self.ignored: list[str] = []  # files matching no pattern, at the last listing
         self.segments()  # a missing folder fails before the pipeline starts
 
     def segments(self) -> list[Path]:
-        return folder_files(self.folder, self.glob, self.setting)[0]
-
-    def ignored(self) -> list[str]:
-        """The folder's files that match no pattern (listed in the summary)."""
-        return folder_files(self.folder, self.glob, self.setting)[1]
+        matched, self.ignored = folder_files(self.folder, self.glob, self.setting)
+        return matched
 
     def read(self, position: Mapping[str, Any], max_lines: int) -> Iterator[LineBatch]:
         lines_done: Mapping[str, int] = position.get(STATE_SEGMENTS, {})
@@ -671,8 +669,7 @@ def read_lines(
     `max_lines` bounds one run to a single batch of at most that many lines
     (micro-batches under `--follow`: backpressure); None reads everything.
     """
-    files = isinstance(backend, FileSegments)
-    last_run = start_run(state, **({"files_ignored": backend.ignored()} if files else {}))
+    last_run = start_run(state)
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-")))
         parser = LineParser(scratch, loaded_at, spec)
@@ -707,8 +704,10 @@ def read_lines(
             backend.commit(batch.position)
             if max_lines is not None:
                 break
-        if files and backend.refused:
-            last_run["files_refused"] = backend.refused
+        if isinstance(backend, FileSegments):  # what this run's listing found
+            last_run["files_ignored"] = backend.ignored
+            if backend.refused:
+                last_run["files_refused"] = backend.refused
 
 
 def _rejected_dicts(
