@@ -23,9 +23,9 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(PY) -m demo
 
-## make test: lint, the docs (--strict), then every test (what CI runs)
+## make test: lint, the docs (--strict), then every test (what CI runs), one worker per core
 test: lint docs
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 ## make test-stress: two ingestions and a pipeline run started together, 20 times (~10 min)
 .PHONY: test-stress
