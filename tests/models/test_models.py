@@ -7,6 +7,7 @@ which defect it carries).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import duckdb
 import pytest
 from model_fixtures import (
+    AS_OF_FAR,
+    LOAD_1,
     DbtRunner,
     copy_warehouse,
     query,
@@ -129,15 +132,13 @@ def test_incremental_run_equals_full_refresh(
 ) -> None:
     incremental, builds = incremental_build
 
-    def staging_sql(run_results: dict[str, Any]) -> str:
-        node = next(
-            r for r in run_results["results"] if r["unique_id"].endswith(".stg_events__events")
-        )
+    def compiled(run_results: dict[str, Any], model: str) -> str:
+        node = next(r for r in run_results["results"] if r["unique_id"].endswith(f".{model}"))
         return " ".join(str(node["compiled_code"]).split())
 
     # the builds after the first really took the incremental path: the rows loaded
     # after the newest stored one, then that instant again (raw had more of it)
-    first, second, third = (staging_sql(run_results) for run_results in builds)
+    first, second, third = (compiled(run_results, "stg_events__events") for run_results in builds)
     assert "stored_copies" not in first
     assert "stored_copies" in second and ") > cast('2026-01-05 00:00:00' as" in second
     assert "stored_copies" in third and ") >= cast('2026-01-07 00:00:00' as" in third
@@ -159,6 +160,48 @@ def test_incremental_run_equals_full_refresh(
     for table in ["staging.stg_events__events", "intermediate.int_events_enriched", *tables]:
         sql = f"select * from {table} order by all"
         assert rows_equal(query(incremental, sql), query(full_build, sql)), table
+    # user activity: the later builds recomputed only the users the new rows reach;
+    # the others keep the row of the first build, which is still right
+    assert ["changed_users" in compiled(r, "int_user_activity") for r in builds] == [
+        False,
+        True,
+        True,
+    ]
+    activity = (
+        "select * exclude (events_loaded_through, events_loaded_through_rows)"
+        " from intermediate.int_user_activity order by all"
+    )
+    assert rows_equal(query(incremental, activity), query(full_build, activity))
+    # user 99's one event came in load 1; users 1, 2, 3 and 9 got events or orders in load 2
+    kept = "select user_id from intermediate.int_user_activity where events_loaded_through = "
+    kept += f"'{LOAD_1}'"
+    assert query(incremental, kept) == [(99,)]
+
+
+def test_stored_activity_follows_features_as_of_both_ways(
+    full_build: Path, dbt_workdir: Path, dbt_run: DbtRunner
+) -> None:
+    """Moving features_as_of back, then forward, updates the stored activity of the
+    users with events or orders in between, and matches a full computation."""
+    stepped = copy_warehouse(full_build, dbt_workdir / "as_of_stepped.duckdb")
+    rebuilt = copy_warehouse(full_build, dbt_workdir / "as_of_rebuilt.duckdb")
+    models = ["run", "-s", "int_user_activity", "user_features"]
+    features = "select * from marts.user_features order by all"
+    activity = (
+        "select * exclude (events_loaded_through, events_loaded_through_rows)"
+        " from intermediate.int_user_activity order by all"
+    )
+    for as_of in ("2026-01-04T12:00:00Z", AS_OF_FAR):
+        dbt_run(models, stepped, {"features_as_of": as_of})
+        results = json.loads((dbt_workdir / "target" / "run_results.json").read_text())
+        code = {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
+        assert "changed_users" in code["int_user_activity"]  # the incremental path
+        assert "activity_events" not in code["user_features"]  # it read the stored rows
+        dbt_run([*models, "--full-refresh"], rebuilt, {"features_as_of": as_of})
+        assert rows_equal(query(stepped, features), query(rebuilt, features)), as_of
+        assert rows_equal(query(stepped, activity), query(rebuilt, activity)), as_of
+    # back at the first builds' time: the same rows as the full build
+    assert rows_equal(query(stepped, features), query(full_build, features))
 
 
 def test_point_in_time_features_ignore_the_future(
@@ -217,12 +260,15 @@ def test_finite_values_fails_a_mart_holding_nan_or_infinity(
     wh = copy_warehouse(full_build, dbt_workdir / "non_finite.duckdb")
     with duckdb.connect(str(wh)) as con:
         con.execute("update marts.category_stats set value_std = 'NaN' where category = 'view'")
-        con.execute("update marts.user_features set value_mean = '-Infinity' where user_id = 1")
+        con.execute(
+            "update intermediate.int_user_activity set value_mean = '-Infinity' where user_id = 1"
+        )
     done = dbt_run(["test", "--select", "test_name:finite_values"], wh, check=False)
     assert done.returncode == 1
     assert "PASS=3 WARN=0 ERROR=3" in done.stdout, done.stdout[-3000:]  # 2 tests + the hook
     failed = sorted(re.findall(r"Failure in test (finite_values_\w+)", done.stdout))
-    # fct_events is a view: it reads category_stats' NaN as its category_value_std
+    # fct_events and user_features are views: they read category_stats' NaN as
+    # category_value_std, and int_user_activity's -Infinity as value_mean
     assert failed == [
         "finite_values_category_stats_",
         "finite_values_fct_events_",

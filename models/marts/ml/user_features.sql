@@ -1,7 +1,17 @@
 -- One row per user with model features as of a point in time (var
 -- features_as_of, default the run's start): only events that occurred and
 -- orders created at or before it count.
+--
+-- A view: the counts come from int_user_activity, which a run updates only for
+-- the users whose activity changed, and the days_since_* columns are derived
+-- here from its instants, so the passing of time rewrites no stored row. When
+-- int_user_activity holds another point in time (a `dbt run` of this model
+-- alone with its own features_as_of, or the training-set export, which
+-- compiles it against no data), the activity is computed here in full.
+-- depends_on: {{ ref('int_user_activity') }}
+{{ config(materialized='view') }}
 {%- set as_of = features_as_of() %}
+{%- set stored = user_activity_is_stored(as_of) %}
 
 with
 
@@ -11,50 +21,27 @@ users as (
 
 ),
 
-events as (
+{% if stored %}
+    user_activity as (
 
-    select * from {{ ref('fct_events') }}
-    where occurred_at <= {{ as_of }}
+        select * from {{ ref('int_user_activity') }}
 
-),
+    ),
+{% else %}
+    events as (
 
-orders as (
+        select * from {{ ref('fct_events') }}
 
-    select * from {{ ref('fct_orders') }}
-    where created_at <= {{ as_of }}
+    ),
 
-),
+    orders as (
 
-event_features as (
+        select * from {{ ref('fct_orders') }}
 
-    select
-        user_id,
-        cast(count(*) as {{ dbt.type_bigint() }}) as event_count,
-        {%- for category in var('event_categories') %}
-            cast(sum(case when category = '{{ category }}' then 1 else 0 end) as {{ dbt.type_bigint() }})
-                as event_count_{{ category }},
-        {%- endfor %}
-        avg(value) as value_mean,
-        stddev_samp(value) as value_std,
-        max(occurred_at) as last_event_at
+    ),
 
-    from events
-    group by user_id
-
-),
-
-order_features as (
-
-    select
-        user_id,
-        cast(count(*) as {{ dbt.type_bigint() }}) as order_count,
-        sum(amount) as order_amount_total,
-        max(created_at) as last_order_at
-
-    from orders
-    group by user_id
-
-),
+    {{ user_activity(as_of, 'events', 'orders') }},
+{% endif %}
 
 final as (
 
@@ -70,29 +57,27 @@ final as (
         users.country,
 
         -- events
-        coalesce(event_features.event_count, 0) as event_count,
+        coalesce(user_activity.event_count, 0) as event_count,
         {%- for category in var('event_categories') %}
-            coalesce(event_features.event_count_{{ category }}, 0) as event_count_{{ category }},
+            coalesce(user_activity.event_count_{{ category }}, 0) as event_count_{{ category }},
         {%- endfor %}
-        event_features.value_mean,
-        event_features.value_std,
+        user_activity.value_mean,
+        user_activity.value_std,
 
         -- orders
-        coalesce(order_features.order_count, 0) as order_count,
-        coalesce(order_features.order_amount_total, 0.0) as order_amount_total,
+        coalesce(user_activity.order_count, 0) as order_count,
+        coalesce(user_activity.order_amount_total, 0.0) as order_amount_total,
 
         -- recency
-        cast({{ dbt.datediff('event_features.last_event_at', as_of, 'day') }} as {{ dbt.type_bigint() }})
+        cast({{ dbt.datediff('user_activity.last_event_at', as_of, 'day') }} as {{ dbt.type_bigint() }})
             as days_since_last_event,
-        cast({{ dbt.datediff('order_features.last_order_at', as_of, 'day') }} as {{ dbt.type_bigint() }})
+        cast({{ dbt.datediff('user_activity.last_order_at', as_of, 'day') }} as {{ dbt.type_bigint() }})
             as days_since_last_order,
         {{ as_of }} as features_as_of
 
     from users
-    left join event_features
-        on users.user_id = event_features.user_id
-    left join order_features
-        on users.user_id = order_features.user_id
+    left join user_activity
+        on users.user_id = user_activity.user_id
 
 )
 
