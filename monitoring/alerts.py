@@ -117,6 +117,7 @@ def write_json(path: Path, run: dict[str, Any], alerts: list[Metric]) -> None:
         "run_id": run["run_id"],
         "measured_at": run["started_at"].isoformat(),
         "dbt_invocation_id": run["dbt_invocation_id"],
+        "check": run["check"],
         "alerts": [as_dict(a) for a in alerts],
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")

@@ -35,6 +35,7 @@ from .metrics import ERROR, OK, DltLoads, Measurement, Metric, measure_table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DEFAULT_SINCE = "30d"
+FULL_CHECK = "full: every test over whole tables"
 SPARK = "▁▂▃▄▅▆▇█"
 COLUMN_SCOPED = {"duplicate_rate", "freshness_hours"}  # table-level though named by a column
 
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SECONDS",
         help="wait up to this long for another run writing the warehouse (default: exit 1 at once)",
+    )
+    parser.add_argument(
+        "--check",
+        default=FULL_CHECK,
+        help="which check the build's dbt tests did, for the report (set by the pipeline)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command")
@@ -193,6 +199,7 @@ def monitor(args: argparse.Namespace) -> int:
         "as_of": as_of,
         "dbt_invocation_id": invocation,
         "models": len(targets),
+        "check": args.check,
     }
     clock = time.perf_counter()
     con = _open_warehouse(read_only=False)

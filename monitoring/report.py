@@ -135,6 +135,7 @@ def render(
         f"as of {_e(run['as_of'].isoformat())} · dbt invocation "
         f"{_e(run['dbt_invocation_id'] or '–')} · {len(measurements)} tables · "
         f"{errors} errors · {warnings} warnings</p>",
+        f'<p class="sub" id="check">check {_e(run["check"])}</p>',
         "<table><thead><tr><th>table</th><th>kind</th><th>rows</th><th>status</th></tr></thead>"
         "<tbody>",
     ]

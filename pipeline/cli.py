@@ -43,6 +43,7 @@ from .runner import (
     publish_only,
     run_pipeline,
 )
+from .scope import CadenceError, full_check_cadence
 from .steps import Context, make_context
 
 # What `pip install -e ".[serving]"` adds: the feature API's imports.
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-url", help="base URL of the rest_api sources (python -m ingestion)")
     run.add_argument(
         "--full-refresh", action="store_true", help="reload the sources and rebuild every model"
+    )
+    run.add_argument(
+        "--full-check",
+        action="store_true",
+        help="build every model and run every test over whole tables (default: the first run "
+        "of each day, [pipeline] full_check; other runs test the rows they added)",
     )
     run.add_argument(
         "--no-publish", action="store_true", help="run the gates but leave analytics as it is"
@@ -286,6 +293,7 @@ def _options(args: argparse.Namespace) -> RunOptions:
         inbox=args.inbox,
         api_url=args.api_url,
         full_refresh=args.full_refresh,
+        full_check=args.full_check,
         publish=not args.no_publish,
         wait=args.wait,
         debug=args.debug,
@@ -296,6 +304,10 @@ def command_run(args: argparse.Namespace, ctx: Context, arguments: list[str]) ->
     options = _options(args)
     if args.runs is not None and not args.every:
         raise UsageError("--runs only goes with --every")
+    try:
+        full_check_cadence()
+    except CadenceError as exc:
+        raise UsageError(str(exc)) from None
     if not args.every:
         return run_pipeline(ctx, options, arguments)
     return every(ctx, options, arguments, parse_interval(args.every), args.runs)

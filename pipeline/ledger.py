@@ -51,6 +51,8 @@ DDL = [
         error varchar,
         detail varchar
     )""",
+    # which check the run's build did: full, scoped (the new rows) or none (nothing built)
+    f"alter table {TABLE} add column if not exists check_kind varchar",
     f"""create table if not exists {BATCHES} (
         backfill_id varchar not null,
         selector varchar not null,
@@ -99,6 +101,7 @@ class RunRecord:
     analytics_path: str | None = None
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    check_kind: str | None = None
 
     def set_step(self, step: str, status: str, seconds: float | None = None) -> None:
         setattr(self, f"{step}_status", status)
@@ -179,6 +182,12 @@ def last_build(con: duckdb.DuckDBPyConnection, exclude_run: str) -> dict[str, An
     row = rows[0]
     row["detail"] = json.loads(row["detail"] or "{}")
     return row
+
+
+def last_full_check(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the newest run whose build passed a full check started."""
+    rows = last_runs(con, limit=1, where="check_kind = 'full' and build_status = 'ok'")
+    return rows[0]["started_at"] if rows else None
 
 
 def last_runs(

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -65,8 +66,12 @@ def publish(
     dbt_invocation_id: str | None,
     dlt_load_ids: list[str],
     project_dir: Path | None = None,
+    check_kind: str | None = None,
 ) -> Published:
     """Copy every relation of `marts`, PII masked, into a new file and swap it in atomically.
+
+    `meta.publication` says which run wrote it, from which loads and dbt invocation,
+    and which check that build did (full, scoped or none: pipeline/scope.py).
 
     The new file gets ANALYTICS_FILE_MODE (default 0640) before the rename, and
     is encrypted with ANALYTICS_ENCRYPTION_KEY when that is set (privacy/masking.py).
@@ -83,9 +88,8 @@ def publish(
         stale.unlink(missing_ok=True)
     temp = analytics.parent / f".{analytics.name}.{run_id}.tmp"
     try:
-        tables, masked = _write(
-            warehouse, temp, run_id, dbt_invocation_id, dlt_load_ids, rules, key
-        )
+        provenance = [run_id, dbt_invocation_id, dlt_load_ids, check_kind]
+        tables, masked = _write(warehouse, temp, provenance, rules, key)
         test_pause("publish")
         masking.restrict(temp)
         _fsync(temp)
@@ -120,9 +124,7 @@ def open_analytics(
 def _write(
     warehouse: Path,
     temp: Path,
-    run_id: str,
-    dbt_invocation_id: str | None,
-    dlt_load_ids: list[str],
+    provenance: list[Any],
     rules: dict[str, dict[str, masking.PiiColumn]],
     key: bytes,
 ) -> tuple[dict[str, int], dict[str, str]]:
@@ -182,14 +184,12 @@ def _write(
         con.execute(f"create schema {META_SCHEMA}")
         con.execute(
             f"""create table {META_SCHEMA}.publication as select
-                ? as run_id, ?::timestamptz as published_at, ? as dbt_invocation_id,
-                ?::varchar[] as dlt_load_ids, ? as tables, ? as pii_masking,
-                ? as encrypted_with""",
+                ? as run_id, ? as dbt_invocation_id, ?::varchar[] as dlt_load_ids,
+                ? as check_kind, ?::timestamptz as published_at, ? as tables,
+                ? as pii_masking, ? as encrypted_with""",
             [
-                run_id,
+                *provenance,
                 datetime.now(UTC),
-                dbt_invocation_id,
-                dlt_load_ids,
                 json.dumps(counts, sort_keys=True),
                 json.dumps(masked, sort_keys=True),
                 crypto,

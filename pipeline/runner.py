@@ -24,7 +24,7 @@ import duckdb
 from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
-from warehouse.settings import locked_warehouse_message
+from warehouse.settings import CHECK_SINCE_ENV, locked_warehouse_message
 
 from . import console, ledger, scope, steps
 from .publish import PublishError, publish
@@ -41,6 +41,7 @@ class RunOptions:
     inbox: str | None = None
     api_url: str | None = None
     full_refresh: bool = False
+    full_check: bool = False
     publish: bool = True
     wait: float = 0.0
     debug: bool = False
@@ -225,6 +226,28 @@ class PipelineRun:
         self.finish("interrupted (SIGINT/SIGTERM)")
         return EXIT_INTERRUPTED
 
+    def check_description(self) -> str | None:
+        """What the build's tests read, in a few words (the monitor's report shows it)."""
+        scope = self.record.detail.get("build_scope") or {}
+        kind = self.record.check_kind
+        if kind == "scoped":
+            since = scope["checked_since"]
+            return f"scoped: the tests read the rows loaded after {since} UTC"
+        if kind == "none":
+            return "none: nothing was rebuilt; the tests' results are those of the last build"
+        if kind == "selected":
+            return "selected: the tests of the models of --select, over whole tables"
+        return None  # full, or no build this run (publish): the monitor's default
+
+    def build_check_kind(self) -> str | None:
+        """The check of the last build (for `publish`, which publishes it without building)."""
+        con = duckdb.connect(str(self.ctx.warehouse), read_only=True)
+        try:
+            previous = ledger.last_build(con, exclude_run=self.run_id)
+        finally:
+            con.close()
+        return (previous or {}).get("check_kind")
+
     def publish_step(self) -> StepResult:
         def action() -> StepResult:
             load_ids = current_load_ids(self.ctx.warehouse)
@@ -236,6 +259,7 @@ class PipelineRun:
                     self.record.dbt_invocation_id,
                     load_ids,
                     self.ctx.project_dir,
+                    self.record.check_kind or self.build_check_kind(),
                 )
             except (PublishError, duckdb.Error, OSError) as exc:
                 return StepResult("publish", "failed", error=one_line(f"publish: {exc}"))
@@ -331,9 +355,16 @@ def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
 
 def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
     """dbt build of what the new rows reach (pipeline/scope.py), or what the user selected."""
+    built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    ctx.env.pop(CHECK_SINCE_ENV, None)
     if options.select or options.full_refresh:
+        run.record.check_kind = "selected" if options.select else "full"
+        run.record.detail["build_scope"] = {"built_at": built_at}
         return steps.build(ctx, options.select, options.vars, options.full_refresh)
-    planned = scope.plan(ctx, options.vars, run.run_id)
+    planned = scope.plan(ctx, options.vars, run.run_id, options.full_check)
+    run.record.check_kind = planned.check
+    if planned.since:
+        ctx.env[CHECK_SINCE_ENV] = planned.since
     if planned.select == []:
         previous = steps.read_run_results(ctx, since=0) or {}
         invocation = (previous.get("metadata") or {}).get("invocation_id")
@@ -341,22 +372,26 @@ def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
         result.data["dbt_invocation_id"] = invocation
     elif planned.select is None:
         result = steps.build(ctx, None, options.vars, full_refresh=False)
-        result.detail += f" (everything: {planned.reason})"
+        result.detail += f" (everything, full check: {planned.reason})"
     else:
         earlier = steps.read_run_results(ctx, since=0)
         result = steps.build(ctx, " ".join(planned.select), options.vars, full_refresh=False)
-        result.detail += f" ({planned.reason})"
+        result.detail += f" ({planned.reason}; tests scoped to rows after {planned.since} UTC)"
         scope.carry_results(ctx, earlier)
     run.record.detail["build_scope"] = {
         "select": planned.select,
         "reason": planned.reason,
+        "check": planned.check,
+        "checked_since": planned.since,
+        "built_at": built_at,
         **scope.recorded_state(ctx, planned),
     }
     return result
 
 
 def monitor_and_publish(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
-    monitor = run.step("monitor", lambda: steps.monitor(ctx, options.debug))
+    check = run.check_description()
+    monitor = run.step("monitor", lambda: steps.monitor(ctx, options.debug, check))
     run.record.alerts_error = monitor.data.get("alerts_error")
     run.record.alerts_warn = monitor.data.get("alerts_warn")
     if error := gate(monitor):

@@ -14,17 +14,32 @@ After a narrowed build, run_results.json gets the results of the nodes it did
 not run back from the last build, so it describes every node as of its last
 build, as a full build's does: the monitor's test alerts and build times (and
 the next run's check above) read it.
+
+Which check a build does (`check`):
+- `scoped`: a narrowed build. Its tests read the rows loaded since the last
+  build started (WAREHOUSE_CHECK_SINCE, macros/scoped_checks.sql), each model
+  that says which rows are new; keys are probed against the whole table.
+- `full`: every model built and every test over whole tables: the first
+  build, a build of everything for a reason above, `--full-check`, and the
+  first run of each period of the cadence `[pipeline] full_check` in
+  .dlt/config.toml (daily by default; PIPELINE__FULL_CHECK overrides it).
+- `none`: nothing to rebuild, and no full check due.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from warehouse.sources import config_file
 
 from . import ledger
 from .steps import Context, read_run_results
@@ -33,6 +48,14 @@ from .steps import Context, read_run_results
 PROJECT_FILES = ("dbt_project.yml", "packages.yml")
 PROJECT_FOLDERS = ("models", "macros", "seeds", "snapshots", "tests/dbt")
 LOAD_ID = "_dlt_load_id"
+# A full check is due at the first run of each period (UTC): the strftime of its start.
+CADENCES = {"always": "%Y-%m-%dT%H:%M:%S.%f", "hourly": "%Y-%m-%dT%H", "daily": "%Y-%m-%d"}
+CADENCES["weekly"] = "%G-W%V"
+DEFAULT_CADENCE = "daily"
+
+
+class CadenceError(ValueError):
+    """`[pipeline] full_check` names no cadence; the message lists them."""
 
 
 @dataclass
@@ -40,11 +63,38 @@ class BuildScope:
     """`select` None: build everything; [] nothing changed; else dbt selectors.
 
     `state` is what the plan read (build_state), recorded with the build.
+    `check` is full, scoped or none; a scoped check's tests read the rows
+    loaded after `since` (the last build's start, UTC).
     """
 
     select: list[str] | None
     reason: str
     state: dict[str, Any]
+    check: str = "full"
+    since: str | None = None
+
+
+def full_check_cadence(path: Path | None = None) -> str:
+    """`PIPELINE__FULL_CHECK`, else `[pipeline] full_check` of .dlt/config.toml, else daily."""
+    cadence = os.environ.get("PIPELINE__FULL_CHECK")
+    path = path or config_file()
+    if cadence is None and path.is_file():
+        with path.open("rb") as handle:
+            cadence = tomllib.load(handle).get("pipeline", {}).get("full_check")
+    cadence = cadence or DEFAULT_CADENCE
+    if cadence not in CADENCES:
+        raise CadenceError(
+            f"pipeline.full_check is {cadence!r}; expected one of {', '.join(CADENCES)}"
+        )
+    return cadence
+
+
+def full_check_due(cadence: str, last_full: datetime | None, now: datetime) -> bool:
+    """True at the first run of a period of the cadence without a full check yet."""
+    if last_full is None:
+        return True
+    period = CADENCES[cadence]
+    return last_full.astimezone(UTC).strftime(period) != now.astimezone(UTC).strftime(period)
 
 
 def project_fingerprint(project_dir: Path, vars_: str | None) -> str:
@@ -112,15 +162,32 @@ def recorded_state(ctx: Context, planned: BuildScope) -> dict[str, Any]:
     return {**planned.state, "source_loads": loads}
 
 
-def plan(ctx: Context, vars_: str | None, run_id: str) -> BuildScope:
+def plan(ctx: Context, vars_: str | None, run_id: str, full_check: bool = False) -> BuildScope:
+    """What this run builds, and which check it does (`full_check`: --full-check)."""
+    cadence = full_check_cadence()
     con = duckdb.connect(str(ctx.warehouse), read_only=True)
     try:
         state = build_state(ctx, vars_, con)
         # the newest other run that started a dbt build (ok, failed or died in it)
         previous = ledger.last_build(con, exclude_run=run_id)
+        last_full = ledger.last_full_check(con)
     finally:
         con.close()
-    return _choose(ctx, state, previous)
+    planned = _choose(ctx, state, previous)
+    if planned.select is None:
+        return planned
+    since = ((previous or {}).get("detail") or {}).get("build_scope", {}).get("built_at")
+    if full_check or since is None or full_check_due(cadence, last_full, datetime.now(UTC)):
+        why = (
+            "--full-check"
+            if full_check
+            else "no record of when the last build started"
+            if since is None
+            else f"due ({cadence})"
+        )
+        return BuildScope(None, f"{why}; {planned.reason}", state)
+    check = "scoped" if planned.select else "none"
+    return BuildScope(planned.select, planned.reason, state, check, since)
 
 
 def _choose(ctx: Context, state: dict[str, Any], previous: dict[str, Any] | None) -> BuildScope:

@@ -317,7 +317,8 @@ def build(ctx: Context, select: str | None, vars_: str | None, full_refresh: boo
 # --- monitor ------------------------------------------------------------------------------
 
 
-def monitor(ctx: Context, debug: bool) -> StepResult:
+def monitor(ctx: Context, debug: bool, check: str | None = None) -> StepResult:
+    """`python -m monitoring`; `check` says which check the build did, for its report."""
     result = StepResult("monitor")
     alerts_path = ctx.target_dir / "quality_alerts.json"
     command = [
@@ -331,6 +332,8 @@ def monitor(ctx: Context, debug: bool) -> StepResult:
         "--alerts-json",
         str(alerts_path),
     ]
+    if check:
+        command += ["--check", check]
     if debug:
         command.append("--debug")
     announce("monitor", command, ctx)

@@ -2,14 +2,15 @@
 {#
     finite_values: no floating column of the model holds NaN or an infinity.
     Every double/float/real column the relation has is checked, so a column
-    added later is guarded too. One row per column with its count of
+    added later is guarded too (the columns of the tested model: `model` may
+    be a subquery of its new rows). One row per column with its count of
     non-finite values. Severity error: a mart promises numbers.
 #}
 {% test finite_values(model) %}
 {{ config(severity='error') }}
 {%- set floating = [] -%}
 {%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(model) -%}
+    {%- for column in adapter.get_columns_in_relation(tested_relation()) -%}
         {%- set dtype = column.dtype | lower -%}
         {%- if 'double' in dtype or 'float' in dtype or 'real' in dtype -%}
             {%- do floating.append(column.name) -%}

@@ -1,0 +1,81 @@
+{#
+    Which rows a data test reads: dbt wraps the `model` of every generic test
+    in get_where_subquery (this project's version replaces dbt's).
+
+    A scoped check (`python -m pipeline run` after new rows, see
+    docs/running.md) sets the environment variable WAREHOUSE_CHECK_SINCE to
+    the start of the last passing build (UTC). A model that says which of its
+    rows are new since then, with a SQL condition in meta `new_rows` ({since}
+    stands for that instant, {<model name>} for another model's relation),
+    then has:
+    - its row-level tests (not_null, accepted_values, accepted_range, ...)
+      read only those rows;
+    - its `unique` tests read every row sharing a key with them: the new
+      rows probed against the whole table, so a new copy of an old key fails;
+    - its other tests (rates, counts, recency, types) read the whole model.
+    Without the variable (a full check, or `dbt build` typed by hand) every
+    test reads the whole model. The variable is read only when tests run, so
+    its value never makes dbt parse the project again.
+#}
+{% macro get_where_subquery(relation) -%}
+    {%- set conditions = [] -%}
+    {%- if config.get('where') -%}
+        {%- do conditions.append(config.get('where')) -%}
+    {%- endif -%}
+    {%- set new_rows = new_rows_condition() -%}
+    {%- if new_rows and model.test_metadata.name == 'unique' -%}
+        {%- set key = model.test_metadata.kwargs.column_name -%}
+        {%- do conditions.append(key ~ ' in (select ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ new_rows ~ ')') -%}
+    {%- elif new_rows -%}
+        {%- do conditions.append(new_rows) -%}
+    {%- endif -%}
+    {%- if conditions -%}
+        {{ return('(select * from ' ~ relation ~ ' where ' ~ conditions | join(' and ') ~ ') dbt_subquery') }}
+    {%- endif -%}
+    {{ return(relation) }}
+{%- endmacro %}
+
+
+{# Tests that judge each row on its own: on a scoped check they read the new rows. #}
+{% macro row_level_tests() -%}
+    {{ return(['not_null', 'accepted_values', 'relationships', 'accepted_range', 'matches_regex', 'finite_values']) }}
+{%- endmacro %}
+
+
+{# The tested model's meta new_rows, rendered, on a scoped check of a test that reads it; else ''. #}
+{% macro new_rows_condition() -%}
+    {%- if not execute or model.resource_type != 'test' or not model.test_metadata -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set since = env_var('WAREHOUSE_CHECK_SINCE', '') -%}
+    {%- if not since or model.test_metadata.name not in row_level_tests() + ['unique'] -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set tested = graph.nodes.get(model.attached_node) -%}
+    {%- set template = (tested.config.meta or {}).get('new_rows') if tested else none -%}
+    {%- if not template -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- if not modules.re.fullmatch('\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?', since) -%}
+        {{ exceptions.raise_compiler_error("WAREHOUSE_CHECK_SINCE must be a UTC time like 2026-01-31 08:00:00, got " ~ since) }}
+    {%- endif -%}
+    {%- set rendered = namespace(text=template.replace('{since}', "cast('" ~ since ~ "' as " ~ dbt.type_timestamp() ~ ")")) -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model' and ('{' ~ node.name ~ '}') in rendered.text -%}
+        {%- set rendered.text = rendered.text.replace('{' ~ node.name ~ '}', node_relation(node) | string) -%}
+    {%- endfor -%}
+    {{ return('(' ~ rendered.text ~ ')') }}
+{%- endmacro %}
+
+
+{#
+    The relation of the model the running data test is attached to: a test's
+    own `model` argument may be the subquery above, which cannot be described.
+#}
+{% macro tested_relation() -%}
+    {{ return(node_relation(graph.nodes.get(model.attached_node))) }}
+{%- endmacro %}
+
+
+{% macro node_relation(node) -%}
+    {{ return(api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias)) }}
+{%- endmacro %}

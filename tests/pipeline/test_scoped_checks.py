@@ -1,0 +1,146 @@
+"""Scoped checks: a run with new rows tests those rows (and probes their keys against
+the whole table); a full check, when asked for or due, tests every row."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from pipeline_sites import Site, clone
+
+from pipeline.publish import publication
+
+pytestmark = pytest.mark.slow
+
+
+def new_segment(site: Site, *events: dict[str, Any]) -> None:
+    lines = "".join(json.dumps(e) + "\n" for e in events)
+    (site.inbox / "events" / "events-999999.jsonl").write_text(lines)
+
+
+def failures(site: Site) -> dict[str, tuple[str, int]]:
+    """Status and failing rows of two tests on fct_events: its key, and its categories."""
+    results = json.loads((site.root / "target" / "run_results.json").read_text())["results"]
+    found = {}
+    for r in results:
+        name = r["unique_id"].split(".")[2]
+        for test in ("accepted_values_fct_events_category", "unique_fct_events_event_id"):
+            if name.startswith(test.rsplit("_", 1)[0]):
+                found[test] = (r["status"], r["failures"])
+    return found
+
+
+def last_run(site: Site) -> dict[str, Any]:
+    row = site.ledger()[-1]
+    return {**row, "scope": json.loads(row["detail"])["build_scope"]}
+
+
+def test_a_scoped_run_tests_its_new_rows_and_probes_their_keys(
+    published: Site, tmp_path: Path
+) -> None:
+    site = clone(published, tmp_path / "site", with_inbox=True)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with duckdb.connect(str(site.warehouse)) as con:
+        # an old row of a category user_features does not count: outside the new rows
+        old = con.execute(
+            "select event_id from staging.stg_events__events where event_status = 'valid'"
+            " order by loaded_at, segment, segment_line limit 2"
+        ).fetchall()
+        con.execute(
+            "update staging.stg_events__events set category = 'signup' where event_id = ?", old[0]
+        )
+        # a new copy of an old valid event, in raw and (as valid) in the stored table,
+        # as a faulty load or merge would leave it: only the key probe can see it
+        con.execute(
+            "insert into raw.events select * replace ("
+            " 'tampered.jsonl' as _segment, 1 as _line, ?::timestamptz as _loaded_at)"
+            " from raw.events where event_id = ?",
+            [now.replace(tzinfo=UTC), old[1][0]],
+        )
+        con.execute(
+            "insert into staging.stg_events__events select * replace ("
+            " 'tampered.jsonl' as segment, 1 as segment_line, ?::timestamp as loaded_at)"
+            " from staging.stg_events__events where event_id = ?",
+            [now, old[1][0]],
+        )
+    new_segment(
+        site,
+        {"event_id": "evt-new-1", "user_id": 1, "category": "click", "value": 1.5,
+         "occurred_at": "2026-01-20T10:00:00Z"},
+        # a new row of another such category: fct_events' accepted_values test warns
+        {"event_id": "evt-new-2", "user_id": 1, "category": "refund", "value": 2.5,
+         "occurred_at": "2026-01-20T11:00:00Z"},
+    )  # fmt: skip
+    site.full_check_done_now()
+    before = publication(site.analytics)
+
+    done = site.run()
+    assert done.returncode == 1, done.stdout[-3000:]
+    run = last_run(site)
+    assert (run["check_kind"], run["build_status"], run["published"]) == ("scoped", "failed", False)
+    assert run["scope"]["select"] == ["source:events.events+"]
+    assert run["scope"]["checked_since"] == last_run_before(site, run)["scope"]["built_at"]
+    # the new row's category (one failing value), and the old key the new copy repeats
+    assert failures(site) == {
+        "accepted_values_fct_events_category": ("warn", 1),
+        "unique_fct_events_event_id": ("fail", 1),
+    }
+    assert "tests scoped to rows after" in done.stdout
+    assert publication(site.analytics) == before
+
+    done = site.run()  # after a failed build: everything, and a full check
+    assert done.returncode == 1, done.stdout[-3000:]
+    run = last_run(site)
+    assert (run["check_kind"], run["scope"]["select"]) == ("full", None)
+    assert run["scope"]["reason"] == "the last build did not pass"
+    # every row: the old row's category too
+    assert failures(site) == {
+        "accepted_values_fct_events_category": ("warn", 2),
+        "unique_fct_events_event_id": ("fail", 1),
+    }
+
+
+def last_run_before(site: Site, run: dict[str, Any]) -> dict[str, Any]:
+    rows = [r for r in site.ledger() if r["run_id"] != run["run_id"]]
+    return {**rows[-1], "scope": json.loads(rows[-1]["detail"])["build_scope"]}
+
+
+def test_the_full_check_runs_when_due(published: Site, tmp_path: Path) -> None:
+    site = clone(published, tmp_path / "site", with_inbox=True)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    with duckdb.connect(str(site.warehouse)) as con:
+        con.execute("update monitoring.pipeline_runs set started_at = ?", [yesterday])
+
+    done = site.run()  # nothing new, but the day's full check is due
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = last_run(site)
+    assert (run["check_kind"], run["scope"]["select"]) == ("full", None)
+    assert run["scope"]["reason"] == "due (daily); no new rows in raw"
+    assert publication(site.analytics)["check_kind"] == "full"
+
+    done = site.run()  # the same day: nothing new, nothing to check
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert last_run(site)["check_kind"] == "none"
+    assert "nothing to rebuild" in done.stdout
+
+    done = site.run("--full-check")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = last_run(site)
+    assert (run["check_kind"], run["scope"]["reason"]) == (
+        "full",
+        "--full-check; no new rows in raw",
+    )
+
+    done = site.run(env={"PIPELINE__FULL_CHECK": "always"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert last_run(site)["check_kind"] == "full"
+
+    done = site.run(env={"PIPELINE__FULL_CHECK": "monthly"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: pipeline.full_check is 'monthly'; expected one of always, hourly, daily, weekly"
+    ]
