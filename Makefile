@@ -64,6 +64,11 @@ bench: venv
 bench-10m: venv
 	$(PY) benchmarks/run.py --rows 10000000 --only jsonl,pipeline
 
+## make bench-scale: full + 1% incremental runs at 1M, 3M, 10M, 30M events (~15 min, 10 GB disk)
+.PHONY: bench-scale
+bench-scale: venv
+	$(PY) -m benchmarks.scale
+
 ## make report-shot: screenshot target/quality_report.html with headless Chromium, when installed
 report-shot:
 	@test -f target/quality_report.html || { echo "no target/quality_report.html: run make monitor first"; exit 2; }

@@ -139,3 +139,28 @@ def test_the_10m_memory_target_is_judged_in_megabytes() -> None:
 
     assert stream_rss_row(935.0)["met"] is True  # 2.8x DuckDB's RSS, under 1 GB
     assert stream_rss_row(1100.0)["met"] is False
+
+
+def test_scale_curve_at_two_small_sizes(tmp_path: Path) -> None:
+    """`python -m benchmarks.scale`: a full and a 1% run per size, the table, JSON and plot."""
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--events", "5000,10000"]
+        + ["--work", str(tmp_path / "work"), "--results-dir", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    [path] = results.glob("*-scale.json")
+    report = json.loads(path.read_text())
+    assert [p["events"] for p in report["points"]] == [5050, 10100]  # 1% planted duplicates
+    for point in report["points"]:
+        assert point["incremental"]["rows_added"] == point["events"] // 100
+        assert point["incremental"]["share_of_full"] > 0
+        assert point["incremental"]["build_scope"][0].startswith("new rows in events.events")
+    assert [t["met"] in (True, False) for t in report["targets"]] == [True, True, True]
+    assert "| 10,100 |" in done.stdout
+    assert path.with_suffix(".svg").read_text().startswith("<svg")
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
