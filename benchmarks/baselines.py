@@ -5,6 +5,7 @@
     python -m benchmarks.baselines pandas-csv   --inbox DIR --db FILE
     python -m benchmarks.baselines duckdb-json  --inbox DIR --db FILE
     python -m benchmarks.baselines dlt-json     --inbox DIR --db FILE
+    python -m benchmarks.baselines dlt-fs-read_csv --inbox DIR --db FILE  (or _duckdb, read_jsonl)
     python -m benchmarks.baselines monitor-probe --target-dir DIR --repeat R
 
 Each prints one JSON line (rows and in-process seconds). Running them as child
@@ -114,6 +115,32 @@ def dlt_json(inbox: Path, db: Path) -> dict[str, Any]:
     return _dlt_load(rows, "events", db)
 
 
+def dlt_filesystem(reader: str, inbox: Path, db: Path) -> dict[str, Any]:
+    """What a dlt user gets out of the box: dlt's `filesystem` source and one of its readers.
+
+    Set up to survive the sample's bad lines where the reader can (pandas skips
+    them, DuckDB ignores them); `read_jsonl` has no such option.
+    """
+    from dlt.sources.filesystem import filesystem, read_csv, read_csv_duckdb, read_jsonl
+
+    from ingestion.destination import make_pipeline
+
+    folder, glob = ("events", "*.jsonl") if reader == "read_jsonl" else ("users", "*.csv")
+    readers = {
+        "read_csv": lambda: read_csv(dtype=str, on_bad_lines="skip"),
+        "read_csv_duckdb": lambda: read_csv_duckdb(all_varchar=True, ignore_errors=True),
+        "read_jsonl": read_jsonl,
+    }
+    files = filesystem(bucket_url=(inbox / folder).resolve().as_uri(), file_glob=glob)
+    pipeline = make_pipeline(f"peer_{reader}", db)
+    info = pipeline.run((files | readers[reader]()).with_name(folder))
+    info.raise_on_failed_jobs()
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(folder)
+        rows = client.execute_sql(f"select count(*) from {table}")
+    return {"rows": rows[0][0]}
+
+
 def _median_seconds(work: Callable[[], Any], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -182,6 +209,9 @@ LOADS: dict[str, Callable[[Path, Path], dict[str, Any]]] = {
     "pandas-csv": pandas_csv,
     "duckdb-json": duckdb_json,
     "dlt-json": dlt_json,
+    "dlt-fs-read_csv": lambda inbox, db: dlt_filesystem("read_csv", inbox, db),
+    "dlt-fs-read_csv_duckdb": lambda inbox, db: dlt_filesystem("read_csv_duckdb", inbox, db),
+    "dlt-fs-read_jsonl": lambda inbox, db: dlt_filesystem("read_jsonl", inbox, db),
 }
 
 

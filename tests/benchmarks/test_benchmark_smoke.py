@@ -26,7 +26,11 @@ ROW_IDS = [
     "pipeline_rss",
     "incremental",
     "incremental_fixed",
+    "nothing_new",
     "monitor",
+    "peer_read_csv",
+    "peer_read_csv_duckdb",
+    "peer_read_jsonl",
     "startup",
 ]
 
@@ -63,7 +67,9 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     done, report = run_benchmark(tmp_path)
     assert [row["id"] for row in report["table"]] == ROW_IDS
     for row in report["table"]:
-        assert row["ratio"] > 0, row
+        # a peer that fails on the sample has no ratio; it is reported with its error
+        failed = row["id"].startswith("peer_") and row["baseline"].startswith("fails after")
+        assert row["ratio"] > 0 or failed, row
         assert f"| {row['benchmark']} |" in done.stdout
     assert "| benchmark | ours | baseline | ratio | target | met |" in done.stdout
 
@@ -75,7 +81,7 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
         "seed": 42,
         "segment_size": 5000,
         "events_per_user": 10,
-        "only": ["csv", "jsonl", "pipeline"],
+        "only": ["csv", "jsonl", "peers", "pipeline"],
     }
     assert report["csv_ingest"]["rows"] == report["sample"]["csv"]["csv_rows"] == 11839
     assert report["stream_ingest"]["rows"] == report["sample"]["stream"]["event_lines"] == 10100
@@ -97,10 +103,15 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     assert scope.startswith("new rows in events.events; tests scoped to rows after ")
     # the fixed part was timed (fixed_costs fails the run if that ingest loaded any row)
     fixed = report["incremental"]["fixed"]
-    assert set(fixed) == {"ingest_nothing_new", "dbt_build_no_node"}
+    assert set(fixed) == {"pipeline_run_nothing_new", "ingest_nothing_new", "dbt_build_no_node"}
     assert all(len(series["seconds"]) == 1 for series in fixed.values())
     assert report["monitor"]["table"] == "marts.fct_events"
     assert report["monitor"]["monitor_seconds"] > 0
+    # dlt's filesystem readers on the same files: a time, or the error they stopped on
+    assert set(report["peers"]) == {"read_csv", "read_csv_duckdb", "read_jsonl"}
+    for peer in report["peers"].values():
+        assert peer["ours"]["seconds"] > 0
+        assert peer["peer"]["error"] if peer["peer"]["failed"] else peer["peer"]["rows"] > 0
 
 
 def test_only_runs_the_named_parts(tmp_path: Path) -> None:
