@@ -48,9 +48,9 @@ from .steps import Context, read_run_results
 PROJECT_FILES = ("dbt_project.yml", "packages.yml")
 PROJECT_FOLDERS = ("models", "macros", "seeds", "snapshots", "tests/dbt")
 LOAD_ID = "_dlt_load_id"
-# A full check is due at the first run of each period (UTC): the strftime of its start.
-CADENCES = {"always": "%Y-%m-%dT%H:%M:%S.%f", "hourly": "%Y-%m-%dT%H", "daily": "%Y-%m-%d"}
-CADENCES["weekly"] = "%G-W%V"
+# A full check is due at the first run of each period (UTC), named by this strftime
+# of the run's start; `always`: at every run.
+CADENCES = {"always": None, "hourly": "%Y-%m-%dT%H", "daily": "%Y-%m-%d", "weekly": "%G-W%V"}
 DEFAULT_CADENCE = "daily"
 
 
@@ -91,9 +91,9 @@ def full_check_cadence(path: Path | None = None) -> str:
 
 def full_check_due(cadence: str, last_full: datetime | None, now: datetime) -> bool:
     """True at the first run of a period of the cadence without a full check yet."""
-    if last_full is None:
-        return True
     period = CADENCES[cadence]
+    if last_full is None or period is None:
+        return True
     return last_full.astimezone(UTC).strftime(period) != now.astimezone(UTC).strftime(period)
 
 

@@ -35,29 +35,24 @@ ROW_IDS = [
 ]
 
 
-def run_benchmark(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
-    """`benchmarks/run.py` at 10k rows, one repetition: what it printed and its results JSON."""
+def run_script(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """A benchmark script with a work and a results folder under tmp_path; it must pass."""
     results = tmp_path / "results"
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--rows",
-            "10000",
-            "--repeat",
-            "1",
-            *extra,
-            "--work",
-            str(tmp_path / "work"),
-            "--results-dir",
-            str(results),
-        ],
+        [sys.executable, *args, "--work", str(tmp_path / "work"), "--results-dir", str(results)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    return done, results
+
+
+def run_benchmark(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`benchmarks/run.py` at 10k rows, one repetition: what it printed and its results JSON."""
+    script = str(ROOT / "benchmarks" / "run.py")
+    done, results = run_script(tmp_path, script, "--rows", "10000", "--repeat", "1", *extra)
     [path] = results.glob("*-10000.json")
     return done, json.loads(path.read_text())
 
@@ -154,16 +149,7 @@ def test_the_10m_memory_target_is_judged_in_megabytes() -> None:
 
 def test_scale_curve_at_two_small_sizes(tmp_path: Path) -> None:
     """`python -m benchmarks.scale`: a full and a 1% run per size, the table, JSON and plot."""
-    results = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", "--events", "5000,10000"]
-        + ["--work", str(tmp_path / "work"), "--results-dir", str(results)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    done, results = run_script(tmp_path, "-m", "benchmarks.scale", "--events", "5000,10000")
     [path] = results.glob("*-scale.json")
     report = json.loads(path.read_text())
     assert [p["events"] for p in report["points"]] == [5050, 10100]  # 1% planted duplicates
