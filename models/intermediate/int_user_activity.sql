@@ -14,7 +14,8 @@
       order of an unknown user becomes valid when the user arrives): the users
       whose order figures (as of this features_as_of) differ from the stored
       ones, from one pass over the valid orders.
-    A user left with no activity gets a row of zeros, removed after the merge.
+    A user left with no activity gets a row of zeros, removed after the merge
+    (Spark's Parquet tables, rebuilt whole, have neither).
 #}
 {{
     config(
@@ -22,7 +23,11 @@
         incremental_strategy='merge',
         unique_key='user_id',
         on_schema_change='append_new_columns',
-        post_hook="delete from {{ this }} where event_count = 0 and order_count = 0",
+        post_hook=(
+            "{% if is_incremental() %}"
+            "delete from {{ this }} where event_count = 0 and order_count = 0"
+            "{% endif %}"
+        ),
     )
 }}
 {%- set as_of = features_as_of() %}
