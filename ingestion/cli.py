@@ -34,7 +34,7 @@ from warehouse.sources import SourceDeclarationError, declared_sources
 
 from .destination import make_pipeline
 from .kinds import kind_function, source_options
-from .rejected import REJECTED_TABLE
+from .rejected import REJECTED_TABLE, drop_replaced_rejects, keep_on_refresh
 
 EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -161,7 +161,13 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
         before = _columns(pipeline, source.name)
         if args.progress:  # dlt takes the collector on the pipeline, not on run()
             pipeline.collector = dlt.progress.log(10, logger=sys.stderr)
-        load_info = pipeline.run(source, refresh="drop_sources" if args.full_refresh else None)
+        if args.full_refresh:
+            keep_on_refresh(pipeline, source.name)
+            # On the pipeline, not run(): the resources see it (kinds.common.raw_to_check).
+            pipeline.refresh = "drop_sources"
+        load_info = pipeline.run(source)
+        if args.full_refresh:
+            drop_replaced_rejects(pipeline, source.name, list(load_info.loads_ids))
         report.new_columns = sorted(  # schema evolution: new columns of existing tables
             f"{table}.{column}"
             for table, columns in _columns(pipeline, source.name).items()

@@ -71,3 +71,43 @@ def data_rows(table: Any, **hints: Any) -> Any:
     yields to. So the good rows carry their hints as a table variant too.
     """
     return dlt.mark.with_hints(table, dlt.mark.make_hints(**hints), create_table_variant=True)
+
+
+def keep_on_refresh(pipeline: dlt.Pipeline, schema_name: str) -> None:
+    """Before a source's full refresh: dlt must not drop `raw._rejected_rows`.
+
+    dlt's refresh drops every table of the source's schema that has seen data,
+    and the rejected rows' table is in the schema of every source that
+    rejected something: a refresh of one source would drop all sources'
+    rejected rows. Marked unseen, it leaves the schema but stays in the
+    warehouse (dlt adds it back on the next reject: its columns are there);
+    the source's own earlier rejects go after the load (drop_replaced_rejects).
+    """
+    if schema_name not in pipeline.schema_names:
+        return
+    table = pipeline.schemas[schema_name].tables.get(REJECTED_TABLE)
+    if table is not None:
+        table.setdefault("x-normalizer", {})["seen-data"] = False  # type: ignore[typeddict-item]
+
+
+def drop_replaced_rejects(pipeline: dlt.Pipeline, source: str, load_ids: list[str]) -> None:
+    """After a source's full refresh: delete its rejected rows of the loads before it.
+
+    The refresh read everything again and kept its rejects again, in `load_ids`.
+    The Parquet lake has no deletes: there the older copies stay.
+    """
+    if not load_ids or pipeline.destination.destination_name == "filesystem":
+        return
+    with pipeline.sql_client() as client:
+        present = client.has_dataset() and client.execute_sql(
+            "select 1 from information_schema.tables where table_schema = %s and table_name = %s",
+            client.dataset_name,
+            REJECTED_TABLE,
+        )
+        if present:
+            client.execute_sql(
+                f"delete from {client.make_qualified_table_name(REJECTED_TABLE)} "
+                f"where source = %s and _dlt_load_id not in ({', '.join(['%s'] * len(load_ids))})",
+                source,
+                *load_ids,
+            )

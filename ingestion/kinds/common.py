@@ -138,3 +138,13 @@ def current_pipeline() -> dlt.Pipeline | None:
         return dlt.current.pipeline()
     except Exception:  # noqa: BLE001 - no active pipeline is a normal case
         return None
+
+
+def raw_to_check() -> dlt.Pipeline | None:
+    """The running pipeline, to ask what raw holds of the source; None on a full refresh.
+
+    A full refresh drops the source's raw tables when it loads: what they hold
+    now is neither a repeat to leave out nor an earlier reading to delete.
+    """
+    pipeline = current_pipeline()
+    return None if pipeline is None or pipeline.refresh else pipeline

@@ -28,6 +28,7 @@ from .common import (
     folder_files,
     make_source,
     option,
+    raw_to_check,
     start_run,
 )
 from .csv_reader import (
@@ -115,7 +116,7 @@ def read_files(
         else:
             pending.append(path)
     pipeline = current_pipeline()
-    forget_files(pipeline, source, table_name, [path.name for path in pending])
+    forget_files(raw_to_check(), source, table_name, [path.name for path in pending])
     spill_dir = pipeline.working_dir if pipeline is not None else None
     if spill_dir is not None:  # a killed run's spill folders, if any
         for spill in Path(spill_dir).glob(f"{SPILL_PREFIX}*"):

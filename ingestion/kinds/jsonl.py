@@ -16,7 +16,7 @@ from typing import Any
 
 import dlt
 
-from .common import SourceConfigError, check_raw_names, current_pipeline, make_source, option
+from .common import SourceConfigError, check_raw_names, make_source, option, raw_to_check
 from .jsonl_reader import FileSegments, JsonlTable, read_lines
 
 BACKENDS = ("files", "redis")
@@ -85,7 +85,7 @@ def jsonl_source(
             stream_backend,
             dlt.current.resource_state(),
             datetime.now(UTC),
-            current_pipeline(),
+            raw_to_check(),
             max_lines=max_batch,
         )
 
