@@ -28,10 +28,10 @@ from warehouse.settings import warehouse_file_problem, warehouse_path
 from warehouse.sources import undeclared_dbt_sources
 
 from . import alerts as alerting
-from . import history, report
+from . import history, report, state
 from .config import Thresholds, parse_time, project_vars
 from .manifest import UsageError, discover, load_manifest, load_run_results
-from .metrics import ERROR, OK, DltLoads, Measurement, Metric, measure_table
+from .metrics import ERROR, OK, REUSED, DltLoads, Measurement, Metric, Stored, measure_table
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 DEFAULT_SINCE = "30d"
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         default=FULL_CHECK,
         help="which check the build's dbt tests did, for the report (set by the pipeline)",
+    )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="read only the tables that changed since their stored measurement, and count "
+        "outliers against the stored fences (the pipeline's runs between full checks)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command")
@@ -200,12 +206,18 @@ def monitor(args: argparse.Namespace) -> int:
         "dbt_invocation_id": invocation,
         "models": len(targets),
         "check": args.check,
+        "incremental": args.incremental,
     }
     clock = time.perf_counter()
     con = _open_warehouse(read_only=False)
     try:
         loads = DltLoads(con)
-        measurements = [_measure(con, t, thresholds, as_of, loads, args.debug) for t in targets]
+        versions = state.Versions(con, manifest)
+        stored = state.read(con) if args.incremental else {}
+        measurements = [
+            _measure(con, t, thresholds, as_of, loads, versions, stored.get(t.name), args.debug)
+            for t in targets
+        ]
         past = history.read_history(con, started - window)
         anomalies = history.anomalies(measurements, past, thresholds)
         build = alerting.build_problems(manifest, run_results, {t.unique_id for t in targets})
@@ -214,7 +226,7 @@ def monitor(args: argparse.Namespace) -> int:
         run["finished_at"] = datetime.now(UTC)
         run["exit_code"] = exit_code
         metrics = [x for m in measurements for x in m.metrics]
-        history.write_run(con, run, metrics, alerts)
+        history.write_run(con, run, metrics, alerts, measurements)
     finally:
         con.close()
     elapsed = time.perf_counter() - clock
@@ -233,8 +245,10 @@ def monitor(args: argparse.Namespace) -> int:
     print()
     print(alerting.console_table(alerts))
     verdict = "ERROR" if errors else "WARN" if warnings else "OK"
+    reused = sum(m.how == REUSED for m in measurements)
     summary = (
-        f"{verdict}: {len(measurements)} tables monitored in {elapsed:.2f} s, "
+        f"{verdict}: {len(measurements)} tables monitored in {elapsed:.2f} s "
+        f"({reused} unchanged, not read), "
         f"{errors} error and {warnings} warning alerts (run {run['run_id']})"
     )
     print(f"\n{summary}\nreport: {report_path}\nalerts: {alerts_path}")
@@ -249,11 +263,13 @@ def _measure(
     thresholds: Thresholds,
     as_of: datetime,
     loads: DltLoads,
+    versions: state.Versions,
+    stored: Stored | None,
     debug: bool,
 ) -> Measurement:
     """Measure one table; a failure there is an error alert, not the end of the run."""
     try:
-        return measure_table(con, target, thresholds, as_of, loads)
+        return measure_table(con, target, thresholds, as_of, loads, versions.of(target), stored)
     except duckdb.Error as exc:
         if debug:
             traceback.print_exc()
@@ -279,6 +295,7 @@ def summary_table(measurements: list[Measurement]) -> str:
         "max outliers",
         "fresh h",
         "tests failed",
+        "measured",
         "status",
     ]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
@@ -294,7 +311,7 @@ def summary_table(measurements: list[Measurement]) -> str:
             f"| {m.target.name} | {_cell(m.value('row_count'))} | {_cell(m.value('column_count'))} "
             f"| {_cell(m.value('missing_rate'), True)} | {_cell(duplicate, True)} "
             f"| {_cell(max(outliers) if outliers else None, True)} | {_cell(fresh)} "
-            f"| {_cell(m.value('dbt_tests_failed'))} | {status} |"
+            f"| {_cell(m.value('dbt_tests_failed'))} | {m.how} | {status} |"
         )
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from . import state
 from .config import Thresholds
 from .manifest import UsageError
 from .metrics import OK, WARN, Measurement, Metric
@@ -188,12 +189,14 @@ def write_run(
     run: dict[str, Any],
     metrics: list[Metric],
     alerts: list[Metric],
+    measurements: list[Measurement],
 ) -> None:
-    """Append one run's metrics and alerts in one transaction."""
+    """Append one run's metrics and alerts, and keep its tables' aggregates, in one transaction."""
     con.execute("begin transaction")
     try:
         for statement in DDL:
             con.execute(statement)
+        state.write(con, measurements)
         common = [run["run_id"], run["started_at"]]
         metric_rows = [
             [

@@ -6,17 +6,24 @@ Target.key_proven_unique), quartiles of non-integer numeric columns, the
 range of integer ones and the newest timestamp. Integer columns then get
 their quartiles in one more query (integer_quartiles). Scan 2 counts values
 outside the IQR bounds; a column with `outlier_group_by` meta gets its own
-query with fences per group. No table rows reach Python; each query returns
-one row.
+queries with fences per group. No table rows reach Python.
+
+What a scan found is kept (Aggregates, monitoring/state.py). An incremental
+run (`--incremental`, the pipeline's runs between full checks) reads no table
+that did not change since, and counts the outliers of a changed one against
+the stored fences instead of sorting every value for new quartiles: the
+fences are as old as the last full measurement, and the report says so.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
+import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +35,10 @@ from .config import Thresholds
 from .manifest import FAILED_TEST_STATUSES, WARNED_TEST_STATUSES, Target
 
 OK, WARN, ERROR = "ok", "warn", "error"
+# How a table's aggregates were had: a scan with fresh quartile fences, a scan
+# counting outliers against stored fences, or the stored aggregates of a table
+# that did not change.
+FULL, SCANNED, REUSED = "full", "scanned", "reused"
 DLT_PREFIX = "_dlt_"
 LOAD_TIME_COLUMN = "_loaded_at"
 INTEGER_TYPES = {
@@ -63,6 +74,8 @@ class Measurement:
     metrics: list[Metric] = field(default_factory=list)
     scans: int = 0
     seconds: float = 0.0
+    how: str = FULL
+    stored: Stored | None = None  # what the next incremental run starts from
 
     def value(self, metric: str, column: str | None = None) -> float | None:
         for m in self.metrics:
@@ -212,52 +225,98 @@ def _interpolated_quartiles(counts: dict[int, int]) -> list[float]:
     return out
 
 
-def count_grouped_outliers(
+def group_fences(
     con: duckdb.DuckDBPyConnection, table: str, column: str, group: str, factor: float
-) -> int:
-    """Values outside 1.5×IQR fences computed per group (column meta `outlier_group_by`).
+) -> list[list[Any]]:
+    """[group, low, high]: 1.5×IQR fences per group (column meta `outlier_group_by`).
 
     Categories on different scales would make one global fence flag a whole
     category; the dbt `outlier_rate` test reads the same meta key.
     """
     col, key = quote(column), quote(group)
-    sql = f"""
-        with fences as (
-            select {key} as grp,
-                   quantile_cont({col}::double, 0.25) as q1,
-                   quantile_cont({col}::double, 0.75) as q3
+    rows = con.execute(
+        f"""
+        select grp, q[1] - ? * (q[2] - q[1]), q[2] + ? * (q[2] - q[1])
+        from (
+            select {key} as grp, quantile_cont({col}::double, [0.25, 0.75]) as q
             from {table}
             where {col} is not null
             group by {key}
         )
-        select count(*)
-        from {table} as t
-        join fences as f on t.{key} is not distinct from f.grp
-        where t.{col}::double < f.q1 - ? * (f.q3 - f.q1)
-           or t.{col}::double > f.q3 + ? * (f.q3 - f.q1)
-    """
-    (count,) = con.execute(sql, [factor, factor]).fetchall()[0]
-    return int(count)
+        order by grp nulls last
+        """,
+        [factor, factor],
+    ).fetchall()
+    return [list(row) for row in rows]
 
 
-def measure_table(
+def count_grouped_outliers(
     con: duckdb.DuckDBPyConnection,
-    target: Target,
-    thresholds: Thresholds,
-    now: datetime,
-    dlt_loads: DltLoads | None = None,
-) -> Measurement:
-    """Every metric of one table, in the scans the module docstring lists."""
-    started = time.perf_counter()
-    name, meta = target.name, target.meta
-    cols = dict(table_columns(con, target.schema, target.identifier))
-    if not cols:
-        level = ERROR if target.kind == "model" else WARN
-        missing = Metric(
-            name, None, "table_exists", 0.0, 1.0, level, f"{name} is not in the warehouse"
+    table: str,
+    column: str,
+    group: str,
+    fences: list[list[Any]],
+) -> tuple[int, int]:
+    """(values outside their group's fences, values of a group that has no fence)."""
+    col, key = quote(column), quote(group)
+    row = con.execute(
+        f"""
+        with fences as (
+            select unnest(?) as grp, unnest(?::double[]) as low, unnest(?::double[]) as high
         )
-        return Measurement(target, False, [missing], 0, time.perf_counter() - started)
+        select
+            count(*) filter (where t.{col}::double < f.low or t.{col}::double > f.high),
+            count(*) filter (where f.low is null and t.{col} is not null)
+        from {table} as t
+        left join fences as f on t.{key} is not distinct from f.grp
+        """,
+        [[f[0] for f in fences], [f[1] for f in fences], [f[2] for f in fences]],
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
+
+@dataclass
+class Layout:
+    """What is measured on one table, from its columns, meta and the thresholds."""
+
+    table: str  # the relation, quoted
+    cols: dict[str, str]
+    measured: list[str]  # columns with a missing rate
+    key: list[str] | None
+    row_columns: list[str]  # without a key, a duplicate repeats all of these
+    numeric: list[str]  # columns with an outlier rate
+    grouped: dict[str, str]  # numeric column -> the column its fences are per
+    factors: dict[str, float]  # numeric column -> the IQR factor of its fences
+    ts_column: str | None
+    ts_expr: str | None
+    ts_label: str
+    skip_freshness: bool
+
+    @property
+    def globally_fenced(self) -> list[str]:
+        return [c for c in self.numeric if c not in self.grouped]
+
+    @property
+    def has_load_id(self) -> bool:
+        return "_dlt_load_id" in self.cols
+
+    def fingerprint(self) -> str:
+        """Changes whenever the stored aggregates of the table would mean something else."""
+        parts = [
+            sorted(self.cols.items()),
+            self.measured,
+            self.key,
+            self.numeric,
+            sorted(self.grouped.items()),
+            sorted(self.factors.items()),
+            self.ts_expr,
+            self.skip_freshness,
+        ]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def table_layout(target: Target, cols: dict[str, str], thresholds: Thresholds) -> Layout:
     def col_meta(column: str) -> dict[str, Any]:
         return target.column_meta.get(column, {})
 
@@ -269,7 +328,6 @@ def measure_table(
         if target.unique_key and all(k in cols for k in target.unique_key)
         else None
     )
-    row_columns = [c for c in cols if not c.startswith(DLT_PREFIX)] or list(cols)
     # Identifiers (`<object>_id`, the naming the models follow) are not measures:
     # their spread says nothing about quality, and each quartile costs a sort.
     numeric = [
@@ -281,130 +339,298 @@ def measure_table(
     skip_freshness = target.freshness_disabled and not target.timestamp_column
     if skip_freshness:
         ts_column, ts_expr, ts_label = None, None, ""
-    has_load_id = "_dlt_load_id" in cols
+    return Layout(
+        table=relation(target.schema, target.identifier),
+        cols=cols,
+        measured=measured,
+        key=key,
+        row_columns=[c for c in cols if not c.startswith(DLT_PREFIX)] or list(cols),
+        numeric=numeric,
+        grouped={
+            c: col_meta(c)["outlier_group_by"]
+            for c in numeric
+            if col_meta(c).get("outlier_group_by") in cols
+        },
+        factors={
+            c: thresholds.get("outlier_iqr_factor", target.meta, col_meta(c)) for c in numeric
+        },
+        ts_column=ts_column,
+        ts_expr=ts_expr,
+        ts_label=ts_label,
+        skip_freshness=skip_freshness,
+    )
 
-    grouped = {
-        c: col_meta(c)["outlier_group_by"]
-        for c in numeric
-        if col_meta(c).get("outlier_group_by") in cols
-    }
+
+@dataclass
+class Aggregates:
+    """What one measurement of a table found: the inputs of its metrics, stored as JSON.
+
+    `fences` are each numeric column's outlier bounds: [low, high], or
+    [[group, low, high], ...] for a column fenced per group; `fences_at` says
+    when each column's quartiles were computed (ISO UTC).
+    """
+
+    rows: int
+    non_null: dict[str, int]
+    duplicates: int
+    fences: dict[str, Any]
+    fences_at: dict[str, str]
+    outliers: dict[str, int]
+    newest_epoch: float | None  # the newest row's time, for freshness
+    newest_label: str  # where that time comes from ("" = freshness not measured)
+    latest_load_id: str | None
+    measured_at: str  # when this table was scanned (ISO UTC)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Aggregates:
+        return cls(**json.loads(text))
+
+
+def scan_table(
+    con: duckdb.DuckDBPyConnection,
+    target: Target,
+    shape: Layout,
+    dlt_loads: DltLoads | None = None,
+    stored: Aggregates | None = None,
+) -> tuple[Aggregates, int]:
+    """The aggregates of the whole table, and how many queries read it.
+
+    With `stored` aggregates, outliers are counted against their fences and no
+    quartile is computed, except for a column (or a group) without a fence.
+    """
+    table, scanned_at = shape.table, datetime.now(UTC).isoformat()
+    stored_fences, stored_at = (stored.fences, stored.fences_at) if stored else ({}, {})
     unique_by = target.key_proven_unique()
-
-    select = ["count(*)"] + [f"count({quote(c)})" for c in measured]
+    key = shape.key
+    select = ["count(*)"] + [f"count({quote(c)})" for c in shape.measured]
     if unique_by is not None:
         select.append("0")
     elif key and len(key) == 1:
         select.append(f"count({quote(key[0])}) - count(distinct {quote(key[0])})")
     else:
-        fields = ", ".join(quote(c) for c in (key or row_columns))
+        fields = ", ".join(quote(c) for c in (key or shape.row_columns))
         select.append(f"count(*) - count(distinct row({fields}))")
-    # grouped columns get their quartiles per group, in count_grouped_outliers
-    global_fenced = [c for c in numeric if c not in grouped]
-    integers = [c for c in global_fenced if cols[c].upper() in INTEGER_TYPES]
+    fresh = [c for c in shape.globally_fenced if c not in stored_fences]
+    integers = [c for c in fresh if shape.cols[c].upper() in INTEGER_TYPES]
     select += [
         f"[min({quote(c)}), max({quote(c)})]"
         if c in integers
         else f"quantile_cont({quote(c)}::double, [0.25, 0.75])"
-        for c in global_fenced
+        for c in fresh
     ]
-    if ts_expr:
-        select.append(ts_expr)
-    if has_load_id:
+    if shape.ts_expr:
+        select.append(shape.ts_expr)
+    if shape.has_load_id:
         select.append(f"max({quote('_dlt_load_id')})")
-    table = relation(target.schema, target.identifier)
     row = con.execute(f"select {', '.join(select)} from {table}").fetchone()
     assert row is not None
     scans = 1
     values = list(row)
     rows = int(values.pop(0))
-    non_null = {c: int(values.pop(0)) for c in measured}
+    non_null = {c: int(values.pop(0)) for c in shape.measured}
     duplicates = int(values.pop(0) or 0)
-    quartiles = {c: values.pop(0) for c in global_fenced}
+    quartiles = {c: values.pop(0) for c in fresh}
     ranges = {c: quartiles.pop(c) for c in integers}
-    newest_epoch = values.pop(0) if ts_expr else None
-    latest_load_id = values.pop(0) if has_load_id else None
+    newest_epoch = values.pop(0) if shape.ts_expr else None
+    latest_load_id = values.pop(0) if shape.has_load_id else None
+    if ranges:
+        quartiles.update(integer_quartiles(con, table, ranges))
+        scans += 1
+
+    fences = {c: stored_fences[c] for c in shape.globally_fenced if c in stored_fences}
+    fences_at = {c: stored_at[c] for c in fences}
+    for c in fresh:
+        q = quartiles[c]
+        if q is None or q[0] is None or q[1] is None:
+            continue
+        iqr = q[1] - q[0]
+        fences[c] = [q[0] - shape.factors[c] * iqr, q[1] + shape.factors[c] * iqr]
+        fences_at[c] = scanned_at
+    outliers: dict[str, int] = {}
+    if fences:
+        cases = [
+            f"count(*) filter (where {quote(c)}::double < ? or {quote(c)}::double > ?)"
+            for c in fences
+        ]
+        params = [bound for c in fences for bound in fences[c]]
+        counts = con.execute(f"select {', '.join(cases)} from {table}", params).fetchone()
+        assert counts is not None
+        scans += 1
+        outliers = {c: int(n) for c, n in zip(fences, counts, strict=True)}
+    for c, group in shape.grouped.items():
+        unfenced = 1
+        if c in stored_fences:
+            fences[c], fences_at[c] = stored_fences[c], stored_at[c]
+            outliers[c], unfenced = count_grouped_outliers(con, table, c, group, fences[c])
+            scans += 1
+        if unfenced:  # no fences yet, or a new group: its quartiles are needed
+            fences[c], fences_at[c] = (
+                group_fences(con, table, c, group, shape.factors[c]),
+                scanned_at,
+            )
+            outliers[c], _ = count_grouped_outliers(con, table, c, group, fences[c])
+            scans += 2
+
+    label = shape.ts_label
+    if newest_epoch is None and not shape.skip_freshness and shape.ts_column is None:
+        newest, label = _newest_without_timestamps(target, latest_load_id, dlt_loads)
+        newest_epoch = newest.timestamp() if newest else None
+    aggregates = Aggregates(
+        rows=rows,
+        non_null=non_null,
+        duplicates=duplicates,
+        fences=fences,
+        fences_at=fences_at,
+        outliers=outliers,
+        newest_epoch=None if newest_epoch is None else float(newest_epoch),
+        newest_label=label,
+        latest_load_id=None if latest_load_id is None else str(latest_load_id),
+        measured_at=scanned_at,
+    )
+    return aggregates, scans
+
+
+def _newest_without_timestamps(
+    target: Target, latest_load_id: Any, dlt_loads: DltLoads | None
+) -> tuple[datetime | None, str]:
+    """A table without a timestamp column is as new as its last dlt load, or dbt build."""
+    if latest_load_id is not None and dlt_loads is not None:
+        load = dlt_loads.loads(target.schema).get(str(latest_load_id))
+        return (load[2], "_dlt_loads.inserted_at") if load else (None, "")
+    if target.built_at is not None:
+        return target.built_at, "dbt build time"
+    return None, ""
+
+
+@dataclass
+class Stored:
+    """The last measurement of a table kept in the warehouse (monitoring/state.py)."""
+
+    version: str | None
+    fingerprint: str
+    aggregates: Aggregates
+
+
+def measure_table(
+    con: duckdb.DuckDBPyConnection,
+    target: Target,
+    thresholds: Thresholds,
+    now: datetime,
+    dlt_loads: DltLoads | None = None,
+    version: str | None = None,
+    stored: Stored | None = None,
+) -> Measurement:
+    """Every metric of one table, from a scan or from its stored aggregates.
+
+    With `stored` (an incremental run), a table whose `version` and layout are
+    those stored is not read at all, and a changed one is scanned with the
+    stored fences. Without it every table is scanned and fenced afresh.
+    """
+    started = time.perf_counter()
+    name = target.name
+    cols = dict(table_columns(con, target.schema, target.identifier))
+    if not cols:
+        level = ERROR if target.kind == "model" else WARN
+        missing = Metric(
+            name, None, "table_exists", 0.0, 1.0, level, f"{name} is not in the warehouse"
+        )
+        return Measurement(target, False, [missing], 0, time.perf_counter() - started)
+    shape = table_layout(target, cols, thresholds)
+    fingerprint = shape.fingerprint()
+    usable = stored if stored is not None and stored.fingerprint == fingerprint else None
+    if usable is not None and version is not None and usable.version == version:
+        aggregates, scans, how = usable.aggregates, 0, REUSED
+    else:
+        prior = usable.aggregates if usable is not None else None
+        aggregates, scans = scan_table(con, target, shape, dlt_loads, prior)
+        how = SCANNED if prior is not None else FULL
+    measurement = Measurement(
+        target,
+        True,
+        judge(target, shape, aggregates, thresholds, now, dlt_loads, len(cols)),
+        scans,
+        time.perf_counter() - started,
+        how=how,
+        stored=Stored(version, fingerprint, aggregates),
+    )
+    return measurement
+
+
+def judge(
+    target: Target,
+    shape: Layout,
+    found: Aggregates,
+    thresholds: Thresholds,
+    now: datetime,
+    dlt_loads: DltLoads | None,
+    column_count: int,
+) -> list[Metric]:
+    """The metrics of one table's aggregates, judged against the thresholds."""
+    name, meta, rows = target.name, target.meta, found.rows
+
+    def col_meta(column: str) -> dict[str, Any]:
+        return target.column_meta.get(column, {})
 
     metrics = [
         Metric(name, None, "row_count", float(rows)),
-        Metric(name, None, "column_count", float(len(cols))),
+        Metric(name, None, "column_count", float(column_count)),
     ]
     warn_at = thresholds.get("missing_rate_warn", meta)
-    nulls_total = sum(rows - n for n in non_null.values())
+    nulls_total = sum(rows - n for n in found.non_null.values())
     metrics.append(
-        _rate_metric(name, None, "missing_rate", nulls_total, rows * len(measured), warn_at, WARN)
+        _rate_metric(
+            name, None, "missing_rate", nulls_total, rows * len(shape.measured), warn_at, WARN
+        )
     )
-    for c in measured:
+    for c in shape.measured:
         column_warn_at = thresholds.get("missing_rate_warn", meta, col_meta(c))
         metrics.append(
-            _rate_metric(name, c, "missing_rate", rows - non_null[c], rows, column_warn_at, WARN)
+            _rate_metric(
+                name, c, "missing_rate", rows - found.non_null[c], rows, column_warn_at, WARN
+            )
         )
-    key_label = ", ".join(key) if key else None
+    key_label = ", ".join(shape.key) if shape.key else None
     duplicate_rate = _rate_metric(
         name,
         key_label,
         "duplicate_rate",
-        duplicates,
+        found.duplicates,
         rows,
         thresholds.get("duplicate_rate_error", meta),
         ERROR,
     )
+    unique_by = target.key_proven_unique()
     if unique_by is not None and rows:
         duplicate_rate.message += f" (dbt test {unique_by.name} passed on this build)"
     metrics.append(duplicate_rate)
 
-    if ranges:
-        quartiles.update(integer_quartiles(con, table, ranges))
-        scans += 1
-    bounds: dict[str, tuple[float, float]] = {}
-    for c in global_fenced:
-        q = quartiles[c]
-        if q is None or q[0] is None or q[1] is None:
-            continue
-        factor = thresholds.get("outlier_iqr_factor", meta, col_meta(c))
-        iqr = q[1] - q[0]
-        bounds[c] = (q[0] - factor * iqr, q[1] + factor * iqr)
-    outliers: dict[str, int] = {}
-    if bounds:
-        cases = [
-            f"count(*) filter (where {quote(c)}::double < ? or {quote(c)}::double > ?)"
-            for c in bounds
-        ]
-        params = [b for c in bounds for b in bounds[c]]
-        counts = con.execute(f"select {', '.join(cases)} from {table}", params).fetchone()
-        assert counts is not None
-        scans += 1
-        outliers = {c: int(n) for c, n in zip(bounds, counts, strict=True)}
-    for c, group in grouped.items():
-        factor = thresholds.get("outlier_iqr_factor", meta, col_meta(c))
-        outliers[c] = count_grouped_outliers(con, table, c, group, factor)
-        scans += 1
-    for c in numeric:
+    for c in shape.numeric:
         warn_at = thresholds.get("outlier_rate_warn", meta, col_meta(c))
         metric = _rate_metric(
-            name, c, "outlier_rate", outliers.get(c, 0), non_null[c], warn_at, WARN
+            name, c, "outlier_rate", found.outliers.get(c, 0), found.non_null[c], warn_at, WARN
         )
-        if c in bounds:
-            low, high = bounds[c]
+        if c in shape.grouped:
+            metric.message += f"; fences per {shape.grouped[c]}"
+        elif c in found.fences:
+            low, high = found.fences[c]
             metric.message += f"; bounds [{low:g}, {high:g}]"
-        elif c in grouped:
-            metric.message += f"; fences per {grouped[c]}"
+        if c in found.fences_at and found.fences_at[c] != found.measured_at:
+            metric.message += f", computed {found.fences_at[c][:19].replace('T', ' ')} UTC"
         metrics.append(metric)
 
-    newest: datetime | None = None
-    if newest_epoch is not None:
-        newest = datetime.fromtimestamp(float(newest_epoch), tz=UTC)
-    elif skip_freshness:
-        pass
-    elif ts_column is None and latest_load_id is not None and dlt_loads is not None:
-        load = dlt_loads.loads(target.schema).get(str(latest_load_id))
-        newest, ts_label = (load[2], "_dlt_loads.inserted_at") if load else (None, "")
-    elif ts_column is None and target.built_at is not None:
-        newest, ts_label = target.built_at, "dbt build time"
-    if ts_label:
-        metrics.append(_freshness(name, ts_label, newest, now, thresholds, meta, rows))
+    if found.newest_label:
+        newest = (
+            None
+            if found.newest_epoch is None
+            else datetime.fromtimestamp(found.newest_epoch, tz=UTC)
+        )
+        metrics.append(_freshness(name, found.newest_label, newest, now, thresholds, meta, rows))
 
-    if latest_load_id is not None and dlt_loads is not None:
-        load = dlt_loads.loads(target.schema).get(str(latest_load_id))
+    if found.latest_load_id is not None and dlt_loads is not None:
+        load = dlt_loads.loads(target.schema).get(found.latest_load_id)
         latest = dlt_loads.latest(target.schema, load[0]) if load else None
         if latest is not None:
             load_id, status = latest
@@ -421,7 +647,7 @@ def measure_table(
                 )
             )
     metrics += _test_metrics(target)
-    return Measurement(target, True, metrics, scans, time.perf_counter() - started)
+    return metrics
 
 
 def _freshness(

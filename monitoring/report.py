@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .history import Point
-from .metrics import ERROR, OK, WARN, Measurement, Metric
+from .metrics import ERROR, OK, REUSED, WARN, Measurement, Metric
 
 CHART_METRICS = ("row_count", "column_count", "missing_rate", "duplicate_rate", "freshness_hours")
 COLORS = {OK: "#2e7d32", WARN: "#ef6c00", ERROR: "#c62828"}
@@ -168,7 +168,7 @@ def render(
             f'<section class="model" id="model-{i}" data-model="{_e(name)}">',
             f'<h2>{_e(name)} <span class="badge {status}">{status}</span></h2>',
             f"<p>{_e(m.target.kind)} · key: {_e(', '.join(m.target.unique_key or ['whole row']))}"
-            f" · measured in {m.scans} scan(s), {m.seconds:.3f} s</p>",
+            f" · {_e(_how(m))}</p>",
             _alerts_list(model_alerts),
             f'<div class="charts">{"".join(charts)}</div>',
             _metrics_table(m.metrics),
@@ -176,6 +176,18 @@ def render(
         ]
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _how(m: Measurement) -> str:
+    """How the table's figures were had, and how old its outlier fences are."""
+    if m.how == REUSED and m.stored is not None:
+        at = m.stored.aggregates.measured_at[:19].replace("T", " ")
+        return f"unchanged since it was measured at {at} UTC: not read"
+    fenced = sorted(set((m.stored.aggregates.fences_at if m.stored else {}).values()))
+    ages = ", ".join(f"{at[:19].replace('T', ' ')} UTC" for at in fenced)
+    return f"measured in {m.scans} scan(s), {m.seconds:.3f} s" + (
+        f"; outlier fences computed at {ages}" if fenced else ""
+    )
 
 
 def _status(measurement: Measurement, alerts: list[Metric]) -> str:

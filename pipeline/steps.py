@@ -318,7 +318,11 @@ def build(ctx: Context, select: str | None, vars_: str | None, full_refresh: boo
 
 
 def monitor(ctx: Context, debug: bool, check: str | None = None) -> StepResult:
-    """`python -m monitoring`; `check` says which check the build did, for its report."""
+    """`python -m monitoring`; `check` says which check the build did, for its report.
+
+    A build that was not a full check (`check` given) gets an incremental
+    measurement: the full one comes with the full check.
+    """
     result = StepResult("monitor")
     alerts_path = ctx.target_dir / "quality_alerts.json"
     command = [
@@ -333,7 +337,7 @@ def monitor(ctx: Context, debug: bool, check: str | None = None) -> StepResult:
         str(alerts_path),
     ]
     if check:
-        command += ["--check", check]
+        command += ["--check", check, "--incremental"]
     if debug:
         command.append("--debug")
     announce("monitor", command, ctx)

@@ -104,6 +104,11 @@ def test_a_scoped_run_tests_its_new_rows_and_probes_their_keys(
     }
 
 
+def query(site: Site, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(site.warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
 def last_run_before(site: Site, run: dict[str, Any]) -> dict[str, Any]:
     rows = [r for r in site.ledger() if r["run_id"] != run["run_id"]]
     return {**rows[-1], "scope": json.loads(rows[-1]["detail"])["build_scope"]}
@@ -121,11 +126,25 @@ def test_the_full_check_runs_when_due(published: Site, tmp_path: Path) -> None:
     assert (run["check_kind"], run["scope"]["select"]) == ("full", None)
     assert run["scope"]["reason"] == "due (daily); no new rows in raw"
     assert publication(site.analytics)["check_kind"] == "full"
+    # dbt's post-hook recorded each build: what tells the monitor a table changed
+    assert {
+        "staging.countries",
+        "staging.stg_events__events",
+        "marts.dim_users",
+        "marts.fct_events",
+        "marts.user_features",
+    } <= {r for (r,) in query(site, "select relation from monitoring.dbt_model_builds")}
+    measured = dict(query(site, "select relation, measured_at from monitoring.quality_table_state"))
+    assert len(measured) == 10 and min(measured.values()) >= run["started_at"]
 
     done = site.run()  # the same day: nothing new, nothing to check
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert last_run(site)["check_kind"] == "none"
     assert "nothing to rebuild" in done.stdout
+    # ... and nothing to measure: the monitor read no table
+    assert dict(
+        query(site, "select relation, measured_at from monitoring.quality_table_state")
+    ) == (measured)
 
     done = site.run("--full-check")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

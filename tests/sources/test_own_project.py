@@ -94,8 +94,8 @@ def test_scaffold_writes_typed_staging_that_builds_and_never_overwrites(
 
     build = project.run("dbt", "build", "--select", "source:flights+")
     assert build.returncode == 0, build.stdout[-3000:]
-    # the on-run-start hook, the model, the accounting test and 3 tests of the key
-    assert "PASS=6 WARN=0 ERROR=0" in build.stdout
+    # the 2 on-run-start hooks, the model, the accounting test and 3 tests of the key
+    assert "PASS=7 WARN=0 ERROR=0" in build.stdout
     types = dict(
         project.query(
             "select column_name, data_type from information_schema.columns"
