@@ -65,6 +65,11 @@ bench: venv
 bench-10m: venv
 	$(PY) benchmarks/run.py --rows 10000000 --repeat 1 --only csv,jsonl,pipeline
 
+## make bench-users: the users chain (ingest + dbt build of its models) at 3.5M users rows vs pandas
+.PHONY: bench-users
+bench-users: venv
+	$(PY) benchmarks/run.py --rows 3000000 --repeat 1 --only users
+
 ## make bench-scale: full + 1% incremental runs at 1M, 3M, 10M, 30M events (~15 min, 10 GB disk)
 .PHONY: bench-scale
 bench-scale: venv

@@ -48,10 +48,13 @@ INCREMENT = 0.01  # the incremental run adds 1% new events
 # The orders API pages dicts through dlt (~3k orders/s here): a fixed, small orders
 # sample keeps the pipeline rows about the N events, not about the REST source.
 ORDERS_SAMPLE_USERS = 1000
-PARTS = ("csv", "jsonl", "pipeline", "peers")  # --only; the start-up row always runs
+PARTS = ("csv", "jsonl", "users", "pipeline", "peers")  # --only; the start-up row always runs
 # dlt's filesystem source with each of its readers, and the source of ours on the same files
 PEERS = (("read_csv", "users"), ("read_csv_duckdb", "users"), ("read_jsonl", "events"))
 NO_NODE = "tag:benchmark_selects_no_node"  # dbt build of nothing: its fixed cost
+# The users chain: every model that reads the users source, and the seeds it reads;
+# `cautious`: no test that also reads a model outside it (fct_events' relationships).
+USERS_CHAIN = ["--select", "+dim_users", "+quarantine_users", "--indirect-selection", "cautious"]
 
 
 @dataclass
@@ -183,7 +186,7 @@ class Bench:
         """
         started = time.perf_counter()
         sample: dict[str, Any] = {}
-        if "csv" in parts:
+        if parts & {"csv", "users"}:
             csv = self._generate(self.csv_inbox, self.rows, 1, max(SEGMENT_SIZE, self.rows), 0)
             sample["csv"] = {
                 "users": self.rows,
@@ -263,6 +266,40 @@ class Bench:
             "ours": ours.as_dict(),
             "duckdb": floor.as_dict(),
             "dlt": dlt_floor.as_dict(),
+        }
+
+    def users_chain(self, rows: int) -> dict[str, Any]:
+        """`python -m ingestion users` + `dbt build` of the users chain vs the pandas reference
+        of the same cleaning (dim_users) on the same exports; peak RSS is the larger step's."""
+        ours, ingest, build, pandas = Series(), Series(), Series(), Series()
+        # parsed once beforehand, as a user's project is: each build re-parses what changed
+        run_child([self.dbt, "parse", "--project-dir", str(ROOT)], self.env(self.work / "p.duckdb"))
+        for _ in range(self.repeat):
+            warehouse = self.fresh_warehouse()
+            env = self.env(warehouse)
+            command = [self.python, "-m", "ingestion", "users", "--inbox", str(self.csv_inbox)]
+            loaded = ingest.add(run_child(command, env))
+            command = [self.dbt, "build", "--project-dir", str(ROOT), *USERS_CHAIN]
+            built = build.add(run_child(command, env))
+            ours.add(
+                Run(
+                    loaded.seconds + built.seconds,
+                    max(loaded.rss_mb, built.rss_mb),
+                    0,
+                    built.output,
+                )
+            )
+            self.drop(warehouse)
+            out = self.work / "pandas"
+            command = [self.python, "-m", "benchmarks.pandas_reference", "--users-only"]
+            command += ["--inbox", str(self.csv_inbox), "--out", str(out)]
+            pandas.add(run_child(command, self.env(warehouse)))
+            shutil.rmtree(out, ignore_errors=True)
+        return {
+            "rows": rows,
+            "ours": ours.as_dict(),
+            "steps": {"ingest": ingest.as_dict(), "dbt_build": build.as_dict()},
+            "pandas": pandas.as_dict(),
         }
 
     def peers(self) -> dict[str, Any]:
@@ -580,6 +617,8 @@ TARGETS = {
     "pipeline_rss": ("≤ 0.2× pandas peak RSS at 10M", 0.2),
     "incremental": ("≤ 12% of full run at 10M", 0.12),
     "nothing_new": ("≤ 2.5 s", 2.5),
+    "users_time": ("≤ 1× pandas", 1.0),
+    "users_rss": ("≤ 0.4× pandas peak RSS", 0.4),
     "peer": ("ours faster", 1.0),
     "monitor": ("≤ 3 scans", 3.0),
 }
@@ -623,6 +662,8 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
         csv_rows(add, results["csv_ingest"], startup, reps)
     if "stream_ingest" in results:
         stream_rows(add, results["stream_ingest"], startup, reps)
+    if "users_chain" in results:
+        users_rows(add, results["users_chain"], reps)
     if "pipeline" in results:
         pipeline_rows(add, results, reps, preps)
     if "peers" in results:
@@ -707,6 +748,31 @@ def stream_rows(add: Any, stream: dict[str, Any], startup: float, reps: int) -> 
         rss / stream["duckdb"]["median_rss_mb"],
         "target applies at 10M events" if stream["rows"] < 10_000_000 else "",
         judged=rss,
+    )
+
+
+def users_rows(add: Any, users: dict[str, Any], reps: int) -> None:
+    u_ours, u_pandas = users["ours"]["median_seconds"], users["pandas"]["median_seconds"]
+    steps = users["steps"]
+    add(
+        "users_time",
+        "users_time",
+        f"Users chain, {users['rows']:,} users rows",
+        f"{u_ours:.1f} s (ingest {steps['ingest']['median_seconds']:.1f} + dbt build "
+        f"{steps['dbt_build']['median_seconds']:.1f})",
+        f"pandas reference (dim_users) {u_pandas:.1f} s",
+        u_ours / u_pandas,
+        f"median of {reps}; ours also keeps rejects and lineage, builds quarantine_users, "
+        "versions and tests",
+    )
+    add(
+        "users_rss",
+        "users_rss",
+        "Users chain peak RSS",
+        f"{users['ours']['median_rss_mb']:,.0f} MB (larger step)",
+        f"pandas reference {users['pandas']['median_rss_mb']:,.0f} MB",
+        users["ours"]["median_rss_mb"] / users["pandas"]["median_rss_mb"],
+        f"median of {reps}",
     )
 
 
@@ -912,6 +978,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "jsonl" in args.only:
             results["stream_ingest"] = step(
                 "JSONL ingest", bench.stream_ingest, sample["stream"]["event_lines"]
+            )
+        if "users" in args.only:
+            results["users_chain"] = step(
+                "users chain", bench.users_chain, sample["csv"]["csv_rows"]
             )
         if "peers" in args.only:
             results["peers"] = step("dlt's filesystem readers", bench.peers)

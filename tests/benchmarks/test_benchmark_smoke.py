@@ -22,6 +22,8 @@ ROW_IDS = [
     "stream_ingest",
     "stream_ingest_dlt",
     "stream_rss",
+    "users_time",
+    "users_rss",
     "pipeline_time",
     "pipeline_rss",
     "incremental",
@@ -76,19 +78,22 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
         "seed": 42,
         "segment_size": 5000,
         "events_per_user": 10,
-        "only": ["csv", "jsonl", "peers", "pipeline"],
+        "only": ["csv", "jsonl", "peers", "pipeline", "users"],
     }
     assert report["csv_ingest"]["rows"] == report["sample"]["csv"]["csv_rows"] == 11839
     assert report["stream_ingest"]["rows"] == report["sample"]["stream"]["event_lines"] == 10100
     for key, baselines in {
         "csv_ingest": ("ours", "duckdb", "dlt", "pandas"),
         "stream_ingest": ("ours", "duckdb", "dlt"),
+        "users_chain": ("ours", "pandas"),
         "pipeline": ("ours", "pandas"),
         "incremental": ("ours",),
     }.items():
         for name in baselines:
             assert len(report[key][name]["seconds"]) == 1
             assert report[key][name]["median_rss_mb"] > 0
+    assert report["users_chain"]["rows"] == 11839
+    assert set(report["users_chain"]["steps"]) == {"ingest", "dbt_build"}
     assert set(report["pipeline"]["steps"]) == {"ingest", "dbt_build", "monitor"}
     (by_source,) = report["pipeline"]["ingest_seconds_by_source"]
     assert set(by_source) == {"users", "orders", "events", "products"}
