@@ -1,9 +1,10 @@
 """`python -m monitoring`: is today's data healthy, and what changed since the last runs?
 
 Runs after `dbt build`: measures every monitored table (marts and sources from
-dbt's manifest), judges the metrics against the project's thresholds and the
-history in `monitoring.*`, then prints alerts, writes them as JSON, posts them
-to an optional webhook and renders target/quality_report.html.
+dbt's manifest; with --incremental only those that changed, monitoring/state.py),
+judges the metrics against the project's thresholds and the history in
+`monitoring.*`, then prints alerts, writes them as JSON, posts them to an
+optional webhook and renders target/quality_report.html.
 
 Exit codes: 0 healthy (warnings allowed), 1 an error-level alert, 2 usage error.
 """
@@ -24,7 +25,7 @@ import duckdb
 
 from warehouse import audit
 from warehouse.lock import WarehouseLock
-from warehouse.settings import warehouse_file_problem, warehouse_path
+from warehouse.settings import memory_limit, warehouse_file_problem, warehouse_path
 from warehouse.sources import undeclared_dbt_sources
 
 from . import alerts as alerting
@@ -177,6 +178,7 @@ def _open_warehouse(read_only: bool) -> duckdb.DuckDBPyConnection:
         )
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set memory_limit = ?", [memory_limit()])
     return con
 
 

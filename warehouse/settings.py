@@ -22,6 +22,12 @@ def warehouse_path() -> Path:
     return Path(os.environ.get("WAREHOUSE_PATH", DEFAULT_WAREHOUSE))
 
 
+def memory_limit() -> str:
+    """DuckDB's memory limit for the warehouse's queries (`WAREHOUSE_MEMORY_LIMIT`); beyond it
+    DuckDB spills to disk. dbt's profile reads the same variable, with the same default."""
+    return os.environ.get("WAREHOUSE_MEMORY_LIMIT", "1GB")
+
+
 def analytics_path(warehouse: Path) -> Path:
     """The published file: `ANALYTICS_PATH`, default analytics.duckdb beside the warehouse."""
     configured = os.environ.get("ANALYTICS_PATH")
