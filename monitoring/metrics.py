@@ -231,14 +231,15 @@ def group_fences(
     """[group, low, high]: 1.5×IQR fences per group (column meta `outlier_group_by`).
 
     Categories on different scales would make one global fence flag a whole
-    category; the dbt `outlier_rate` test reads the same meta key.
+    category; the dbt `outlier_rate` test reads the same meta key. Groups are
+    named by their text, so fences of any group column keep as JSON.
     """
     col, key = quote(column), quote(group)
     rows = con.execute(
         f"""
         select grp, q[1] - ? * (q[2] - q[1]), q[2] + ? * (q[2] - q[1])
         from (
-            select {key} as grp, quantile_cont({col}::double, [0.25, 0.75]) as q
+            select {key}::varchar as grp, quantile_cont({col}::double, [0.25, 0.75]) as q
             from {table}
             where {col} is not null
             group by {key}
@@ -262,13 +263,14 @@ def count_grouped_outliers(
     row = con.execute(
         f"""
         with fences as (
-            select unnest(?) as grp, unnest(?::double[]) as low, unnest(?::double[]) as high
+            select unnest(?::varchar[]) as grp, unnest(?::double[]) as low,
+                unnest(?::double[]) as high
         )
         select
             count(*) filter (where t.{col}::double < f.low or t.{col}::double > f.high),
             count(*) filter (where f.low is null and t.{col} is not null)
         from {table} as t
-        left join fences as f on t.{key} is not distinct from f.grp
+        left join fences as f on t.{key}::varchar is not distinct from f.grp
         """,
         [[f[0] for f in fences], [f[1] for f in fences], [f[2] for f in fences]],
     ).fetchone()

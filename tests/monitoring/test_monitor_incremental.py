@@ -113,11 +113,11 @@ def test_incremental_run_reads_only_what_changed(project: Project) -> None:
 
 
 def test_a_new_group_gets_fences_of_its_own(project: Project) -> None:
-    """Fences per group are kept per group; a group that has none gets its quartiles."""
+    """Fences per group are kept per group (here a date's); a new group gets its quartiles."""
     project.sql(
         "create schema raw",
         "create table raw.events as select i as event_id, "
-        "case when i % 2 = 0 then 'small' else 'large' end as category, "
+        "case when i % 2 = 0 then date '2026-01-01' else date '2026-01-02' end as category, "
         "case when i % 2 = 0 then i % 10 else 1000 + i % 10 end as value, "
         "'1000.1' as _dlt_load_id from range(1000) t(i)",
     )
@@ -131,16 +131,17 @@ def test_a_new_group_gets_fences_of_its_own(project: Project) -> None:
     # fences of their own group.
     project.sql(
         "insert into raw.events values "
-        "(5000, 'small', 1005, '1000.2'), (5001, 'large', 5, '1000.2')"
+        "(5000, '2026-01-01', 1005, '1000.2'), (5001, '2026-01-02', 5, '1000.2')"
     )
     assert measured(project, "--incremental") == {"raw.events": "scanned"}
     assert project.metrics("raw.events")[("value", "outlier_rate")] == 2 / 1002
 
     # A new category has no fence yet: the column's fences are computed afresh.
     project.sql(
-        "insert into raw.events select 6000 + i, 'huge', 10**6 + i, '1000.3' from range(10) t(i)"
+        "insert into raw.events select 6000 + i, '2027-01-01', 10**6 + i, '1000.3' "
+        "from range(10) t(i)"
     )
     assert measured(project, "--incremental") == {"raw.events": "scanned"}
     assert project.metrics("raw.events")[("value", "outlier_rate")] == 2 / 1012
     state = project.query("select aggregates from monitoring.quality_table_state")[0][0]
-    assert '"huge"' in state
+    assert '"2027-01-01"' in state
