@@ -68,8 +68,10 @@ class PipelineRun:
         ctx: Context,
         wait: float,
         debug: bool = False,
+        holder: str | None = None,
     ) -> None:
         self.ctx = ctx
+        self.holder = holder or f"python -m pipeline {command}"  # who holds the lock, for messages
         self.wait = wait
         self.debug = debug
         self.started = datetime.now(UTC)
@@ -91,7 +93,7 @@ class PipelineRun:
 
     def begin(self) -> str | None:
         """Take the lock and write the `running` row; a one-line problem, or None."""
-        info = holder_info(f"python -m pipeline {self.record.command}", "starting")
+        info = holder_info(self.holder, "starting")
         info["run_id"] = self.run_id
         try:
             self.lock.acquire(self.wait, info)
@@ -248,6 +250,64 @@ class PipelineRun:
             con.close()
         return (previous or {}).get("check_kind")
 
+    def ingest_step(
+        self,
+        sources: Sequence[str],
+        inbox: str | None,
+        api_url: str | None,
+        full_refresh: bool = False,
+    ) -> StepResult:
+        """`python -m ingestion`; a run may ingest several times (one source at a time)."""
+
+        def action() -> StepResult:
+            before = set(current_load_ids(self.ctx.warehouse))
+            result = steps.ingest(self.ctx, sources, inbox, api_url, full_refresh, self.debug)
+            new_loads = [x for x in current_load_ids(self.ctx.warehouse) if x not in before]
+            self.record.dlt_load_ids = [*self.record.dlt_load_ids, *new_loads]
+            rows = result.data.get("rows_loaded")
+            if rows is not None:
+                self.record.rows_loaded = (self.record.rows_loaded or 0) + rows
+            rejected = result.data.get("rows_rejected")
+            shown = f"{rows:,}" if rows is not None else "?"
+            kept_out = f", {rejected:,} rejected (raw._rejected_rows)" if rejected else ""
+            result.detail = f"{shown} rows loaded{kept_out}, {len(new_loads)} dlt loads"
+            return result
+
+        return self.step("ingest", action)
+
+    def last_build_step(self) -> StepResult:
+        """For a publish without a build: the last dbt invocation must have passed."""
+
+        def action() -> StepResult:
+            results = steps.read_run_results(self.ctx, since=0)
+            if results is None:
+                return StepResult(
+                    "build",
+                    "failed",
+                    error=f"no {self.ctx.target_dir}/run_results.json: run dbt first",
+                )
+            invocation, counts = steps.summarize_results(results)
+            self.record.dbt_invocation_id = invocation
+            failing = steps.failed_nodes(results)
+            if failing:
+                return StepResult(
+                    "build", "failed", detail=counts, error=f"last dbt run failed: {failing}"
+                )
+            return StepResult("build", "ok", detail=f"last dbt invocation {invocation}: {counts}")
+
+        return self.step("build", action)
+
+    def monitor_step(self) -> StepResult:
+        check = self.check_description()
+        result = self.step("monitor", lambda: steps.monitor(self.ctx, self.debug, check))
+        self.record.alerts_error = result.data.get("alerts_error")
+        self.record.alerts_warn = result.data.get("alerts_warn")
+        return result
+
+    def first_failure(self) -> str | None:
+        """The one-line reason of the first failed step (None when none failed)."""
+        return next((error for r in self.results if (error := gate(r))), None)
+
     def publish_step(self) -> StepResult:
         def action() -> StepResult:
             load_ids = current_load_ids(self.ctx.warehouse)
@@ -321,26 +381,7 @@ def run_pipeline(ctx: Context, options: RunOptions, arguments: Sequence[str]) ->
 
 
 def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
-    def ingest_step() -> StepResult:
-        before = set(current_load_ids(ctx.warehouse))
-        result = steps.ingest(
-            ctx,
-            options.sources,
-            options.inbox,
-            options.api_url,
-            options.full_refresh,
-            options.debug,
-        )
-        new_loads = [x for x in current_load_ids(ctx.warehouse) if x not in before]
-        run.record.dlt_load_ids = new_loads
-        run.record.rows_loaded = rows = result.data.get("rows_loaded")
-        rejected = result.data.get("rows_rejected")
-        shown = f"{rows:,}" if rows is not None else "?"
-        kept_out = f", {rejected:,} rejected (raw._rejected_rows)" if rejected else ""
-        result.detail = f"{shown} rows loaded{kept_out}, {len(new_loads)} dlt loads"
-        return result
-
-    ingest = run.step("ingest", ingest_step)
+    ingest = run.ingest_step(options.sources, options.inbox, options.api_url, options.full_refresh)
     if error := gate(ingest):
         run.skip("build", "monitor", "publish")
         return run.finish(error)
@@ -390,10 +431,7 @@ def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
 
 
 def monitor_and_publish(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
-    check = run.check_description()
-    monitor = run.step("monitor", lambda: steps.monitor(ctx, options.debug, check))
-    run.record.alerts_error = monitor.data.get("alerts_error")
-    run.record.alerts_warn = monitor.data.get("alerts_warn")
+    monitor = run.monitor_step()
     if error := gate(monitor):
         run.skip("publish")
         return run.finish(error)
@@ -413,23 +451,7 @@ def publish_only(ctx: Context, options: RunOptions, arguments: Sequence[str]) ->
         return EXIT_FAILED
     try:
         run.skip("ingest")
-
-        def check_build() -> StepResult:
-            results = steps.read_run_results(ctx, since=0)
-            if results is None:
-                return StepResult(
-                    "build", "failed", error=f"no {ctx.target_dir}/run_results.json: run dbt first"
-                )
-            invocation, counts = steps.summarize_results(results)
-            run.record.dbt_invocation_id = invocation
-            failing = steps.failed_nodes(results)
-            if failing:
-                return StepResult(
-                    "build", "failed", detail=counts, error=f"last dbt run failed: {failing}"
-                )
-            return StepResult("build", "ok", detail=f"last dbt invocation {invocation}: {counts}")
-
-        build = run.step("build", check_build)
+        build = run.last_build_step()
         if error := gate(build):
             run.skip("monitor", "publish")
             return run.finish(error)

@@ -280,18 +280,26 @@ def dbt_command(ctx: Context, verb: str, *args: str) -> list[str]:
 
 def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:
     """Run one dbt invocation; its run_results.json gives the invocation id and counts."""
-    result = StepResult(name)
     announce(name, command, ctx)
     started = time.time()
     done = run_command(command, ctx, step=True)
+    result = dbt_outcome(name, ctx, command, done.returncode, started, done.stdout or "")
     result.errors = done.stderr
+    return result
+
+
+def dbt_outcome(
+    name: str, ctx: Context, command: Sequence[str], exit_code: int, started: float, stdout: str
+) -> StepResult:
+    """The step result of a dbt invocation that ended with `exit_code` (whoever ran it)."""
+    result = StepResult(name)
     results = read_run_results(ctx, started)
     invocation, counts = summarize_results(results)
-    result.exit_code = done.returncode
+    result.exit_code = exit_code
     result.data["dbt_invocation_id"] = invocation
     result.data["command"] = redact(" ".join(["dbt", *command[1:]]))  # for the audit log
     result.detail = counts
-    if done.returncode == 0:
+    if exit_code == 0:
         result.status = "ok"
     else:
         result.status = "failed"
@@ -299,7 +307,7 @@ def dbt_step(name: str, ctx: Context, command: list[str]) -> StepResult:
         what = f": {', '.join(failing)}" if failing else " (see dbt's output)"
         result.error = f"dbt {command[1]} failed{what}"
         if not ctx.verbose:  # name every failed node with its error; dbt's own words if none
-            result.output = "\n".join(node_errors(results)) or tail(done.stdout or "")
+            result.output = "\n".join(node_errors(results)) or tail(stdout)
     return result
 
 
