@@ -114,3 +114,35 @@ test-postgres: $(VENV_POSTGRES)/.installed
 ## make test-spark: in-process Spark (Java 17), dlt -> Parquet lake, dbt build, compare
 test-spark: $(VENV_SPARK)/.installed
 	$(VENV_SPARK)/bin/python -m pytest tests/engines -m spark
+
+## Dagster (docs/dagster.md): the pipeline as assets, in its own venv (.venv-dagster).
+.PHONY: dagster test-dagster
+VENV_DAGSTER := .venv-dagster
+DAGSTER_HOME ?= $(CURDIR)/data/dagster
+
+$(VENV_DAGSTER)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_DAGSTER)
+	$(VENV_DAGSTER)/bin/python -m pip install -qq --upgrade pip
+	$(VENV_DAGSTER)/bin/python -m pip install -qq -e ".[dev,dagster]"
+	touch $@
+
+## make dagster: the Dagster UI on http://127.0.0.1:3000 over the sample (its data and orders API
+## as make run has them); Ctrl-C stops both. Your own project: docs/dagster.md.
+dagster: $(VENV_DAGSTER)/.installed
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/dagster.yaml $(DAGSTER_HOME)/
+	@test -f data/inbox/manifest.json || $(VENV_DAGSTER)/bin/python -m demo.generator \
+		--out data/inbox --users 1000 --seed 42
+	$(VENV_DAGSTER)/bin/python -m demo.api --data data/inbox --token demo-token --quiet & \
+	api=$$!; trap 'kill $$api' EXIT; \
+	DAGSTER_HOME=$(DAGSTER_HOME) SOURCES__ORDERS__API_TOKEN=demo-token \
+		$(VENV_DAGSTER)/bin/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
+
+## make dagster-shot: docs/assets/dagster-asset-graph.png, the asset graph in headless Chromium
+.PHONY: dagster-shot
+dagster-shot: $(VENV_DAGSTER)/.installed
+	$(VENV_DAGSTER)/bin/python -m demo.dagster_shot
+
+## make test-dagster: every asset in-process vs python -m pipeline run, gates, lock, sensor, webserver
+test-dagster: $(VENV_DAGSTER)/.installed
+	$(VENV_DAGSTER)/bin/python -m pytest tests/orchestration -m dagster

@@ -8,6 +8,7 @@ subprocess on real files, so later tests read a warehouse made the product's way
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
 from demo.api import serve
 from demo.generator import generate
+
+# tests/orchestration needs the dagster extra (`make test-dagster` installs .venv-dagster).
+collect_ignore = [] if importlib.util.find_spec("dagster") else ["orchestration"]
 
 SAMPLE_USERS = 300
 SAMPLE_SEED = 7

@@ -1,0 +1,99 @@
+"""What the code location reads from the project: its declared sources, dbt's manifest and
+the run schedule. Nothing here knows the sample domain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.steps import Context, dbt_command, run_command
+from warehouse.sources import config_file, declared_sources, undeclared_dbt_sources
+
+SCHEDULE_ENV = "PIPELINE__SCHEDULE"
+DEFAULT_SCHEDULE = "0 * * * *"  # hourly, UTC
+DEFAULT_GLOB = {"csv": "*.csv", "jsonl": "*.jsonl"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A declared source: the raw tables it loads, and the folder a file source reads."""
+
+    name: str
+    kind: str
+    tables: tuple[str, ...]
+    folder: Path | None = None
+    glob: str = ""
+
+
+def file_folder(name: str, table: dict[str, Any], inbox: str | None) -> Path | None:
+    """The folder of a file source (csv, jsonl read from files), with --inbox's layout."""
+    if table["kind"] == "jsonl" and table.get("backend", "files") != "files":
+        return None
+    if table["kind"] not in DEFAULT_GLOB:
+        return None
+    return Path(inbox) / name if inbox else Path(table.get("folder", ""))
+
+
+def sources(manifest: dict[str, Any], inbox: str | None) -> list[Source]:
+    """Every declared source with the raw tables its dbt source declares (its name if none)."""
+    tables: dict[str, list[str]] = {}
+    for props in manifest.get("sources", {}).values():
+        tables.setdefault(props["source_name"], []).append(props["name"])
+    found = []
+    for name, table in declared_sources().items():
+        kind = table["kind"]
+        found.append(
+            Source(
+                name,
+                kind,
+                tuple(sorted(tables.get(name, [name]))),
+                file_folder(name, table, inbox),
+                table.get("glob", DEFAULT_GLOB.get(kind, "")),
+            )
+        )
+    return found
+
+
+def dbt_exclude(project_dir: Path) -> str | None:
+    """The models of undeclared sources stay out, as in `python -m pipeline run`."""
+    names = undeclared_dbt_sources(project_dir)
+    return " ".join(f"source:{name}+" for name in names) or None
+
+
+def parse_manifest(ctx: Context) -> Path:
+    """`dbt parse` into its own target folder: the assets follow the models as they are now,
+    and a run's artifacts in the project's target folder are left alone."""
+    target = ctx.target_dir / "dagster"
+    command = dbt_command(ctx, "parse", "--quiet", "--target-path", str(target))
+    done = run_command(command, ctx, capture_stdout=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt parse failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return target / "manifest.json"
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def marts(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(manifest node, its relation `schema.table` as the monitor names it) of every mart."""
+    return [
+        (props, f"{props['schema']}.{props['alias']}")
+        for props in manifest.get("nodes", {}).values()
+        if props["resource_type"] == "model" and props["fqn"][1:2] == ["marts"]
+    ]
+
+
+def run_schedule(path: Path | None = None) -> str:
+    """The runs' cron schedule (UTC): env PIPELINE__SCHEDULE, else `[pipeline] schedule`."""
+    path = path or config_file()
+    schedule = os.environ.get(SCHEDULE_ENV)
+    if schedule is None and path.is_file():
+        with path.open("rb") as handle:
+            schedule = tomllib.load(handle).get("pipeline", {}).get("schedule")
+    return schedule or DEFAULT_SCHEDULE

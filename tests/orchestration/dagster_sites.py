@@ -1,0 +1,125 @@
+"""Dagster test sites: a warehouse folder, its env, and the pipeline materialized in-process.
+
+`materialize` builds the code location the way `dagster dev` does (from the
+project and the environment), with the env of one site, and runs the job of
+every asset in this process on an ephemeral Dagster instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import duckdb
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from project_env import ROOT, warehouse_env
+
+from orchestration.location import JOB, build_definitions
+
+PII_HASH_KEY = "dagster-tests-pii-key"
+# A fixed as-of keeps user_features identical between runs (else it is the run's start).
+VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
+
+
+@dataclass(frozen=True)
+class Site:
+    root: Path
+    inbox: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return warehouse_env(self.root, PII_HASH_KEY=PII_HASH_KEY)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def analytics(self) -> Path:
+        return self.root / "analytics.duckdb"
+
+    @contextmanager
+    def environment(self) -> Iterator[None]:
+        """This site's env in os.environ (Dagster's dbt child reads it), from the project."""
+        with mock.patch.dict(os.environ, self.env, clear=True):
+            assert Path.cwd() == ROOT, "run the tests from the project root"
+            yield
+
+    def definitions(self, api_url: str | None = None, **options: Any) -> Definitions:
+        with self.environment():
+            return build_definitions(
+                ROOT, inbox=str(self.inbox), api_url=api_url, dbt_vars=VARS, **options
+            )
+
+    def materialize(self, api_url: str) -> ExecuteInProcessResult:
+        """The job of every asset, run in this process."""
+        with self.environment():
+            job = self.definitions(api_url).resolve_job_def(JOB)
+            return job.execute_in_process(
+                instance=DagsterInstance.ephemeral(), raise_on_error=False
+            )
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.warehouse), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def published_marts(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every published table's rows, sorted (floats to 10 significant digits)."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from information_schema.tables "
+                "where table_schema = 'marts' order by 1"
+            ).fetchall()
+        ]
+        return {
+            name: sorted(
+                (
+                    tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in row)
+                    for row in con.execute(f'select * from marts."{name}"').fetchall()
+                ),
+                key=repr,
+            )
+            for name in names
+        }
+
+
+def materialized(result: ExecuteInProcessResult) -> set[str]:
+    return {
+        event.asset_key.to_user_string()
+        for event in result.get_asset_materialization_events()
+        if event.asset_key
+    }
+
+
+def check_results(result: ExecuteInProcessResult) -> dict[tuple[str, str], Any]:
+    """(asset, check) -> its evaluation, for every check the run evaluated."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            key = (evaluation.asset_key.to_user_string(), evaluation.check_name)
+            found[key] = evaluation
+    return found
+
+
+def failure_text(result: ExecuteInProcessResult) -> str:
+    """Every error message of the run's events (resource, step and run failures)."""
+    found = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None)
+        if error is not None:
+            found.append(error.to_string())
+    return "\n".join(found)

@@ -1,0 +1,119 @@
+"""A Dagster run of every asset is a pipeline run: same marts, same gates, same lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pytest
+from dagster_sites import (
+    Site,
+    check_results,
+    failure_text,
+    materialized,
+    published_marts,
+    sha256,
+)
+
+from warehouse.lock import WarehouseLock, holder_info
+
+pytestmark = [pytest.mark.dagster, pytest.mark.slow]
+
+SOURCES = {"users/users", "orders/orders", "events/events", "products/products"}
+MARTS = {"dim_users", "fct_events", "fct_orders", "user_features", "category_stats"}
+
+
+def test_every_asset_publishes_what_the_pipeline_publishes(
+    pipeline_site: Site, dagster_site: tuple[Site, Any]
+) -> None:
+    site, result = dagster_site
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+
+    done = materialized(result)
+    assert done >= SOURCES
+    assert {f"marts/{m}" for m in MARTS} <= done
+    assert {"staging/stg_users__users", "intermediate/int_user_activity"} <= done
+    assert "analytics" in done
+
+    checks = check_results(result)
+    monitor = {a: e for (a, name), e in checks.items() if name == "quality_monitor"}
+    assert set(monitor) == {f"marts/{m}" for m in MARTS}
+    assert all(e.passed for e in monitor.values())
+    dbt_tests = [e for (_, name), e in checks.items() if name != "quality_monitor"]
+    assert len(dbt_tests) > 50 and all(e.passed for e in dbt_tests)
+
+    ours, theirs = published_marts(site.analytics), published_marts(pipeline_site.analytics)
+    assert set(ours) == set(theirs) == MARTS
+    assert {t: len(r) for t, r in ours.items()} == {t: len(r) for t, r in theirs.items()}
+    assert ours == theirs  # every row, PII masked alike
+
+    # The same raw rows and rejects: the sources were loaded by python -m ingestion.
+    for table in ("raw.users", "raw.orders", "raw.events", "raw.products", "raw._rejected_rows"):
+        sql = f"select count(*) from {table}"
+        assert site.query(sql) == pipeline_site.query(sql), table
+
+    # One ledger row for the Dagster run, and its steps in the audit log.
+    runs = site.query(
+        "select command, status, published, check_kind, ingest_status, build_status, "
+        "monitor_status, publish_status, rows_loaded, run_id from monitoring.pipeline_runs"
+    )
+    assert len(runs) == 1
+    assert runs[0][:8] == ("dagster", "succeeded", True, "full", "ok", "ok", "ok", "ok")
+    assert (
+        runs[0][8] == pipeline_site.query("select rows_loaded from monitoring.pipeline_runs")[0][0]
+    )
+    audited = site.query(
+        f"select command, count(*) from monitoring.audit_log where run_id = '{runs[0][9]}' "
+        "group by 1 order by 1"
+    )
+    assert dict(audited) == {"build": 1, "dagster": 1, "ingest": 4, "monitor": 1, "publish": 1}
+
+
+def test_a_failing_error_level_test_blocks_publish(site: Site, orders_api: str) -> None:
+    # A product without a key upstream: its not_null test (error level) fails.
+    with duckdb.connect(str(site.warehouse)) as con:
+        con.execute(
+            "insert into raw.products select * replace (null as product_id) "
+            "from raw.products where product_id = 1"
+        )
+    before = sha256(site.analytics)
+
+    result = site.materialize(orders_api)
+
+    assert not result.success
+    assert "analytics" not in materialized(result)
+    assert sha256(site.analytics) == before
+    failed = {
+        (asset, name): e.passed
+        for (asset, name), e in check_results(result).items()
+        if not e.passed
+    }
+    assert failed == {
+        ("staging/stg_products__products", "not_null_stg_products__products_product_id"): False
+    }
+    steps = {e.step_key: e.event_type_value for e in result.all_events if e.is_step_event}
+    assert steps["dbt_models"] == "STEP_FAILURE"
+    assert "analytics" not in steps or steps["analytics"] == "STEP_SKIPPED"
+    status, published, error = site.query(
+        "select status, published, error from monitoring.pipeline_runs order by started_at desc"
+    )[0]
+    assert (status, published) == ("failed", False)
+    assert "dbt build failed" in error and "not_null_stg_products__products_product_id" in error
+
+
+def test_a_held_lock_fails_the_run_cleanly(site: Site, orders_api: str) -> None:
+    before = {p.name: sha256(p) for p in (site.warehouse, site.analytics)}
+    runs = site.query("select count(*) from monitoring.pipeline_runs")
+    lock = WarehouseLock(site.warehouse)
+    lock.acquire(0, holder_info("python -m pipeline run", "build"))
+    try:
+        result = site.materialize(orders_api)
+    finally:
+        lock.release()
+
+    assert not result.success
+    assert materialized(result) == set()
+    errors = failure_text(result)
+    assert "holds the warehouse" in errors and "python -m pipeline run, step build" in errors
+    assert {p.name: sha256(p) for p in (site.warehouse, site.analytics)} == before
+    assert site.query("select count(*) from monitoring.pipeline_runs") == runs
