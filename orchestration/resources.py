@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from dagster import ConfigurableResource, Failure, InitResourceContext, Metadata
 from dagster_dbt import DbtCliResource
 from pydantic import Field, PrivateAttr
 
+from pipeline import ledger, scope
 from pipeline.runner import PipelineRun
 from pipeline.steps import StepResult, dbt_outcome, make_context
 from warehouse.settings import warehouse_path
@@ -74,7 +76,10 @@ class Warehouse(ConfigurableResource):
             interrupted = f"interrupted ({type(exc).__name__})"
             raise
         finally:
-            run.finish(interrupted or run.first_failure())
+            error = interrupted or run.first_failure()
+            ran = {r.name for r in run.results}
+            run.skip(*(step for step in ledger.STEPS if step not in ran))
+            run.finish(error)
 
     @property
     def run(self) -> PipelineRun:
@@ -104,9 +109,15 @@ class Warehouse(ConfigurableResource):
             return dbt_outcome("build", ctx, list(invocation.process.args), code, started, "")
 
         run.record.check_kind = "full" if everything else "selected"
-        run.record.detail["build_scope"] = {"dagster": "every model" if everything else "subset"}
+        built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         result = run.step("build", action)
         run.record.dbt_invocation_id = result.data.get("dbt_invocation_id")
+        # What `python -m pipeline run` records of a full build, so that the next one
+        # builds only what is new since this one (pipeline/scope.py).
+        recorded: dict[str, Any] = {"built_at": built_at, "check": run.record.check_kind}
+        if everything:
+            recorded.update(scope.state_now(ctx, self.dbt_vars))
+        run.record.detail["build_scope"] = recorded
         yield from events
         if result.status != "ok":
             raise failure(result, "build")

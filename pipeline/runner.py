@@ -306,7 +306,7 @@ class PipelineRun:
 
     def first_failure(self) -> str | None:
         """The one-line reason of the first failed step (None when none failed)."""
-        return next((error for r in self.results if (error := gate(r))), None)
+        return next((gate(r) for r in self.results if r.status == "failed"), None)
 
     def publish_step(self) -> StepResult:
         def action() -> StepResult:

@@ -146,6 +146,15 @@ def build_state(ctx: Context, vars_: str | None, con: duckdb.DuckDBPyConnection)
     return {"project": project_fingerprint(ctx.project_dir, vars_), "source_loads": loads}
 
 
+def state_now(ctx: Context, vars_: str | None) -> dict[str, Any]:
+    """`build_state` of the warehouse as it is (a build that just ended records it)."""
+    con = duckdb.connect(str(ctx.warehouse), read_only=True)
+    try:
+        return build_state(ctx, vars_, con)
+    finally:
+        con.close()
+
+
 def recorded_state(ctx: Context, planned: BuildScope) -> dict[str, Any]:
     """The state to record with the build: the plan's, unless it had no source list.
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import duckdb
 import pytest
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance
 from dagster_sites import (
+    VARS,
     Site,
     check_results,
     failure_text,
@@ -14,7 +18,9 @@ from dagster_sites import (
     published_marts,
     sha256,
 )
+from project_env import ROOT
 
+from orchestration.location import JOB
 from warehouse.lock import WarehouseLock, holder_info
 
 pytestmark = [pytest.mark.dagster, pytest.mark.slow]
@@ -94,11 +100,64 @@ def test_a_failing_error_level_test_blocks_publish(site: Site, orders_api: str) 
     steps = {e.step_key: e.event_type_value for e in result.all_events if e.is_step_event}
     assert steps["dbt_models"] == "STEP_FAILURE"
     assert "analytics" not in steps or steps["analytics"] == "STEP_SKIPPED"
-    status, published, error = site.query(
-        "select status, published, error from monitoring.pipeline_runs order by started_at desc"
+    status, published, error, monitor, publish = site.query(
+        "select status, published, error, monitor_status, publish_status "
+        "from monitoring.pipeline_runs order by started_at desc"
     )[0]
-    assert (status, published) == ("failed", False)
+    assert (status, published, monitor, publish) == ("failed", False, "skipped", "skipped")
     assert "dbt build failed" in error and "not_null_stg_products__products_product_id" in error
+
+
+def test_an_error_alert_fails_its_marts_check_and_blocks_publish(
+    site: Site, orders_api: str
+) -> None:
+    """Monitor errors on some marts: their checks fail, the others pass, nothing is published."""
+    with duckdb.connect(str(site.warehouse)) as con:  # a mart lost after its build
+        con.execute("drop table marts.category_stats")  # fct_events, a view, reads it
+    before = sha256(site.analytics)
+
+    result = monitor_and_publish(site, orders_api)
+
+    assert not result.success
+    monitor = {a: e for (a, name), e in check_results(result).items() if name == "quality_monitor"}
+    failed = {a for a, e in monitor.items() if not e.passed}
+    assert failed == {"marts/category_stats", "marts/fct_events"}
+    for mart in failed:
+        assert monitor[mart].severity == AssetCheckSeverity.ERROR
+        alerts = str(monitor[mart].metadata["alerts"].value)
+        assert "could not measure" in alerts and "category_stats does not exist" in alerts
+    assert "analytics" not in materialized(result)
+    assert sha256(site.analytics) == before
+    status, alerts_error, publish = site.query(
+        "select status, alerts_error, publish_status "
+        "from monitoring.pipeline_runs order by started_at desc"
+    )[0]
+    assert (status, alerts_error, publish) == ("failed", 2, "skipped")
+
+
+def test_a_warning_on_a_mart_warns_and_publishes(site: Site, orders_api: str) -> None:
+    with duckdb.connect(str(site.warehouse)) as con:  # twice the rows of the last run: a warning
+        con.execute("insert into marts.fct_orders select * from marts.fct_orders")
+
+    result = monitor_and_publish(site, orders_api)
+
+    assert result.success
+    monitor = {a: e for (a, name), e in check_results(result).items() if name == "quality_monitor"}
+    assert {a for a, e in monitor.items() if not e.passed} == {"marts/fct_orders"}
+    assert monitor["marts/fct_orders"].severity == AssetCheckSeverity.WARN
+    assert "row_count_change" in str(monitor["marts/fct_orders"].metadata["alerts"].value)
+    assert "analytics" in materialized(result)
+
+
+def monitor_and_publish(site: Site, orders_api: str) -> Any:
+    """A Dagster run of the marts' monitor checks and `analytics`, without a build."""
+    with site.environment():
+        job = site.definitions(orders_api).resolve_job_def(JOB)
+        checks = {AssetCheckKey(AssetKey(["marts", m]), "quality_monitor") for m in MARTS}
+        subset = job.get_subset(
+            asset_selection={AssetKey("analytics")}, asset_check_selection=checks
+        )
+        return subset.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def test_a_held_lock_fails_the_run_cleanly(site: Site, orders_api: str) -> None:
@@ -117,3 +176,26 @@ def test_a_held_lock_fails_the_run_cleanly(site: Site, orders_api: str) -> None:
     assert "holds the warehouse" in errors and "python -m pipeline run, step build" in errors
     assert {p.name: sha256(p) for p in (site.warehouse, site.analytics)} == before
     assert site.query("select count(*) from monitoring.pipeline_runs") == runs
+
+
+def test_a_pipeline_run_after_a_dagster_run_builds_only_what_is_new(
+    site: Site, orders_api: str
+) -> None:
+    """The Dagster run recorded what its build read: the next pipeline run scopes against it."""
+    with duckdb.connect(str(site.warehouse)) as con:  # the daily full check is not due
+        con.execute("update monitoring.pipeline_runs set started_at = now()")
+    args = ["run", "--inbox", str(site.inbox), "--api-url", orders_api, "--vars", VARS]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "nothing to rebuild (no new rows in raw)" in done.stdout
+    runs = site.query(
+        "select command, status, check_kind from monitoring.pipeline_runs order by started_at"
+    )
+    assert runs == [("dagster", "succeeded", "full"), ("run", "succeeded", "none")]
