@@ -3,15 +3,13 @@ Dagster run of every asset (in-process), each into its own warehouse folder."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster_sites import VARS, Site
-from project_env import ROOT, SAMPLE_TOKEN, SITE_FILES, copy_state
+from dagster_sites import Site
+from project_env import SAMPLE_TOKEN, SITE_FILES, copy_state
 
 from demo.api import serve
 from demo.generator import generate
@@ -35,15 +33,7 @@ def orders_api(inbox: Path) -> Iterator[str]:
 def pipeline_site(inbox: Path, orders_api: str, tmp_path_factory: pytest.TempPathFactory) -> Site:
     """The sample after `python -m pipeline run` (do not modify)."""
     site = Site(tmp_path_factory.mktemp("pipeline"), inbox)
-    args = ["run", "--inbox", str(inbox), "--api-url", orders_api, "--vars", VARS]
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=ROOT,
-        env=site.env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = site.pipeline_run(orders_api)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return site
 

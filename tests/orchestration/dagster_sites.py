@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +66,18 @@ class Site:
             return job.execute_in_process(
                 instance=DagsterInstance.ephemeral(), raise_on_error=False
             )
+
+    def pipeline_run(self, api_url: str) -> subprocess.CompletedProcess[str]:
+        """`python -m pipeline run` on this site, as a user types it."""
+        args = ["run", "--inbox", str(self.inbox), "--api-url", api_url, "--vars", VARS]
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.warehouse), read_only=True) as con:

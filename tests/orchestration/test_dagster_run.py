@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import duckdb
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance
 from dagster_sites import (
-    VARS,
     Site,
     check_results,
     failure_text,
@@ -18,7 +15,6 @@ from dagster_sites import (
     published_marts,
     sha256,
 )
-from project_env import ROOT
 
 from orchestration.location import JOB
 from warehouse.lock import WarehouseLock, holder_info
@@ -184,15 +180,7 @@ def test_a_pipeline_run_after_a_dagster_run_builds_only_what_is_new(
     """The Dagster run recorded what its build read: the next pipeline run scopes against it."""
     with duckdb.connect(str(site.warehouse)) as con:  # the daily full check is not due
         con.execute("update monitoring.pipeline_runs set started_at = now()")
-    args = ["run", "--inbox", str(site.inbox), "--api-url", orders_api, "--vars", VARS]
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=ROOT,
-        env=site.env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = site.pipeline_run(orders_api)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "nothing to rebuild (no new rows in raw)" in done.stdout
     runs = site.query(
