@@ -28,6 +28,7 @@ from dagster import (
     AssetsDefinition,
     AssetSelection,
     AssetSpec,
+    DagsterInvalidDefinitionError,
     Definitions,
     Failure,
     MaterializeResult,
@@ -229,6 +230,21 @@ def build_definitions(
 ) -> Definitions:
     """Everything from the project in `project_dir` (default $DBT_PROJECT_DIR or .)."""
     project_dir = project_dir or Path(os.environ.get("DBT_PROJECT_DIR", "."))
+    job = define_asset_job(JOB, selection=AssetSelection.all())
+    cron = project.run_schedule()
+    try:
+        schedule = ScheduleDefinition(
+            name=f"{JOB}_schedule",
+            job=job,
+            cron_schedule=cron,
+            execution_timezone="UTC",
+            description="[pipeline] schedule in .dlt/config.toml (cron, UTC)",
+        )
+    except DagsterInvalidDefinitionError:
+        raise project.ScheduleError(
+            f"pipeline.schedule is {cron!r} (.dlt/config.toml or {project.SCHEDULE_ENV}); "
+            "expected a cron expression such as '0 * * * *'"
+        ) from None
     ctx = make_context(warehouse_path(), project_dir)
     manifest_path = project.parse_manifest(ctx)
     manifest = project.read_manifest(manifest_path)
@@ -245,14 +261,6 @@ def build_definitions(
         group_name="sources",
         description="raw._rejected_rows: what no source could parse, with location and reason "
         "(written by every source's ingestion)",
-    )
-    job = define_asset_job(JOB, selection=AssetSelection.all(), tags={"warehouse": "writer"})
-    schedule = ScheduleDefinition(
-        name=f"{JOB}_schedule",
-        job=job,
-        cron_schedule=project.run_schedule(),
-        execution_timezone="UTC",
-        description="[pipeline] schedule in .dlt/config.toml (cron, UTC)",
     )
     return Definitions(
         assets=[

@@ -36,7 +36,9 @@ def file_folder(name: str, table: dict[str, Any], inbox: str | None) -> Path | N
         return None
     if table["kind"] not in DEFAULT_GLOB:
         return None
-    return Path(inbox) / name if inbox else Path(table.get("folder", ""))
+    if inbox:
+        return Path(inbox) / name
+    return Path(table["folder"]) if table.get("folder") else None
 
 
 def sources(manifest: dict[str, Any], inbox: str | None) -> list[Source]:
@@ -87,6 +89,10 @@ def marts(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
         for props in manifest.get("nodes", {}).values()
         if props["resource_type"] == "model" and props["fqn"][1:2] == ["marts"]
     ]
+
+
+class ScheduleError(ValueError):
+    """`[pipeline] schedule` is no cron expression."""
 
 
 def run_schedule(path: Path | None = None) -> str:

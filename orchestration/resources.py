@@ -97,6 +97,13 @@ class Warehouse(ConfigurableResource):
         """dbt build of the selected models through dagster-dbt: its events, our gate."""
         run, ctx = self.run, self.run.ctx
         events: list[Any] = []
+        run.record.check_kind = "full" if everything else "selected"
+        # What `python -m pipeline run` records of a build, so that the next one builds
+        # only what is new since this one did everything (pipeline/scope.py).
+        recorded: dict[str, Any] = {
+            "built_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "check": run.record.check_kind,
+        }
 
         def action() -> StepResult:
             args = ["build", *(["--vars", self.dbt_vars] if self.dbt_vars else [])]
@@ -106,17 +113,12 @@ class Warehouse(ConfigurableResource):
             )
             events.extend(invocation.stream())
             code = invocation.process.wait()
+            if everything:
+                recorded.update(scope.state_now(ctx, self.dbt_vars))
             return dbt_outcome("build", ctx, list(invocation.process.args), code, started, "")
 
-        run.record.check_kind = "full" if everything else "selected"
-        built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         result = run.step("build", action)
         run.record.dbt_invocation_id = result.data.get("dbt_invocation_id")
-        # What `python -m pipeline run` records of a full build, so that the next one
-        # builds only what is new since this one (pipeline/scope.py).
-        recorded: dict[str, Any] = {"built_at": built_at, "check": run.record.check_kind}
-        if everything:
-            recorded.update(scope.state_now(ctx, self.dbt_vars))
         run.record.detail["build_scope"] = recorded
         yield from events
         if result.status != "ok":

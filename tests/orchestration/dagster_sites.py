@@ -47,14 +47,16 @@ class Site:
         return self.root / "analytics.duckdb"
 
     @contextmanager
-    def environment(self) -> Iterator[None]:
+    def environment(self, extra: dict[str, str] | None = None) -> Iterator[None]:
         """This site's env in os.environ (Dagster's dbt child reads it), from the project."""
-        with mock.patch.dict(os.environ, self.env, clear=True):
+        with mock.patch.dict(os.environ, {**self.env, **(extra or {})}, clear=True):
             assert Path.cwd() == ROOT, "run the tests from the project root"
             yield
 
-    def definitions(self, api_url: str | None = None, **options: Any) -> Definitions:
-        with self.environment():
+    def definitions(
+        self, api_url: str | None = None, env: dict[str, str] | None = None, **options: Any
+    ) -> Definitions:
+        with self.environment(env):
             return build_definitions(
                 ROOT, inbox=str(self.inbox), api_url=api_url, dbt_vars=VARS, **options
             )

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -139,3 +140,29 @@ def test_one_new_file_requests_exactly_one_run(tmp_path: Path, inbox: Path) -> N
     assert {"users/users", "staging/stg_users__users", "marts/dim_users", "analytics"} <= shown
     assert not shown & {"events/events", "orders/orders", "products/products"}
     assert os.environ.get("WAREHOUSE_PATH") != str(site.warehouse)  # env restored
+
+
+def test_the_location_follows_the_declared_sources_and_the_schedule(
+    tmp_path: Path, inbox: Path
+) -> None:
+    """A project that declares only `users` (and its own schedule) gets only what that builds."""
+    config = tmp_path / "project" / ".dlt" / "config.toml"
+    config.parent.mkdir(parents=True)
+    declared = tomllib.loads((ROOT / ".dlt" / "config.toml").read_text())
+    users = declared["sources"]["users"]
+    config.write_text(
+        '[pipeline]\nschedule = "*/15 * * * *"\n\n[sources.users]\n'
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in users.items())
+    )
+    site = Site(tmp_path / "site", inbox)
+    defs = site.definitions(env={"DLT_PROJECT_DIR": str(config.parent.parent)})
+
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"users/users", "staging/stg_users__users", "marts/dim_users", "analytics"} <= keys
+    assert not keys & {"events/events", "orders/orders", "staging/stg_events__events"}
+    assert not {k for k in keys if k.startswith("marts/")} - {"marts/dim_users"}
+    assert defs.resolve_schedule_def("warehouse_schedule").cron_schedule == "*/15 * * * *"
+    assert [s.name for s in defs.sensors or []] == ["new_files_users"]
+
+    with pytest.raises(ValueError, match=r"pipeline.schedule is 'hourly'.*cron expression"):
+        site.definitions(env={"PIPELINE__SCHEDULE": "hourly"})
