@@ -19,7 +19,7 @@ from typing import Any
 from unittest import mock
 
 import duckdb
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import AssetKey, DagsterInstance, Definitions, ExecuteInProcessResult
 from project_env import ROOT, warehouse_env
 
 from orchestration.location import JOB, build_definitions
@@ -61,12 +61,19 @@ class Site:
                 ROOT, inbox=str(self.inbox), api_url=api_url, dbt_vars=VARS, **options
             )
 
-    def materialize(self, api_url: str) -> ExecuteInProcessResult:
-        """The job of every asset, run in this process."""
-        with self.environment():
+    def materialize(
+        self,
+        api_url: str,
+        env: dict[str, str] | None = None,
+        selection: set[AssetKey] | None = None,
+    ) -> ExecuteInProcessResult:
+        """The job of every asset (or of `selection`), run in this process."""
+        with self.environment(env):
             job = self.definitions(api_url).resolve_job_def(JOB)
             return job.execute_in_process(
-                instance=DagsterInstance.ephemeral(), raise_on_error=False
+                instance=DagsterInstance.ephemeral(),
+                raise_on_error=False,
+                asset_selection=list(selection) if selection else None,
             )
 
     def pipeline_run(self, api_url: str) -> subprocess.CompletedProcess[str]:
@@ -132,10 +139,14 @@ def check_results(result: ExecuteInProcessResult) -> dict[tuple[str, str], Any]:
 
 
 def failure_text(result: ExecuteInProcessResult) -> str:
-    """Every error message of the run's events (resource, step and run failures)."""
+    """Every error message of the run's events (resource, step and run failures), with the
+    output a failed step attached."""
     found = []
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None)
         if error is not None:
             found.append(error.to_string())
+        failure = getattr(event.event_specific_data, "user_failure_data", None)
+        if failure is not None:
+            found += [str(value.value) for value in failure.metadata.values()]
     return "\n".join(found)

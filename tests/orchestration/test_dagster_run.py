@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -154,6 +155,25 @@ def monitor_and_publish(site: Site, orders_api: str) -> Any:
             asset_selection={AssetKey("analytics")}, asset_check_selection=checks
         )
         return subset.execute_in_process(instance=DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def test_a_load_the_cli_fails_fails_its_asset(inbox: Path, orders_api: str, tmp_path: Path) -> None:
+    """Above its rejected-rate limit `python -m ingestion users` exits 1: the asset fails."""
+    site = Site(tmp_path / "site", inbox)
+    strict = {"SOURCES__USERS__MAX_REJECTED_RATE": "0"}  # the sample has 2 bad users rows
+
+    result = site.materialize(orders_api, env=strict, selection={AssetKey(["users", "users"])})
+
+    assert not result.success
+    assert materialized(result) == set()
+    errors = failure_text(result)
+    assert "ingest users: python -m ingestion exited 1" in errors
+    assert "above sources.users.max_rejected_rate = 0" in errors
+    rejected = site.query("select count(*) from raw._rejected_rows where source = 'users'")
+    assert rejected == [(2,)]  # kept, with their reasons, for the user to look at
+    assert site.query("select command, status, ingest_status from monitoring.pipeline_runs") == [
+        ("dagster", "failed", "failed")
+    ]
 
 
 def test_a_held_lock_fails_the_run_cleanly(site: Site, orders_api: str) -> None:
