@@ -12,7 +12,15 @@ from pathlib import Path
 
 from project_env import ROOT, warehouse_env
 
-PRODUCT = {"warehouse", "privacy", "ingestion", "monitoring", "serving", "pipeline"}
+PRODUCT = {
+    "warehouse",
+    "privacy",
+    "ingestion",
+    "monitoring",
+    "serving",
+    "pipeline",
+    "orchestration",
+}
 # What the demo's modules define: the sample generator, the demo orders API, the producer.
 DEMO_DEFINITIONS = ("def generate(", "class OrdersServer", "def produce(")
 NOT_SOURCES = {".git", "data", "target", "site", "build", "logs", "benchmarks", "tests"}
