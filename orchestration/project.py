@@ -5,14 +5,13 @@ the run schedule. Nothing here knows the sample domain.
 from __future__ import annotations
 
 import json
-import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.scope import pipeline_setting
 from pipeline.steps import Context, dbt_command, run_command
-from warehouse.sources import config_file, declared_sources, undeclared_dbt_sources
+from warehouse.sources import declared_sources, undeclared_dbt_sources
 
 SCHEDULE_ENV = "PIPELINE__SCHEDULE"
 DEFAULT_SCHEDULE = "0 * * * *"  # hourly, UTC
@@ -95,11 +94,6 @@ class ScheduleError(ValueError):
     """`[pipeline] schedule` is no cron expression."""
 
 
-def run_schedule(path: Path | None = None) -> str:
+def run_schedule() -> str:
     """The runs' cron schedule (UTC): env PIPELINE__SCHEDULE, else `[pipeline] schedule`."""
-    path = path or config_file()
-    schedule = os.environ.get(SCHEDULE_ENV)
-    if schedule is None and path.is_file():
-        with path.open("rb") as handle:
-            schedule = tomllib.load(handle).get("pipeline", {}).get("schedule")
-    return schedule or DEFAULT_SCHEDULE
+    return pipeline_setting("schedule") or DEFAULT_SCHEDULE

@@ -74,14 +74,19 @@ class BuildScope:
     since: str | None = None
 
 
+def pipeline_setting(key: str, path: Path | None = None) -> str | None:
+    """`PIPELINE__<KEY>`, else `[pipeline] <key>` of .dlt/config.toml (dlt's naming), else None."""
+    value = os.environ.get(f"PIPELINE__{key.upper()}")
+    path = path or config_file()
+    if value is None and path.is_file():
+        with path.open("rb") as handle:
+            value = tomllib.load(handle).get("pipeline", {}).get(key)
+    return value
+
+
 def full_check_cadence(path: Path | None = None) -> str:
     """`PIPELINE__FULL_CHECK`, else `[pipeline] full_check` of .dlt/config.toml, else daily."""
-    cadence = os.environ.get("PIPELINE__FULL_CHECK")
-    path = path or config_file()
-    if cadence is None and path.is_file():
-        with path.open("rb") as handle:
-            cadence = tomllib.load(handle).get("pipeline", {}).get("full_check")
-    cadence = cadence or DEFAULT_CADENCE
+    cadence = pipeline_setting("full_check", path) or DEFAULT_CADENCE
     if cadence not in CADENCES:
         raise CadenceError(
             f"pipeline.full_check is {cadence!r}; expected one of {', '.join(CADENCES)}"
