@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -29,12 +30,24 @@ from privacy import suppression
 from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import WarehouseLock
-from warehouse.settings import locked_warehouse_message, warehouse_file_problem, warehouse_path
+from warehouse.settings import (
+    RAW_DATASET,
+    locked_warehouse_message,
+    warehouse_destination,
+    warehouse_file_problem,
+    warehouse_path,
+)
 from warehouse.sources import SourceDeclarationError, declared_sources
 
 from .destination import make_pipeline
-from .kinds import kind_function, source_options
-from .rejected import REJECTED_TABLE, drop_replaced_rejects, keep_on_refresh
+from .kinds import check_declarations, kind_function, source_options
+from .kinds.common import SourceConfigError, stored_name
+from .rejected import (
+    REJECTED_TABLE,
+    drop_replaced_rejects,
+    ensure_rejected_table,
+    keep_on_refresh,
+)
 
 EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -156,8 +169,13 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
         erased = suppression.load(warehouse_path())  # before dlt opens the warehouse
         pipeline = make_pipeline(name)
         recovered = finish_pending(pipeline, name)
+        if recovered is None or not getattr(args, "state_synced", False):
+            pipeline = state_from_warehouse(pipeline, name)
+            args.state_synced = bool(getattr(args, "follow", False))  # --follow: its batches'
+            recovered = recovered or []
         source = _make_source(declared, args, backend)
         suppression.apply(source, erased)
+        keep_stored_types(pipeline, source)
         before = _columns(pipeline, source.name)
         if args.progress:  # dlt takes the collector on the pipeline, not on run()
             pipeline.collector = dlt.progress.log(10, logger=sys.stderr)
@@ -208,13 +226,16 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
     return report
 
 
-def finish_pending(pipeline: dlt.Pipeline, name: str) -> list[str]:
+def finish_pending(pipeline: dlt.Pipeline, name: str) -> list[str] | None:
     """Load what a killed or interrupted run left in dlt's working folder, then go on;
-    the load ids it loaded.
+    the load ids it loaded (None: it could not, and was dropped).
 
     dlt's `pipeline.run` would load the pending packages and return without
     extracting anything new, so one re-run would not catch up; finishing them
-    first makes the next run complete the job.
+    first makes the next run complete the job. A pending load that cannot finish
+    (a value the raw column cannot take, loaded before the types were kept) is
+    dropped with what it wrote, and its rows are read again (`state_from_warehouse`):
+    a run never stays stuck behind it.
     """
     if not pipeline.has_pending_data:
         return []
@@ -228,11 +249,89 @@ def finish_pending(pipeline: dlt.Pipeline, name: str) -> list[str]:
         extracted = pipeline._get_normalize_storage().extracted_packages
         for load_id in stale:
             extracted.delete_package(load_id)
-    if pipeline.list_extracted_load_packages():
-        pipeline.normalize()
-    if pipeline.list_normalized_load_packages():
-        return list(pipeline.load().loads_ids)
+    try:
+        if pipeline.list_extracted_load_packages():
+            pipeline.normalize()
+        if pipeline.list_normalized_load_packages():
+            return list(pipeline.load().loads_ids)
+    except Exception as exc:  # noqa: BLE001 - any failure: drop it, read its rows again
+        pending = [
+            *pipeline.list_normalized_load_packages(),
+            *pipeline.list_extracted_load_packages(),
+        ]
+        _delete_loads(pipeline, name, pending)
+        print(
+            f"{name}: dropped a pending load that could not finish ({describe_error(exc)}); "
+            "its rows are read again",
+            file=sys.stderr,
+        )
+        return None
     return []
+
+
+def _delete_loads(pipeline: dlt.Pipeline, schema_name: str, load_ids: list[str]) -> None:
+    """Delete what these (failed) loads wrote to any table of the source: a load's jobs
+    are not one transaction, so one table may hold rows of a load that failed."""
+    if not load_ids or pipeline.destination.destination_name == "filesystem":
+        return
+    tables = (
+        pipeline.schemas[schema_name].data_table_names()
+        if schema_name in pipeline.schema_names
+        else []
+    )
+    placeholders = ", ".join(["%s"] * len(load_ids))
+    with pipeline.sql_client() as client:
+        present = {
+            row[0]
+            for row in client.execute_sql(
+                "select table_name from information_schema.tables where table_schema = %s",
+                client.dataset_name,
+            )
+            or []
+        }
+        for table in [t for t in tables if t in present]:
+            client.execute_sql(
+                f"delete from {client.make_qualified_table_name(table)}"
+                f" where _dlt_load_id in ({placeholders})",
+                *load_ids,
+            )
+
+
+def state_from_warehouse(pipeline: dlt.Pipeline, name: str) -> dlt.Pipeline:
+    """The source's pipeline with its state (files read, positions, cursors) taken from
+    the warehouse, not from what dlt keeps beside it: dlt's working folder is removed
+    and state and schema restored from the last load the warehouse committed. A deleted
+    or replaced warehouse file is then loaded again from the inputs, exactly once."""
+    shutil.rmtree(pipeline.working_dir, ignore_errors=True)
+    pipeline = make_pipeline(name)
+    pipeline.sync_destination()
+    return pipeline
+
+
+def keep_stored_types(pipeline: dlt.Pipeline, source: Any) -> None:
+    """A declared type (a database's reflected column, an API's column hint) that differs
+    from the type raw already has for that column is not applied.
+
+    Applied, dlt would change its schema's type but not raw's column, and write
+    values of the new type into the old column: the load fails, and every run after
+    it. Left out, each value that fits the stored type is loaded into it and the
+    others into a variant column (`qty__v_text`), which the summary reports as new.
+    """
+    if source.name not in pipeline.schema_names:
+        return
+    stored = pipeline.schemas[source.name].tables
+    for resource in source.resources.values():
+        hints = resource.columns
+        table = resource.table_name
+        if not isinstance(hints, dict) or not isinstance(table, str) or table not in stored:
+            continue
+        columns = stored[table].get("columns", {})
+        for column, hint in hints.items():
+            was = columns.get(stored_name(column), {}).get("data_type")
+            if was and hint.get("data_type") not in (None, was):
+                hint.pop("data_type")
+                hint.pop("precision", None)
+                hint.pop("scale", None)
 
 
 def _rows_of_loads(
@@ -345,10 +444,13 @@ def _rejected_by_reason(pipeline: dlt.Pipeline, load_ids: list[str], source: str
 
 
 def check_warehouse_writable(path: Path) -> str | None:
-    """Fail fast, before any source runs, when another process holds the warehouse."""
+    """Fail fast, before any source runs, when another process holds the warehouse; make
+    raw._rejected_rows when it is not there yet."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        duckdb.connect(str(path)).close()
+        with duckdb.connect(str(path)) as con:
+            if warehouse_destination() == "duckdb":
+                ensure_rejected_table(con, RAW_DATASET)
     except duckdb.Error as exc:
         return locked_warehouse_message(str(exc)) or (
             f"cannot open warehouse {path}: {str(exc).splitlines()[0]}"
@@ -503,12 +605,13 @@ def _main(
         return scaffold(arguments[1:], out)
     try:
         args = parse_args(arguments)
-    except SourceDeclarationError as error:
-        print(f"error: {error}", file=sys.stderr)
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+        if not args.debug:  # dlt logs its failures with tracebacks; ours say it in one line
+            os.environ["RUNTIME__LOG_LEVEL"] = "CRITICAL"  # before dlt's config is first read
+        check_declarations()  # every declaration, before anything loads
+    except (SourceDeclarationError, SourceConfigError) as error:
+        print(redact(f"error: {error}"), file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    if not args.debug:  # dlt logs its failures with tracebacks; ours say it in one line
-        os.environ["RUNTIME__LOG_LEVEL"] = "CRITICAL"
     names = list(dict.fromkeys(args.sources)) or list(declared_sources())
     if not names:
         print(
@@ -688,6 +791,8 @@ def follow(
                 waiting = False
                 number += 1
                 try:
+                    if number == 1:  # raw._rejected_rows, as a batch run makes it
+                        check_warehouse_writable(warehouse_path())
                     report = run_source(name, args, backend)
                 finally:
                     lock.release()

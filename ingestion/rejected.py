@@ -32,6 +32,28 @@ _SCHEMA = pa.schema(
 )
 
 
+# dlt's types for _SCHEMA's columns, and the load id dlt adds to Arrow rows: the table as
+# dlt would make it, so that dlt's first reject finds it complete.
+_DDL = f"""
+    create table if not exists {{raw}}.{REJECTED_TABLE} (
+        source varchar not null,
+        resource varchar not null,
+        location varchar not null,
+        reason varchar not null,
+        payload varchar,
+        rejected_at timestamp with time zone not null,
+        _dlt_load_id varchar not null
+    )
+"""
+
+
+def ensure_rejected_table(con: Any, raw: str) -> None:
+    """`raw._rejected_rows` exists from the first run on, empty when nothing was rejected:
+    queries and the dbt source over it never fail for its absence."""
+    con.execute(f"create schema if not exists {raw}")
+    con.execute(_DDL.format(raw=raw))
+
+
 def rejected_rows(source: str, resource: str, rows: Iterable[dict[str, Any]]) -> Any:
     """Mark rejected rows (dicts with location, reason, payload) for `raw._rejected_rows`.
 

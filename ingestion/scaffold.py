@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,12 @@ import yaml
 from warehouse.settings import RAW_DATASET, warehouse_path
 from warehouse.sql import literal, quote
 
-from .kinds import source_options, source_timezone
-from .kinds.common import LOADED_AT_COLUMN
+from .kinds import check_declarations, raw_tables, source_options, source_timezone
+from .kinds.common import LOADED_AT_COLUMN, RawTable, SourceConfigError
 
 # Candidate types for a text column, narrowest first: (DuckDB type to try, dbt expression).
+# A date is text with no time of day (DuckDB would cast "2013-01-01T10:00Z" to a date and
+# lose the hour), so an ISO time is a timestamp; both come before the other formats.
 CANDIDATES = (
     ("bigint", "dbt.type_bigint()"),
     ("double", "type_double()"),
@@ -45,6 +46,35 @@ NUMBER_PATTERNS = {
     "bigint": r"^\s*[-+]?[0-9]{1,18}\s*$",
     "double": r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$",
 }
+ISO_DATE = r"^\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}\s*$"
+# Dates and times as other systems write them (strptime formats), tried in this order
+# after the ISO forms; the first that (nearly) every value parses with is the column's
+# (a month-first date is taken over a day-first one when both fit). Any other format:
+# declare it per column (`formats = { day = "%d-%b-%y" }` on the source).
+DATE_FORMATS = (
+    "%b %d %Y",  # Jan 1 2000
+    "%B %d %Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%Y/%m/%d",
+    "%m/%d/%Y",
+    "%d/%m/%Y",
+    "%d.%m.%Y",
+)
+TIMESTAMP_FORMATS = (
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%b %d %Y %H:%M:%S",
+    "%d %b %Y %H:%M:%S",
+)
 # A column takes a type when at least this share of the values sent cast to it; the
 # others are quarantined as invalid_<column> (one stray "n/a" does not make it text).
 INFER_MIN_SHARE = 0.99
@@ -52,30 +82,6 @@ INFER_MIN_SHARE = 0.99
 LINEAGE = ("_source_file", "_source_line", "_row_key", "_segment", "_line", LOADED_AT_COLUMN)
 MART_WHERE = "is_current and _invalid_reason is null"
 QUARANTINE_WHERE = "is_current and _invalid_reason is not null"
-
-
-@dataclass
-class RawTable:
-    """A raw table of the source, with its key and whether it keeps several versions of one."""
-
-    name: str
-    key: str
-    versioned: bool  # csv: raw keeps every line of every file; the others merge on the key
-    time: str | None = None  # jsonl's cursor_field: the records' own time, required
-
-
-def raw_tables(name: str, kind: str, options: dict[str, Any]) -> list[RawTable]:
-    """The raw tables a declared source loads, from its configuration."""
-    if kind == "csv" and not options["key"]:
-        raise ValueError(f"sources.{name}.key is not set: the scaffold needs a key column")
-    if kind in ("csv", "jsonl"):
-        time = options.get("cursor_field")
-        return [RawTable(options["table"] or name, options["key"], kind == "csv", time)]
-    if kind == "rest_api":
-        entries = [(r.get("table", r["name"]), r["primary_key"]) for r in options["resources"]]
-    else:
-        entries = [(t.get("raw_table", t["table"]), t["primary_key"]) for t in options["tables"]]
-    return [RawTable(table, key, versioned=False) for table, key in entries]
 
 
 def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
@@ -88,77 +94,139 @@ def column_types(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     return {column: kind for column, kind in rows if not column.startswith("_dlt_")}
 
 
-def infer_type(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str | None:
-    """The narrowest candidate type (nearly) every non-empty value of a text column casts to."""
+Inferred = tuple[str, str | None]  # (type, the strptime format of a date or time) or None
+
+
+def infer_type(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, declared: str | None = None
+) -> Inferred | None:
+    """The narrowest candidate type (nearly) every non-empty value of a text column casts
+    to, with the format of a date or time not written in ISO form. A `declared` format
+    (the source's `formats`) is the column's, a date or a time by what it holds."""
     value = f"nullif(trim({quote(column)}), '')"
-    fits = {kind: f"try_cast({value} as {kind}) is not null" for kind, _ in CANDIDATES}
-    fits.update(
-        {kind: f"regexp_matches({value}, {literal(p)})" for kind, p in NUMBER_PATTERNS.items()}
-    )
-    counts = ", ".join(f"count(*) filter (where {fits[kind]})" for kind, _ in CANDIDATES)
+    if declared is not None:
+        kind = "timestamptz" if any(c in declared for c in "HIMSp") else "date"
+        return kind, declared
+    candidates: list[tuple[str, str | None, str]] = [
+        (kind, None, f"try_cast({value} as {kind}) is not null") for kind, _ in CANDIDATES
+    ]
+    patterns = {**NUMBER_PATTERNS, "date": ISO_DATE}
+    for index, (kind, _, fits) in enumerate(candidates):
+        if kind in patterns:
+            pattern = f"regexp_matches({value}, {literal(patterns[kind])})"
+            candidates[index] = (kind, None, f"{pattern} and {fits}")
+    formats = [("date", f) for f in DATE_FORMATS] + [("timestamptz", f) for f in TIMESTAMP_FORMATS]
+    at = len(candidates) - 1  # after the ISO forms, before boolean
+    candidates[at:at] = [
+        (kind, f, f"try_strptime({value}, {literal(f)}) is not null") for kind, f in formats
+    ]
+    counts = ", ".join(f"count(*) filter (where {fits})" for _, _, fits in candidates)
     sent, *cast = con.execute(
         f"select count({value}), {counts} from {RAW_DATASET}.{quote(table)}"
     ).fetchone()
     if not sent:
         return None
     fitting = (
-        kind for (kind, _), n in zip(CANDIDATES, cast, strict=True) if n >= INFER_MIN_SHARE * sent
+        (kind, fmt)
+        for (kind, fmt, _), n in zip(candidates, cast, strict=True)
+        if n >= INFER_MIN_SHARE * sent
     )
     return next(fitting, None)
 
 
-def cast_expression(column: str, inferred: str | None, timezone: str = "UTC") -> str:
+def needs_quotes(con: duckdb.DuckDBPyConnection) -> Callable[[str], bool]:
+    """Whether a raw column name must be quoted in SQL: a keyword (`select`, `order`,
+    `when`) that is not free to be a column name. Raw names are otherwise plain."""
+    keywords = {
+        word
+        for (word,) in con.execute(
+            "select keyword_name from duckdb_keywords() where keyword_category != 'unreserved'"
+        ).fetchall()
+    }
+    return lambda name: name.lower() in keywords
+
+
+def ident(column: str, quoted: Callable[[str], bool]) -> str:
+    """A column in the generated SQL: quoted by the engine's adapter where needed."""
+    return "{{ adapter.quote('" + column + "') }}" if quoted(column) else column
+
+
+def cast_expression(
+    column: str, inferred: Inferred | None, timezone: str = "UTC", quoted: bool = False
+) -> str:
     """The dbt SQL that casts a text column to its inferred type (null when it does not fit).
 
-    A time without an offset is read in the source's `timezone`.
+    A time without an offset is read in the source's `timezone`. A `quoted` column
+    is passed to the macros as the adapter's quoting of it.
     """
-    value = f"nullif(trim({column}), '')"
+    inner = f"\" ~ adapter.quote('{column}') ~ \"" if quoted else column
     if inferred is None:
-        return value
-    if inferred == "timestamptz":
-        zone = "" if timezone == "UTC" else f", tz='{timezone}'"
-        return '{{ to_utc_timestamp("' + value + '"' + zone + ") }}"
-    return '{{ safe_cast("' + value + '", ' + dict(CANDIDATES)[inferred] + ") }}"
+        return f"nullif(trim({ident(column, lambda _: quoted)}), '')"
+    kind, fmt = inferred
+    value = f"\"nullif(trim({inner}), '')\""
+    zone = "" if timezone == "UTC" else f", tz='{timezone}'"
+    if fmt is not None:
+        macro = "parse_timestamp" if kind == "timestamptz" else "parse_date"
+        zone = zone if kind == "timestamptz" else ""
+        return "{{ " + macro + "(" + value + ", " + literal(fmt) + zone + ") }}"
+    if kind == "timestamptz":
+        return "{{ to_utc_timestamp(" + value + zone + ") }}"
+    return "{{ safe_cast(" + value + ", " + dict(CANDIDATES)[kind] + ") }}"
 
 
 def staging_sql(
     source: str,
     table: RawTable,
     types: dict[str, str],
-    inferred: dict[str, str | None],
+    inferred: dict[str, Inferred | None],
     timezone: str = "UTC",
+    quoted: Callable[[str], bool] = lambda _: False,
 ) -> str:
     """The staging model: typed columns, lineage, is_current and _invalid_reason.
 
-    Column names are dlt's (snake_case), so the SQL needs no quoting on any engine.
+    Column names are dlt's (snake_case); a keyword among them is quoted by the
+    engine's adapter, so the SQL runs on every engine.
     """
     data = [c for c in types if c not in LINEAGE]
     lineage = [c for c in types if c in LINEAGE]
+
+    def q(column: str) -> str:
+        return ident(column, quoted)
+
     typed = [
-        f"{cast_expression(c, inferred[c], timezone) if c in inferred else c} as {c}" for c in data
+        f"{cast_expression(c, inferred[c], timezone, quoted(c)) if c in inferred else q(c)}"
+        f" as {q(c)}"
+        for c in data
     ]
     cast = [c for c, kind in inferred.items() if kind]  # a cast may turn what was sent to null
-    sent = [f"nullif(trim({c}), '') as {c}__sent" for c in cast]
+    sent = [f"nullif(trim({q(c)}), '') as {c}__sent" for c in cast]
 
     def given(column: str) -> str:
-        return f"{column}__sent" if column in cast else column
+        return f"{column}__sent" if column in cast else q(column)
 
-    checks = [f"when {given(table.key)} is null then 'missing_key'"]
+    checks = []
+    if table.key:
+        missing = " or ".join(f"{given(k)} is null" for k in table.key)
+        checks.append(f"when {missing} then 'missing_key'")
     if table.time in inferred:
         checks.append(f"when {given(table.time)} is null then 'missing_{table.time}'")
-    checks += [f"when {c}__sent is not null and {c} is null then 'invalid_{c}'" for c in cast]
-    current = "true"
-    if table.versioned:
+    checks += [f"when {c}__sent is not null and {q(c)} is null then 'invalid_{c}'" for c in cast]
+    current = "true"  # without a key, every row is its own (csv: its file's latest reading)
+    if table.versioned and table.key:
         newest = (LOADED_AT_COLUMN, "_source_file", "_source_line")
         order = ", ".join(f"{c} desc" for c in newest if c in types)
+        any_missing = " or ".join(f"{q(k)} is null" for k in table.key)
         current = (
-            f"{table.key} is null\n            or row_number() over (\n"
-            f"                partition by {table.key} order by {order}\n"
+            f"{any_missing}\n            or row_number() over (\n"
+            f"                partition by {', '.join(q(k) for k in table.key)}"
+            f" order by {order}\n"
             "            ) = 1"
         )
     typed_list = ",\n".join(f"        {line}" for line in [*typed, *sent, *lineage])
-    columns = ",\n".join(f"        {c}" for c in [*data, *lineage])
-    cases = "\n".join(f"            {line}" for line in checks)
+    columns = ",\n".join(f"        {c}" for c in [*(q(c) for c in data), *lineage])
+    cases = (
+        "\n".join(f"            {line}" for line in checks) or "            when false then null"
+    )
     return f"""{{#
     Scaffolded by `python -m ingestion scaffold {source}` from the values in
     raw.{table.name}: every raw row, each column cast to the type its values had;
@@ -202,8 +270,17 @@ select * from classified
 """
 
 
+def column_entry(column: str, quoted: Callable[[str], bool], **more: Any) -> dict[str, Any]:
+    """A column in dbt YAML; a keyword is marked `quote: true`, so dbt's tests quote it."""
+    return {"name": column, **({"quote": True} if quoted(column) else {}), **more}
+
+
 def sources_yml(
-    source: str, kind: str, tables: list[RawTable], columns: dict[str, list[str]]
+    source: str,
+    kind: str,
+    tables: list[RawTable],
+    columns: dict[str, list[str]],
+    quoted: Callable[[str], bool] = lambda _: False,
 ) -> str:
     """The dbt source, with freshness and, on each table, the row-accounting test."""
 
@@ -220,7 +297,7 @@ def sources_yml(
         return {
             "name": raw.name,
             "data_tests": [{"rows_accounted_for": {"arguments": accounted}}],
-            "columns": [{"name": column} for column in columns[raw.name]],
+            "columns": [column_entry(column, quoted) for column in columns[raw.name]],
         }
 
     freshness = {
@@ -239,20 +316,37 @@ def sources_yml(
     return _yaml({"version": 2, "sources": [dbt_source]})
 
 
-def models_yml(source: str, tables: list[RawTable]) -> str:
-    """not_null and unique on the key of the current, valid rows."""
+def models_yml(
+    source: str, tables: list[RawTable], quoted: Callable[[str], bool] = lambda _: False
+) -> str:
+    """The key of the current, valid rows is present and unique: `unique` on a one-column
+    key, `duplicate_rate` at 0 over a composite one (its columns the monitor's
+    `unique_key` too); without a key, each row's lineage is unique."""
     where = {"config": {"where": MART_WHERE}}
-    models = [
-        {
+    models = []
+    for raw in tables:
+        model: dict[str, Any] = {
             "name": model_name(source, raw),
             "description": f"Every row of raw.{raw.name}, typed and classified.",
-            "columns": [
-                {"name": raw.key, "data_tests": [{"not_null": where}, {"unique": where}]},
-                {"name": "is_current", "data_tests": ["not_null"]},
-            ],
         }
-        for raw in tables
-    ]
+        columns = [column_entry(k, quoted, data_tests=[{"not_null": where}]) for k in raw.key]
+        if len(raw.key) == 1:
+            columns[0]["data_tests"].append({"unique": where})
+        else:
+            unique = list(raw.key) or list(raw.lineage)
+            model["config"] = {"meta": {"unique_key": unique}}
+            test_config = where if raw.key else {}
+            model["data_tests"] = [
+                {
+                    "duplicate_rate": {
+                        "arguments": {"columns": unique, "threshold": 0},
+                        **test_config,
+                    }
+                }
+            ]
+        columns.append({"name": "is_current", "data_tests": ["not_null"]})
+        model["columns"] = columns
+        models.append(model)
     return _yaml({"version": 2, "models": models})
 
 
@@ -276,8 +370,9 @@ def model_name(source: str, table: RawTable) -> str:
 
 def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, bool]]:
     """Write the files (never over existing ones); [(path, written)]."""
+    check_declarations()  # a declaration error is named before anything is read
     kind, options, _ = source_options(name)
-    tables = raw_tables(name, kind, options)
+    tables = raw_tables(name)
     if not warehouse.exists():
         raise FileNotFoundError(
             f"no warehouse at {warehouse}: load first (python -m ingestion {name})"
@@ -286,6 +381,7 @@ def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, 
     files: dict[Path, str] = {}
     columns = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
+        quoted = needs_quotes(con)
         for table in tables:
             types = column_types(con, table.name)
             if not types:
@@ -293,20 +389,24 @@ def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, 
                     f"raw.{table.name} is not in {warehouse}: load it first "
                     f"(python -m ingestion {name})"
                 )
-            if table.key not in types:
-                raise ValueError(f"raw.{table.name} has no column {table.key} (the declared key)")
+            missing = [k for k in table.key if k not in types]
+            if missing:
+                raise ValueError(
+                    f"raw.{table.name} has no column {missing[0]} (of the declared key)"
+                )
+            formats = options.get("formats") or {}
             inferred = {
-                column: "timestamptz"
-                if column == table.time
-                else infer_type(con, table.name, column)
+                column: ("timestamptz", None)
+                if column == table.time and column not in formats
+                else infer_type(con, table.name, column, formats.get(column))
                 for column, type_ in types.items()
                 if type_ == "VARCHAR" and column not in LINEAGE
             }
             columns[table.name] = list(types)
-            sql = staging_sql(name, table, types, inferred, source_timezone(name))
+            sql = staging_sql(name, table, types, inferred, source_timezone(name), quoted)
             files[folder / f"{model_name(name, table)}.sql"] = sql
-    files[folder / f"_{name}__sources.yml"] = sources_yml(name, kind, tables, columns)
-    files[folder / f"_{name}__models.yml"] = models_yml(name, tables)
+    files[folder / f"_{name}__sources.yml"] = sources_yml(name, kind, tables, columns, quoted)
+    files[folder / f"_{name}__models.yml"] = models_yml(name, tables, quoted)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for path, text in files.items():
@@ -326,6 +426,9 @@ def main(argv: list[str], out: Callable[[str], None] = print) -> int:
     args = parser.parse_args(argv)
     try:
         written = scaffold(args.name, args.project_dir, warehouse_path())
+    except SourceConfigError as error:  # a declaration to fix: the usage exit code
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

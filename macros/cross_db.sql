@@ -216,3 +216,34 @@
 {% macro default__type_double() -%}
     double precision
 {%- endmacro %}
+
+{#
+    parse_date(expression, format) / parse_timestamp(expression, format, tz='UTC'):
+    text written in a strptime `format` (`Jan 1 2000` is '%b %d %Y') as a date, or as
+    the UTC instant of a wall time in `tz`; null when the text does not fit. The
+    scaffold writes them for dates and times not in ISO form. DuckDB only: on another
+    engine, cast such a column in the model yourself.
+#}
+{% macro parse_date(expression, format) -%}
+    {{ return(adapter.dispatch('parse_date', 'ml_warehouse')(expression, format)) }}
+{%- endmacro %}
+
+{% macro duckdb__parse_date(expression, format) -%}
+    cast(try_strptime({{ expression }}, '{{ format }}') as date)
+{%- endmacro %}
+
+{% macro default__parse_date(expression, format) -%}
+    {{ exceptions.raise_compiler_error("parse_date('" ~ format ~ "') is written for DuckDB: cast this column in the model for " ~ target.type) }}
+{%- endmacro %}
+
+{% macro parse_timestamp(expression, format, tz='UTC') -%}
+    {{ return(adapter.dispatch('parse_timestamp', 'ml_warehouse')(expression, format, tz)) }}
+{%- endmacro %}
+
+{% macro duckdb__parse_timestamp(expression, format, tz='UTC') -%}
+    timezone('UTC', timezone('{{ tz }}', try_strptime({{ expression }}, '{{ format }}')))
+{%- endmacro %}
+
+{% macro default__parse_timestamp(expression, format, tz='UTC') -%}
+    {{ exceptions.raise_compiler_error("parse_timestamp('" ~ format ~ "') is written for DuckDB: cast this column in the model for " ~ target.type) }}
+{%- endmacro %}

@@ -83,6 +83,11 @@ DDL = [
 SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|APIKEY|(^|_)KEY($|_)", re.IGNORECASE
 )
+# A source's option (SOURCES__<NAME>__<OPTION>) is a secret by its option's name, where
+# a bare KEY is the source's key column (SOURCES__READINGS__KEY=source), no secret.
+SECRET_OPTION = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY", re.IGNORECASE
+)
 URL_PASSWORD = re.compile(r"://[^/\s:@]*:([^@\s/]+)@")
 MIN_SECRET = 4  # shorter values would redact ordinary words
 
@@ -118,7 +123,10 @@ def secret_values() -> list[str]:
     for name, value in os.environ.items():
         if not value:
             continue
-        if SECRET_NAME.search(name):
+        if name.upper().startswith("SOURCES__"):
+            if SECRET_OPTION.search(name.upper().rsplit("__", 1)[-1]):
+                values.add(value)
+        elif SECRET_NAME.search(name):
             values.add(value)
         for match in URL_PASSWORD.finditer(value):
             values.add(match.group(1))
@@ -131,8 +139,11 @@ def secret_values() -> list[str]:
 
 
 def redact(text: str) -> str:
-    """Remove secret values (env, URL passwords, .dlt/secrets.toml) from anything we print."""
-    for value in secret_values():
+    """Remove secret values (env, .dlt/secrets.toml, and the password of any URL, in the
+    environment or in `text` itself) from anything we print or store."""
+    found = {m.group(1) for m in URL_PASSWORD.finditer(text)}
+    values = {*secret_values(), *(v for v in found if v)}
+    for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, "***")
     return text
 

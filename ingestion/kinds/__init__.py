@@ -13,15 +13,16 @@ import inspect
 import json
 import typing
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import dlt
 
-from warehouse.sources import declared_sources
+from warehouse.audit import URL_PASSWORD
+from warehouse.sources import KINDS, declared_sources
 
-from .common import SourceConfigError, source_timezone
+from .common import RawTable, SourceConfigError, check_stored_name, source_timezone
 
-KINDS = ("csv", "jsonl", "rest_api", "sql_table")
 # Options every kind has, handled by the CLI rather than by the source.
 COMMON_OPTIONS = ("kind", "max_rejected_rate", "timezone")
 # Above this share of a run's records rejected, the source fails (per source:
@@ -29,17 +30,50 @@ COMMON_OPTIONS = ("kind", "max_rejected_rate", "timezone")
 DEFAULT_MAX_REJECTED_RATE = 0.05
 # Arguments the CLI passes, never read from config.
 _RUNTIME_ARGUMENTS = {"name", "stream_backend", "folder_setting", "max_batch"}
-# Options that may hold a secret: read as secrets first (env, .dlt/secrets.toml), so
-# dlt's trace and logs never keep their values.
-SECRET_OPTIONS = {"api_token", "credentials", "redis_url"}
+
+
+def kind_module(kind: str) -> ModuleType:
+    """A kind's module, imported on demand (each kind pulls its own libraries): it holds
+    `<kind>_source` and `raw_tables(name, options)`."""
+    if kind not in KINDS:
+        raise SourceConfigError(f"unknown kind {kind!r}; the kinds: {', '.join(KINDS)}")
+    return importlib.import_module(f"{__name__}.{kind}")
 
 
 def kind_function(kind: str) -> Callable[..., Any]:
-    """The source function of a kind: `<kind>_source` in its module, imported on demand
-    (each kind pulls its own libraries)."""
-    if kind not in KINDS:
-        raise SourceConfigError(f"unknown kind {kind!r}; the kinds: {', '.join(KINDS)}")
-    return getattr(importlib.import_module(f"{__name__}.{kind}"), f"{kind}_source")
+    """The source function of a kind: `<kind>_source` in its module."""
+    return getattr(kind_module(kind), f"{kind}_source")
+
+
+def raw_tables(name: str) -> list[RawTable]:
+    """The raw tables a declared source writes, from its declaration (checked)."""
+    kind, options, _ = source_options(name)
+    return kind_module(kind).raw_tables(name, options)
+
+
+def check_declarations() -> dict[str, list[RawTable]]:
+    """Every declared source's options and raw tables, checked before anything loads:
+    {source: its raw tables}. Raises SourceConfigError naming the first problem.
+
+    Two declarations writing one raw table would delete or overwrite each other's
+    rows, so they are refused here, whichever kinds they are.
+    """
+    owners: dict[str, str] = {}
+    tables = {}
+    for name in declared_sources():
+        check_stored_name("source", name, "name it [sources.<name>], e.g.")
+        tables[name] = raw_tables(name)
+        for table in tables[name]:
+            if table.name in owners:
+                other = owners[table.name]
+                raise SourceConfigError(
+                    f"sources.{other} and sources.{name} both write raw.{table.name}: "
+                    "give one of them another table name"
+                    if other != name
+                    else f"sources.{name} writes raw.{table.name} twice: give each its own table"
+                )
+            owners[table.name] = name
+    return tables
 
 
 def source_options(name: str) -> tuple[str, dict[str, Any], float]:
@@ -58,6 +92,13 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
         for p in inspect.signature(function).parameters.values()
         if p.name not in _RUNTIME_ARGUMENTS
     }
+    secrets = kind_module(kind).SECRET_OPTIONS
+    for key, value in declared[name].items():
+        if _holds_secret(value, key in secrets):
+            raise SourceConfigError(
+                f"sources.{name}.{key} holds a secret: move it from .dlt/config.toml to "
+                f".dlt/secrets.toml (git-ignored) or env SOURCES__{name.upper()}__{key.upper()}"
+            )
     unknown = sorted(set(declared[name]) - set(parameters) - set(COMMON_OPTIONS))
     if unknown:
         raise SourceConfigError(
@@ -68,7 +109,7 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
     options = {}
     for parameter in parameters.values():
         key = f"sources.{name}.{parameter.name}"
-        value = dlt.secrets.get(key) if parameter.name in SECRET_OPTIONS else None
+        value = dlt.secrets.get(key) if parameter.name in secrets else None
         value = dlt.config.get(key) if value is None else value
         if value is not None:
             options[parameter.name] = _coerce(name, parameter.name, value, hints[parameter.name])
@@ -86,6 +127,19 @@ def source_options(name: str) -> tuple[str, dict[str, Any], float]:
         raise SourceConfigError(f"sources.{name}.max_rejected_rate must be between 0 and 1")
     source_timezone(name)  # a bad one fails before anything loads
     return kind, options, float(rate)
+
+
+def _holds_secret(value: Any, is_secret_option: bool) -> bool:
+    """Whether a config.toml value is a secret: a secret option's value (a URL without a
+    password, like sqlite:///file.db or redis://host, is none), or any URL with one."""
+    if isinstance(value, dict):
+        return any(_holds_secret(v, False) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_secret(v, False) for v in value)
+    text = str(value)
+    if URL_PASSWORD.search(text):
+        return True
+    return is_secret_option and "://" not in text
 
 
 def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:

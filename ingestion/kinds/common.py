@@ -5,7 +5,8 @@ from __future__ import annotations
 import fnmatch
 import gzip
 import zoneinfo
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,8 +30,89 @@ class SourceConfigError(ValueError):
     """A source option that cannot work: the message names `sources.<name>.<option>`."""
 
 
+@dataclass(frozen=True)
+class RawTable:
+    """A raw table a declared source writes: what the scaffold, the monitor and the
+    declaration checks need to know of it.
+
+    `key` is the declared key, one column or several (a composite key); empty for a
+    source without a natural key, whose rows are identified by their lineage.
+    `versioned`: raw keeps every reading (csv: each line of each file), so the
+    staging model picks the latest per key; the other kinds merge on the key.
+    `time`: a jsonl source's `cursor_field`, the records' own time.
+    """
+
+    name: str
+    key: tuple[str, ...]
+    versioned: bool
+    time: str | None = None
+    lineage: tuple[str, ...] = ()  # the columns that identify a row without a key
+
+
+def declared_key(
+    source: str, option_name: str, value: Any, required: bool = False, as_sent: bool = False
+) -> tuple[str, ...]:
+    """A key option as a tuple of raw column names: one name, or a list of them (a
+    composite key); None for a source without a natural key (unless `required`).
+    `as_sent`: the names are the source's fields as sent (an API's), not raw names."""
+    if value is None or value == [] or value == "":
+        if required:
+            raise SourceConfigError(
+                f"{option(source, option_name)} is required: one column, or a list of columns"
+            )
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise SourceConfigError(
+            f"{option(source, option_name)} must be a column name or a list of column names, "
+            f"got {value!r}"
+        )
+    if len(set(names)) != len(names):
+        raise SourceConfigError(f"{option(source, option_name)} names a column twice: {value!r}")
+    if as_sent:
+        return tuple(names)
+    for name in names:
+        if name.startswith("_"):
+            raise SourceConfigError(
+                f"{option(source, option_name)}: {name!r} is a lineage column, not a key; "
+                "a source without a natural key leaves the key unset (its rows are "
+                "identified by their lineage)"
+            )
+    check_raw_names(source, option_name, names)
+    return tuple(names)
+
+
+def check_formats(source: str, formats: Any) -> None:
+    """`formats`: {raw column: strptime format} of dates and times the scaffold would not
+    recognise (`{ day = "%d-%b-%y" }`)."""
+    if formats is None:
+        return
+    if not isinstance(formats, dict) or not all(
+        isinstance(f, str) and "%" in f for f in formats.values()
+    ):
+        raise SourceConfigError(
+            f"{option(source, 'formats')} maps columns to strptime formats, "
+            f'e.g. {{ day = "%d-%b-%y" }}; got {formats!r}'
+        )
+    check_raw_names(source, "formats", formats)
+
+
+def check_keys(source: str, where: str, entry: dict[str, Any], allowed: Iterable[str]) -> None:
+    """A nested table of options (a table entry, a resource, an endpoint) holds only the
+    options it knows: a misspelled one fails, named, instead of being ignored."""
+    allowed = tuple(allowed)
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise SourceConfigError(
+            f"sources.{source}.{where}.{unknown[0]} is not an option there; "
+            f"its options: {', '.join(allowed)}"
+        )
+
+
 def option(source: str, name: str) -> str:
-    """How a user finds an option: its config key and its env var."""
+    """How a user finds an option: its config key and its env var (a top-level one)."""
+    if "[" in name or "." in name:  # inside a table entry or a resource: config only
+        return f"sources.{source}.{name}"
     return f"sources.{source}.{name} (env SOURCES__{source.upper()}__{name.upper()})"
 
 
@@ -66,12 +148,54 @@ def open_bytes(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")
 
 
+def stored_name(name: str) -> str:
+    """The name a declared source, raw table or column is stored under: dlt's snake_case
+    (`My Things` -> `my_things`, `userId` -> `user_id`). The one normalization: every path
+    (loads, deletes, checks, the scaffold, the monitor) uses the stored name."""
+    return _NAMING.normalize_identifier(name)
+
+
+def check_stored_name(what: str, name: Any, fix: str) -> str:
+    """A declared source or raw table name must be its stored name: one that is not would
+    be loaded under one name and looked for under another. `fix` says where to change it."""
+    if not isinstance(name, str) or not name:
+        raise SourceConfigError(f"{what} must be a name, got {name!r}")
+    stored = stored_name(name)
+    if stored != name or name.startswith("_"):
+        suggestion = stored.lstrip("_") or "a lower-case name"
+        raise SourceConfigError(
+            f"{what} {name!r} is not a stored name (lower case, digits and single "
+            f"underscores, starting with a letter): {fix} {suggestion!r}"
+        )
+    return name
+
+
 def raw_column_name(name: str) -> str:
     """The raw column a header or field `name` loads as: dlt's snake_case, outside the
     namespace of our lineage and dlt's columns (a leading "_"), so `_line` loads as
     `col_line` and no source can overwrite `_line` or `_loaded_at`."""
     normalized = _NAMING.normalize_identifier(name) or "col"
     return f"col{normalized}" if normalized.startswith("_") else normalized
+
+
+def colliding_field(record: dict[str, Any]) -> str | None:
+    """The raw column two of a record's fields would both load into (`userId` and
+    `user_id`, `Name` and `name`; nested objects flatten to `parent__child`), else None."""
+    seen: set[str] = set()
+    for name in _flat_names(record, ""):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _flat_names(record: dict[str, Any], prefix: str) -> Iterator[str]:
+    for field, value in record.items():
+        name = f"{prefix}__{stored_name(field)}" if prefix else raw_column_name(field)
+        if isinstance(value, dict) and value:
+            yield from _flat_names(value, name)
+        else:
+            yield name
 
 
 def check_raw_names(source: str, option_name: str, names: Iterable[str]) -> None:

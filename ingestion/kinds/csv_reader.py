@@ -104,7 +104,8 @@ class CsvFormat:
     header: bool = True
     columns: tuple[str, ...] = ()  # expected columns (names after `rename`); others are new
     rename: tuple[tuple[str, str], ...] = ()  # (as in the file, as in raw)
-    key: str | None = None  # a column every file must have (after `rename`)
+    key: tuple[str, ...] = ()  # columns every file must have (after `rename`)
+    null_values: tuple[str, ...] = ()  # texts that mean null (raw holds null)
 
     def __post_init__(self) -> None:
         for name in ("delimiter", "quote"):
@@ -120,7 +121,10 @@ class CsvFormat:
             )
         check_raw_names(self.source, "columns", self.columns)
         check_raw_names(self.source, "rename", dict(self.rename).values())
-        check_raw_names(self.source, "key", [self.key] if self.key else [])
+        if not all(isinstance(v, str) for v in self.null_values):
+            raise SourceConfigError(
+                f'{option(self.source, "null_values")} is a list of texts, e.g. ["NA", "NULL"]'
+            )
         if not self.header and not self.columns:
             raise SourceConfigError(
                 f"{option(self.source, 'header')} is false: list the column names in "
@@ -130,11 +134,12 @@ class CsvFormat:
     def read_csv_sql(self) -> tuple[str, list[Any]]:
         """DuckDB's reader with this fixed dialect (a header-only file is never mis-sniffed)."""
         names = ", names = ?" if not self.header else ""
+        nulls = ", nullstr = ?" if self.null_values else ""
         sql = f"""
             create temp table rows as
             select * from read_csv(
                 ?, header = ?, all_varchar = true, delim = ?, quote = ?, escape = ?,
-                encoding = ?{names},
+                encoding = ?{names}{nulls},
                 store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans'
             )
         """
@@ -142,6 +147,8 @@ class CsvFormat:
         params.append(self.python_encoding)
         if not self.header:
             params.append(list(self.columns))
+        if self.null_values:  # an empty field stays null too
+            params.append(["", *self.null_values])
         return sql, params
 
     @property
@@ -202,14 +209,22 @@ def scan_records(
 
 
 def raw_columns(
-    con: duckdb.DuckDBPyConnection, file_name: str, renames: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    file_name: str,
+    renames: dict[str, str],
+    sent: list[str] | None = None,
 ) -> list[str]:
     """The header's names as raw columns (after `rename`): the parsed table's columns are
-    renamed to them. Two that load as one column reject the file (which, named)."""
+    renamed to them. Two that load as one column reject the file (which, named).
+
+    `sent` is the header as the file has it: DuckDB's reader makes repeated names
+    unique (`Amount,amount` -> `Amount`, `amount_1`), which would hide a collision.
+    """
     header = [row[0] for row in con.execute("describe rows").fetchall()]
-    names = [raw_column_name(renames.get(c, c)) for c in header]
+    given = sent if sent is not None and len(sent) == len(header) else header
+    names = [raw_column_name(renames.get(c, c)) for c in given]
     for name in names:
-        same = [c for c, n in zip(header, names, strict=True) if n == name]
+        same = [c for c, n in zip(given, names, strict=True) if n == name]
         if len(same) > 1:
             raise UnreadableFileError(
                 f"{file_name}: the header's columns {' and '.join(same)} all load as {name}: "
@@ -390,7 +405,8 @@ def read_with_duckdb(
     try:
         sql, params = fmt.read_csv_sql()
         con.execute(sql, [str(data), *params])
-        columns = header_columns(con, path.name, fmt)
+        sent = header_as_sent(data, starts, ends, fmt) if fmt.header else None
+        columns = header_columns(con, path.name, fmt, sent)
         rows_good = con.execute("select count(*) from rows").fetchone()[0]
         errors = con.execute(
             "select line_byte_position, error_type::varchar from rejects "
@@ -439,13 +455,29 @@ def read_with_duckdb(
     return columns, int(rows_good), rejects, lines[is_good]
 
 
-def header_columns(con: duckdb.DuckDBPyConnection, file_name: str, fmt: CsvFormat) -> list[str]:
+def header_as_sent(
+    data: Path, starts: np.ndarray, ends: np.ndarray, fmt: CsvFormat
+) -> list[str] | None:
+    """The header's names as the file writes them (DuckDB's reader renames repeated ones:
+    `Amount,amount` -> `Amount`, `amount_1`); None when its first record is no plain line."""
+    (text,) = record_texts(data, [(int(starts[0]), int(ends[0]))], fmt.python_encoding)
+    try:
+        reader = csv.reader([text.lstrip("\ufeff")], delimiter=fmt.delimiter, quotechar=fmt.quote)
+        return next(reader, None)
+    except csv.Error:
+        return None
+
+
+def header_columns(
+    con: duckdb.DuckDBPyConnection, file_name: str, fmt: CsvFormat, sent: list[str] | None = None
+) -> list[str]:
     """Table `rows`' columns as raw names; a file without the key is not this source's."""
-    columns = raw_columns(con, file_name, dict(fmt.rename))
-    if fmt.key and fmt.key not in columns:  # no row can have its key
+    columns = raw_columns(con, file_name, dict(fmt.rename), sent)
+    missing = [k for k in fmt.key if k not in columns]
+    if missing:  # no row can have its key
         expected = ", ".join(fmt.columns) or f"sources.{fmt.source}.key"
         raise UnreadableFileError(
-            f"{file_name}: the header has no {fmt.key} column "
+            f"{file_name}: the header has no {missing[0]} column "
             f"(found: {', '.join(columns)[:200]}; expected: {expected})",
             WRONG_HEADER_REASON,
         )
@@ -506,11 +538,15 @@ def _read_records(
                 if reason:
                     raise UnreadableFileError(f"{path.name}: the header (line {first}): {reason}")
                 columns = record
-                twice = sorted({c for c in columns if columns.count(c) > 1})
+                renames = dict(fmt.rename)
+                names = [raw_column_name(renames.get(c, c)) for c in columns]
+                twice = next((n for n in names if names.count(n) > 1), None)
                 if twice:
+                    same = [c for c, n in zip(columns, names, strict=True) if n == twice]
                     raise UnreadableFileError(
-                        f"{path.name}: the header has {twice[0]} twice",
-                        f"duplicate_column_{raw_column_name(twice[0])}",
+                        f"{path.name}: the header's columns {' and '.join(same)} all load as "
+                        f"{twice}: rename all but one (the source's `rename` option)",
+                        f"duplicate_column_{twice}",
                     )
                 continue
             if reason is None and len(record) != len(columns):
@@ -529,11 +565,11 @@ def _read_records(
             batch.append(record)
             lines.append(first)
             if len(batch) == RECORDS_BATCH:
-                _insert_rows(con, columns, batch)
+                _insert_rows(con, columns, batch, fmt.null_values)
                 batch = []
     if columns is None:  # an empty file
         return [], 0, rejects, np.empty(0, np.int64)
-    _insert_rows(con, columns, batch)
+    _insert_rows(con, columns, batch, fmt.null_values)
     return header_columns(con, path.name, fmt), len(lines), rejects, np.array(lines, np.int64)
 
 
@@ -544,10 +580,19 @@ _CSV_ERRORS = (
 )
 
 
-def _insert_rows(con: duckdb.DuckDBPyConnection, columns: list[str], rows: list[list[str]]) -> None:
+def _insert_rows(
+    con: duckdb.DuckDBPyConnection,
+    columns: list[str],
+    rows: list[list[str]],
+    null_values: tuple[str, ...] = (),
+) -> None:
     """Append records (text) to table `rows`, made on the first call."""
-    table = pa.Table.from_arrays(  # an empty field is null, as DuckDB's reader has it
-        [pa.array([r[i] or None for r in rows], pa.string()) for i in range(len(columns))],
+    nulls = {"", *null_values}  # an empty field is null, as DuckDB's reader has it
+    table = pa.Table.from_arrays(
+        [
+            pa.array([None if r[i] in nulls else r[i] for r in rows], pa.string())
+            for i in range(len(columns))
+        ],
         names=columns,
     )
     with registered(con, "batch_rows", table):

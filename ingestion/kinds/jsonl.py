@@ -16,20 +16,34 @@ from typing import Any
 
 import dlt
 
-from .common import SourceConfigError, check_raw_names, make_source, option, raw_to_check
-from .jsonl_reader import FileSegments, JsonlTable, read_lines
+from .common import (
+    RawTable,
+    SourceConfigError,
+    check_formats,
+    check_raw_names,
+    check_stored_name,
+    declared_key,
+    make_source,
+    option,
+    raw_to_check,
+)
+from .jsonl_reader import LINE_COLUMN, SEGMENT_COLUMN, FileSegments, JsonlTable, read_lines
 
 BACKENDS = ("files", "redis")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# Options that hold a secret: read from env or .dlt/secrets.toml, refused in config.toml.
+SECRET_OPTIONS: tuple[str, ...] = ("redis_url",)
+
 
 def jsonl_source(
     name: str,
-    key: str,
+    key: str | list[str] | None = None,
     folder: str | None = None,
     glob: str = "*.jsonl",
     fields: list[str] | None = None,
     cursor_field: str | None = None,
+    formats: dict[str, str] | None = None,
     table: str | None = None,
     schema_contract: str = "evolve",
     backend: str = "files",
@@ -42,7 +56,8 @@ def jsonl_source(
     stream_backend: Any = None,
     folder_setting: str | None = None,
 ) -> Any:
-    """JSON lines keyed by `key` as the dlt source `name`, loading raw.`table` (default `name`).
+    """JSON lines keyed by `key` (a field, a list of fields, or none: each line is then
+    its own record) as the dlt source `name`, loading raw.`table` (default `name`).
 
     `fields` are extracted first (any other field becomes a text column too);
     `cursor_field` is the records' own time: raw keeps it as sent, the scaffold
@@ -54,9 +69,10 @@ def jsonl_source(
     `max_batch` bounds one run to that many lines (micro-batches).
     """
     del cursor_field  # raw keeps every field as text; the cursor matters downstream
-    check_raw_names(name, "key", [key])
+    check_formats(name, formats)  # for the scaffold, as the csv kind's
     check_raw_names(name, "fields", fields or [])
-    spec = JsonlTable(name, table or name, key, tuple(fields or ()))
+    (raw,) = raw_tables(name, {"key": key, "table": table})
+    spec = JsonlTable(name, raw.name, raw.key, tuple(fields or ()))
     if stream_backend is None:
         stream_backend = open_broker(
             name,
@@ -90,6 +106,17 @@ def jsonl_source(
         )
 
     return make_source(name, schema_contract, lines())
+
+
+def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
+    """One raw table, `table` (default the source's name), one row per key (the first
+    record sent), or per line when the records have no key."""
+    table = check_stored_name(f"sources.{name}.table", options.get("table") or name, "set it to")
+    key = declared_key(name, "key", options.get("key"))
+    time = options.get("cursor_field")
+    if time is not None:
+        check_raw_names(name, "cursor_field", [time])
+    return [RawTable(table, key, versioned=False, time=time, lineage=(SEGMENT_COLUMN, LINE_COLUMN))]
 
 
 def open_broker(

@@ -28,6 +28,7 @@ from warehouse.sql import quote, registered
 
 from .common import (
     LOADED_AT_COLUMN,
+    SourceConfigError,
     folder_files,
     is_gzip,
     open_bytes,
@@ -52,6 +53,9 @@ STATE_SEGMENT_BYTES = "segment_bytes"
 # {segment file name: size, mtime and a digest of the part consumed}: a segment only
 # grows, and one whose consumed part changed is refused (FileSegments.read).
 STATE_SEGMENT_CHECKS = "segment_checks"
+# The key the lines were read with: lines rejected for a missing key stay rejected once
+# read, so a changed key asks for a full refresh instead of leaving them out unsaid.
+STATE_KEY = "key"
 SEGMENT_STATE = (STATE_SEGMENTS, STATE_SEGMENT_BYTES, STATE_SEGMENT_CHECKS)
 # Bytes hashed at each end of a segment's consumed part: enough to tell a rewritten
 # segment from a grown one without reading all of it on every run.
@@ -82,28 +86,43 @@ REASON_NOT_AN_OBJECT = "not_an_object"
 
 @dataclass(frozen=True)
 class JsonlTable:
-    """What a `jsonl` source loads: its name, raw table, key and expected fields."""
+    """What a `jsonl` source loads: its name, raw table, key and expected fields.
+
+    `key` is one field or several (a composite key); empty for records without a
+    natural key, which are identified by their lineage (segment and line, or stream
+    and entry id): a line re-read or redelivered still loads once.
+    """
 
     source: str
     table: str
-    key: str
+    key: tuple[str, ...]
     fields: tuple[str, ...] = ()
 
     @property
     def known(self) -> tuple[str, ...]:
         """The fields extracted by name: the key first, then the declared ones."""
-        return (self.key, *(f for f in self.fields if f != self.key))
+        return (*self.key, *(f for f in self.fields if f not in self.key))
 
     @property
-    def missing_key_reason(self) -> str:
-        return f"missing_{self.key}"
+    def merge_key(self) -> list[str]:
+        """The raw columns a record is one of a kind by: the key, else its lineage."""
+        return list(self.key) or [SEGMENT_COLUMN, LINE_COLUMN]
+
+    def identity_sql(self, column: Callable[[str], str]) -> str:
+        """One text value per record from its key columns (`column(name)` is the SQL of
+        each): what dedupe compares, the same over parsed lines and over raw."""
+        if not self.key:
+            return f"{column(SEGMENT_COLUMN)}::varchar || ':' || {column(LINE_COLUMN)}::varchar"
+        if len(self.key) == 1:
+            return column(self.key[0])
+        return f"json_array({', '.join(column(k) for k in self.key)})::varchar"
 
     def schema(self, extra: list[str]) -> pa.Schema:
         """Arrow schema of the raw rows: dlt takes the raw table's columns from it (all
         text as sent, then lineage; the key and lineage are never null)."""
         return pa.schema(
             [
-                *(pa.field(k, pa.string(), nullable=k != self.key) for k in self.known),
+                *(pa.field(k, pa.string(), nullable=k not in self.key) for k in self.known),
                 *(pa.field(k, pa.string()) for k in extra),
                 pa.field(SEGMENT_COLUMN, pa.string(), nullable=False),
                 pa.field(LINE_COLUMN, pa.int64(), nullable=False),
@@ -384,7 +403,7 @@ class ParsedLines:
     """One batch split into new records, rejected lines, and records collapsed as re-sent."""
 
     records: pa.Table
-    hashes: pa.Array
+    identities: pa.Table  # the records' `_k` (identity_sql) and `_h` (its hash)
     rejected: pa.Table
     collapsed: int = 0
 
@@ -455,10 +474,10 @@ class LineParser:
             if extra or clashing:  # other fields become text columns too, named as in raw
                 rows, _ = self._extract([*known, *extra], clashing)
 
-        key = self.spec.key
-        ids = pc.fill_null(rows[key], "")
-        missing = pc.equal(ids, "")
-        unloadable = [(missing, lambda bad: [self.spec.missing_key_reason] * bad.num_rows)]
+        missing = pa.array(np.zeros(rows.num_rows, dtype=bool))
+        for key in self.spec.key:
+            missing = pc.or_(missing, pc.equal(pc.fill_null(rows[key], ""), ""))
+        unloadable = [(missing, self._missing_key_reasons)]
         if clashing:  # a field that would load into another one's column: the line waits
             clash = pc.greater(pc.list_value_length(rows["_extra"]), 0)
             unloadable.append((pc.and_(clash, pc.invert(missing)), _clash_reasons(clashing)))
@@ -475,7 +494,15 @@ class LineParser:
         columns = [*self.spec.known, *extra, SEGMENT_COLUMN, LINE_COLUMN, LOADED_AT_COLUMN]
         records = fresh.select(columns).cast(self.spec.schema(extra))
         collapsed = rows.num_rows - fresh.num_rows
-        return ParsedLines(records, fresh["_h"], rejected, collapsed)
+        return ParsedLines(records, fresh.select(["_k", "_h"]), rejected, collapsed)
+
+    def _missing_key_reasons(self, rows: pa.Table) -> list[str]:
+        """missing_<field> of the first key field each rejected line lacks."""
+        values = [rows[k].to_pylist() for k in self.spec.key]
+        return [
+            f"missing_{next(k for k, v in zip(self.spec.key, row, strict=True) if not v)}"
+            for row in zip(*values, strict=True)
+        ]
 
     def _classify(self, lines: pa.Table) -> pa.ChunkedArray:
         with registered(self.con, "batch_lines", lines):
@@ -485,21 +512,25 @@ class LineParser:
         """Fields as text (JSON numbers as their text) under their raw column names, plus
         the keys of each line beyond `keys`; lines without the key or with a `clashing`
         field keep their text (`_payload`) for the rejected row."""
-        fields = ", ".join(
-            f"f[{i + 1}] as {quote(raw_column_name(key))}" for i, key in enumerate(keys)
+        fields = "".join(
+            f"f[{i + 1}] as {quote(raw_column_name(key))}, " for i, key in enumerate(keys)
         )
+        position = {key: i + 1 for i, key in enumerate(keys)}
+        identity = self.spec.identity_sql(lambda c: f"f[{position[c]}]" if c in position else c)
+        missing = " or ".join(f"coalesce(f[{position[k]}], '') = ''" for k in self.spec.key)
+        missing = missing or "false"
         # A line holding a clashing field is the only kind with keys beyond these.
         clash = " or len(_extra) > 0" if clashing else ""
         rows = self.con.sql(
             f"""
             select
-                {fields},
-                {SEGMENT_COLUMN}::varchar as {SEGMENT_COLUMN},
+                {fields}{SEGMENT_COLUMN}::varchar as {SEGMENT_COLUMN},
                 {LINE_COLUMN},
                 $loaded_at::timestamptz as {LOADED_AT_COLUMN},
-                hash(f[1]) as _h,
+                {identity} as _k,
+                hash(_k) as _h,
                 case
-                    when coalesce(f[1], '') = ''{clash} then rtrim(line, chr(10) || chr(13))
+                    when {missing}{clash} then rtrim(line, chr(10) || chr(13))
                 end as _payload,
                 _extra
             from (
@@ -522,7 +553,7 @@ class LineParser:
 
     def _first_occurrences(self, rows: pa.Table) -> np.ndarray:
         """Mask of rows whose key appears neither earlier in the batch nor in the run."""
-        key = self.spec.key
+        key = "_k"
         count = rows.num_rows
         if count == 0:
             return np.zeros(0, dtype=bool)
@@ -546,8 +577,8 @@ class LineParser:
         return keep
 
     def _remember(self, fresh: pa.Table) -> None:
-        with registered(self.con, "fresh_ids", fresh.select(["_h", self.spec.key])):
-            self.con.execute(f"insert into seen select _h, {quote(self.spec.key)} from fresh_ids")
+        with registered(self.con, "fresh_ids", fresh.select(["_h", "_k"])):
+            self.con.execute("insert into seen select _h, _k from fresh_ids")
 
 
 def clashing_fields(known: list[str], extra: list[str]) -> dict[str, str]:
@@ -627,16 +658,17 @@ class LoadedKeys:
         except duckdb.CatalogException:  # the first load of the table (or of raw)
             return None
 
-    def drop_known(self, records: pa.Table, hashes: pa.Array) -> tuple[pa.Table, int]:
+    def drop_known(self, records: pa.Table, identities: pa.Table) -> tuple[pa.Table, int]:
         """The records raw does not hold yet, and how many it already held."""
-        key = quote(self.spec.key)
+        identity = self.spec.identity_sql(quote)
         known = self._ask(
-            f"select {key} from {self._table} where hash({key}) in (select h from incoming)",
-            pa.table({"h": hashes}),
+            f"select k from (select {identity} as k from {self._table})"
+            " where hash(k) in (select _h from incoming)",
+            identities,
         )
         if not known:
             return records, 0
-        fresh = records.filter(pc.invert(pc.is_in(records[self.spec.key], known[0])))
+        fresh = records.filter(pc.invert(pc.is_in(identities["_k"], known[0])))
         return fresh, records.num_rows - fresh.num_rows
 
     def known_rejects(self, locations: list[str]) -> set[str]:
@@ -670,6 +702,15 @@ def read_lines(
     (micro-batches under `--follow`: backpressure); None reads everything.
     """
     last_run = start_run(state)
+    key = list(spec.key)
+    read_before = any(state.get(k) for k in (STATE_SEGMENTS, "stream_ids"))  # files, Redis
+    if read_before and state.get(STATE_KEY, key) != key:
+        raise SourceConfigError(
+            f"sources.{spec.source}.key is {key} but the lines loaded so far were read with "
+            f"{state[STATE_KEY]}: run python -m ingestion {spec.source} --full-refresh to "
+            "read them all again with the new key"
+        )
+    state[STATE_KEY] = key
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jsonl-")))
         parser = LineParser(scratch, loaded_at, spec)
@@ -681,13 +722,13 @@ def read_lines(
         disposition = CHECKED_DISPOSITION if raw_ids.checks_raw else INSERT_ONLY_MERGE
         for batch in backend.read(state, batch_lines if max_lines is None else max_lines):
             parsed = parser.parse(batch.lines)
-            records, known = raw_ids.drop_known(parsed.records, parsed.hashes)
+            records, known = raw_ids.drop_known(parsed.records, parsed.identities)
             for offset in range(0, records.num_rows, YIELD_ROWS):
                 yield data_rows(
                     records.slice(offset, YIELD_ROWS),
                     table_name=spec.table,
                     write_disposition=disposition,
-                    primary_key=spec.key,
+                    primary_key=spec.merge_key,
                 )
             rejects = _rejected_dicts(parsed.rejected, backend.location)
             if batch.redelivered and rejects:

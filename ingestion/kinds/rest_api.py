@@ -28,14 +28,23 @@ from ingestion.rejected import data_rows, rejected_rows
 
 from .common import (
     LOADED_AT_COLUMN,
+    RawTable,
     SourceConfigError,
+    check_keys,
+    check_stored_name,
+    colliding_field,
+    declared_key,
     make_source,
     option,
+    raw_column_name,
     source_timezone,
     start_run,
 )
-from .rest_client import ApiError, iter_pages, make_client, paginator_for
+from .rest_client import ApiError, Secrets, iter_pages, make_auth, make_client, paginator_for
 
+RESOURCE_OPTIONS = ("name", "table", "primary_key", "endpoint", "columns")
+ENDPOINT_OPTIONS = ("path", "params", "data_selector", "paginator", "incremental")
+INCREMENTAL_OPTIONS = ("cursor_path", "start_param", "initial_value")
 DATA_TYPES = ("text", "bigint", "double", "bool", "timestamp", "date", "decimal", "json")
 STATE_CURSOR = "cursor"
 STATE_AT_CURSOR = "at_cursor"  # digests of the keys loaded with the cursor's value
@@ -43,13 +52,19 @@ STATE_AT_CURSOR = "at_cursor"  # digests of the keys loaded with the cursor's va
 # cursor (it has none) on every run; it is kept once in raw._rejected_rows, not each time.
 STATE_REJECTED = "rejected"
 
+# Options that hold a secret: read from env or .dlt/secrets.toml, refused in config.toml.
+SECRET_OPTIONS: tuple[str, ...] = ("api_token", "api_key", "password", "client_secret")
+
 
 def rest_api_source(
     name: str,
     base_url: str,
     resources: list[dict[str, Any]],
     api_token: str | None = None,
-    auth: str | None = None,
+    auth: str | dict[str, Any] | None = None,
+    api_key: str | None = None,
+    password: str | None = None,
+    client_secret: str | None = None,
     paginator: Any = None,
     schema_contract: str = "evolve",
     request_timeout: float | None = None,
@@ -66,6 +81,8 @@ def rest_api_source(
         "request_backoff_factor": request_backoff_factor,
         "request_max_retry_delay": request_max_retry_delay,
     }
+    secrets = Secrets(api_token, api_key, password, client_secret)
+    make_auth(name, auth, secrets, check_only=True)  # a bad auth table fails before a run
     zone = zoneinfo.ZoneInfo(source_timezone(name))
     endpoints = [Endpoint(name, r, paginator, zone) for r in resources]
     frozen = schema_contract == "freeze"
@@ -73,12 +90,25 @@ def rest_api_source(
     def resource(endpoint: Endpoint) -> Any:
         @dlt.resource(name=endpoint.table)
         def records() -> Iterator[Any]:
-            client = make_client(name, base_url, api_token, auth, retry)
-            yield from endpoint.read(client, api_token, frozen)
+            client = make_client(name, base_url, make_auth(name, auth, secrets), retry)
+            yield from endpoint.read(client, secrets.values(), frozen, auth)
 
         return records()
 
     return make_source(name, schema_contract, *(resource(e) for e in endpoints))
+
+
+def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
+    """A raw table per resource, `table` (default its name), merged on its `primary_key`."""
+    if not options.get("resources"):
+        raise SourceConfigError(f"{option(name, 'resources')}: declare at least one endpoint")
+    make_auth(name, options.get("auth"), Secrets(), check_only=True)
+    tables = []
+    for config in options["resources"]:
+        endpoint = Endpoint(name, config, options.get("paginator"))
+        key = tuple(raw_column_name(k) for k in endpoint.key)
+        tables.append(RawTable(endpoint.table, key, versioned=False))
+    return tables
 
 
 class Endpoint:
@@ -91,27 +121,37 @@ class Endpoint:
             raise SourceConfigError(
                 f"{option(source, 'resources')}: each resource is a table with a name"
             )
+        self.name = str(config["name"])
+        where = f"resources[{self.name}]"
+        check_keys(source, where, config, RESOURCE_OPTIONS)
         endpoint = config.get("endpoint", {})
         if isinstance(endpoint, str):
             endpoint = {"path": endpoint}
+        if not isinstance(endpoint, dict):
+            raise SourceConfigError(f"sources.{source}.{where}.endpoint: a path or a table")
+        check_keys(source, f"{where}.endpoint", endpoint, ENDPOINT_OPTIONS)
         self.source = source
-        self.name = config["name"]
-        self.table = config.get("table", self.name)
+        self.table = check_stored_name(
+            f"sources.{source}.{where}.table",
+            config.get("table", self.name),
+            "set the resource's table to",
+        )
         self.path = endpoint.get("path", self.name)
         self.params = dict(endpoint.get("params", {}))
         self.data_selector = endpoint.get("data_selector")
         self.paginator_config = endpoint.get("paginator", default_paginator)
-        self.key = config.get("primary_key")
-        if not isinstance(self.key, str):
-            raise SourceConfigError(
-                f"sources.{source}.resources[{self.name}].primary_key: declare one key column"
-            )
+        self.key = declared_key(
+            source, f"{where}.primary_key", config.get("primary_key"), required=True, as_sent=True
+        )
         incremental = endpoint.get("incremental") or {}
+        check_keys(source, f"{where}.endpoint.incremental", incremental, INCREMENTAL_OPTIONS)
         self.cursor = incremental.get("cursor_path")
+        paginator_for(source, self.paginator_config)  # a bad one fails before anything runs
         self.start_param = incremental.get("start_param")
         self.initial_value = incremental.get("initial_value")
         self.columns = _column_hints(source, self.name, config.get("columns", {}))
-        self.columns.setdefault(self.key, {"data_type": "text"})["nullable"] = False
+        for key in self.key:
+            self.columns.setdefault(key, {"data_type": "text"})["nullable"] = False
         if self.cursor:
             hint = self.columns.setdefault(self.cursor, {"data_type": "text"})
             hint.update(nullable=False, dedup_sort="desc")  # a run's newest version wins
@@ -125,7 +165,9 @@ class Endpoint:
             else [c for c, hint in self.columns.items() if hint.get("data_type") == "timestamp"]
         )
 
-    def read(self, client: Any, api_token: str | None, frozen: bool) -> Iterator[Any]:
+    def read(
+        self, client: Any, secrets: list[str], frozen: bool, auth: Any = None
+    ) -> Iterator[Any]:
         """Pages of records after the cursor, stamped with `_loaded_at`; bad ones rejected."""
         state = dlt.current.resource_state()
         run = start_run(state)
@@ -139,7 +181,7 @@ class Endpoint:
         loaded_at = datetime.now(UTC)
         paginator = paginator_for(self.source, self.paginator_config)
         pages = iter_pages(
-            self.source, client, self.path, params, paginator, self.data_selector, api_token
+            self.source, client, self.path, params, paginator, self.data_selector, secrets, auth
         )
         for number, page in enumerate(pages, start=1):
             good, rejects = [], []
@@ -155,7 +197,7 @@ class Endpoint:
                 if frozen:
                     self._check_frozen(record)
                 if self.cursor:
-                    value, digest = record[self.cursor], _digest(record[self.key])
+                    value, digest = record[self.cursor], _digest(self._key_of(record))
                     order = _compare(value, start) if start is not None else 1
                     if order < 0 or (order == 0 and digest in at_start):
                         continue  # loaded by an earlier run
@@ -172,7 +214,7 @@ class Endpoint:
                     good,
                     table_name=self.table,
                     write_disposition="merge",
-                    primary_key=self.key,
+                    primary_key=list(self.key),
                     columns=self.columns,
                 )
             if rejects:
@@ -194,12 +236,20 @@ class Endpoint:
                     record = {**record, column: parsed.replace(tzinfo=self.zone).isoformat()}
         return record
 
+    def _key_of(self, record: dict[str, Any]) -> Any:
+        values = [record[k] for k in self.key]
+        return values[0] if len(values) == 1 else values  # one key: as digested before
+
     def _problem(self, record: Any) -> str | None:
         """Why a record cannot load (None when it can)."""
         if not isinstance(record, dict):
             return "not_an_object"
-        if record.get(self.key) is None:
-            return f"missing_{self.key}"
+        for key in self.key:
+            if record.get(key) is None:
+                return f"missing_{key}"
+        collision = colliding_field(record)
+        if collision:  # two fields would load into one column: neither value is dropped
+            return f"duplicate_column_{collision}"
         if self.cursor:
             if record.get(self.cursor) is None:
                 return f"missing_{self.cursor}"

@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client import RESTClient
-from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+from dlt.sources.helpers.rest_client.auth import (
+    APIKeyAuth,
+    BearerTokenAuth,
+    HttpBasicAuth,
+    OAuth2ClientCredentials,
+)
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from dlt.sources.rest_api.config_setup import create_paginator
 from requests import HTTPError, Request, RequestException, Response
 from requests.exceptions import JSONDecodeError
 
-from .common import SourceConfigError, option
+from .common import SourceConfigError, check_keys, option
 
 # A bound on one run's pages per endpoint: a server that never ends paging fails.
 MAX_PAGES = 100_000
@@ -35,32 +41,97 @@ class ApiError(RuntimeError):
     """The API could not be read. The message is safe to show: it never holds the token."""
 
 
-def make_client(
-    source: str,
-    base_url: str,
-    api_token: str | None,
-    auth: str | None,
-    retry: dict[str, Any],
-) -> RESTClient:
-    """A REST client for the source: optional bearer auth and a retrying session."""
-    if auth not in (None, "bearer"):
-        raise SourceConfigError(f'{option(source, "auth")} is {auth!r}; expected "bearer"')
-    if auth == "bearer" and not api_token:
-        raise ApiError(
-            f"no token for the {source} API: set SOURCES__{source.upper()}__API_TOKEN "
-            f"or api_token under [sources.{source}] in .dlt/secrets.toml"
+@dataclass(frozen=True)
+class Secrets:
+    """A rest_api source's secrets, each from env or .dlt/secrets.toml."""
+
+    api_token: str | None = None
+    api_key: str | None = None
+    password: str | None = None
+    client_secret: str | None = None
+
+    def values(self) -> list[str]:
+        return [v for v in (self.api_token, self.api_key, self.password, self.client_secret) if v]
+
+
+# auth type -> (its options besides `type`, the secret it needs): dlt's auth classes.
+AUTH_TYPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "bearer": ((), "api_token"),
+    "api_key": (("name", "location"), "api_key"),
+    "http_basic": (("username",), "password"),
+    "oauth2_client_credentials": (
+        ("access_token_url", "client_id", "access_token_request_data"),
+        "client_secret",
+    ),
+}
+
+
+def make_auth(source: str, auth: Any, secrets: Secrets, check_only: bool = False) -> Any:
+    """dlt's auth object for `auth`: "bearer", or a table with `type` (bearer, api_key,
+    http_basic, oauth2_client_credentials) and that type's options. The secret itself
+    (api_token, api_key, password, client_secret) is a source option read from env or
+    .dlt/secrets.toml; a missing one fails the run naming where to set it."""
+    if auth is None:
+        return None
+    config = {"type": auth} if isinstance(auth, str) else auth
+    kind = config.get("type") if isinstance(config, dict) else None
+    if kind not in AUTH_TYPES:
+        raise SourceConfigError(
+            f"{option(source, 'auth')} is {auth!r}; expected one of "
+            f'{", ".join(AUTH_TYPES)} (a name, or a table with type = "...")'
         )
+    allowed, secret = AUTH_TYPES[kind]
+    check_keys(source, "auth", config, ("type", *allowed))
+    if kind == "oauth2_client_credentials":
+        for required in ("access_token_url", "client_id"):
+            if not config.get(required):
+                raise SourceConfigError(f"sources.{source}.auth.{required} is required for {kind}")
+    if kind == "http_basic" and not config.get("username"):
+        raise SourceConfigError(f"sources.{source}.auth.username is required for {kind}")
+    if kind == "api_key" and config.get("location", "header") not in ("header", "query"):
+        raise SourceConfigError(f'sources.{source}.auth.location is "header" or "query"')
+    if check_only:
+        return None
+    value = getattr(secrets, secret)
+    if not value:
+        raise ApiError(
+            f"no {secret} for the {source} API: set SOURCES__{source.upper()}__{secret.upper()} "
+            f"or {secret} under [sources.{source}] in .dlt/secrets.toml"
+        )
+    options = {k: v for k, v in config.items() if k != "type"}
+    if kind == "bearer":
+        return BearerTokenAuth(token=value)
+    if kind == "api_key":
+        return APIKeyAuth(
+            name=options.get("name", "Authorization"),
+            api_key=value,
+            location=options.get("location", "header"),
+        )
+    if kind == "http_basic":
+        return HttpBasicAuth(username=options["username"], password=value)
+    return OAuth2ClientCredentials(client_secret=value, **options)
+
+
+def make_client(source: str, base_url: str, auth: Any, retry: dict[str, Any]) -> RESTClient:
+    """A REST client for the source: its auth and a retrying session."""
     # raise_for_status=False: RESTClient raises through its response hook, inside the retry.
     session = Client(
         raise_for_status=False,
         retry_condition=not_json,
         **{k: v for k, v in retry.items() if v is not None},
     ).session
-    return RESTClient(
-        base_url=base_url,
-        auth=BearerTokenAuth(token=api_token) if auth == "bearer" else None,
-        session=session,
-    )
+    if isinstance(auth, OAuth2ClientCredentials):
+        auth.session = session  # the token request is retried like the others
+    return RESTClient(base_url=base_url, auth=auth, session=session)
+
+
+def _credentials_hint(source: str, auth: Any) -> str:
+    """What to check when the API refuses the credentials (or asks for some)."""
+    kind = auth if isinstance(auth, str) else (auth or {}).get("type")
+    if kind not in AUTH_TYPES:
+        return f"the API wants credentials: set sources.{source}.auth (docs/sources.md)"
+    secret = AUTH_TYPES[kind][1]
+    return f"check the {secret} (SOURCES__{source.upper()}__{secret.upper()})"
 
 
 def not_json(response: Response | None, exc: BaseException | None) -> bool:
@@ -135,7 +206,8 @@ def iter_pages(
     params: dict[str, Any],
     paginator: BasePaginator,
     data_selector: str | None,
-    api_token: str | None,
+    secrets: list[str],
+    auth: Any = None,
 ) -> Iterator[list[Any]]:
     """Every page of the endpoint, in the API's order.
 
@@ -153,7 +225,7 @@ def iter_pages(
         if isinstance(exc, HTTPError):
             status = exc.response.status_code if exc.response is not None else "?"
             what = f"answered HTTP {status}: {exc}; " + (
-                f"check the api_token (SOURCES__{source.upper()}__API_TOKEN)"
+                _credentials_hint(source, auth)
                 if status in (401, 403)
                 else "the API kept failing after retries; run again when it has recovered"
             )
@@ -168,4 +240,6 @@ def iter_pages(
                 f"{where} and that the API is running"
             )
         message = f"{source} API {url} {what}"
-        raise ApiError(message.replace(api_token, "***") if api_token else message) from exc
+        for secret in secrets:  # in case a server echoed one
+            message = message.replace(secret, "***")
+        raise ApiError(message) from exc

@@ -14,7 +14,9 @@ from dlt.sources.sql_database import TableLoader
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .common import LOADED_AT_COLUMN, SourceConfigError, option, start_run
+from ingestion.rejected import rejected_rows
+
+from .common import LOADED_AT_COLUMN, SourceConfigError, option, raw_column_name, start_run
 
 
 def check_credentials(source: str, credentials: str) -> str:
@@ -46,6 +48,45 @@ def check_credentials(source: str, credentials: str) -> str:
 def missing_table_error(source: str, table: str) -> SourceConfigError:
     """The error for a source table that reflection cannot find."""
     return SourceConfigError(f"table {table!r} not found in the database of sources.{source}")
+
+
+def colliding_columns(url: str, table: str) -> list[str]:
+    """The source table's columns that load as one raw column (`userId`, `user_id`), if any."""
+    engine = sa.create_engine(url)
+    try:
+        columns = [c["name"] for c in sa.inspect(engine).get_columns(table)]
+    except sa.exc.NoSuchTableError:
+        return []  # dlt's reflection says so, with the table named
+    finally:
+        engine.dispose()
+    raw = [raw_column_name(c) for c in columns]
+    twice = next((name for name in raw if raw.count(name) > 1), None)
+    return [c for c, name in zip(columns, raw, strict=True) if name == twice]
+
+
+def rejected_table(source: str, table: str, raw_table: str, columns: list[str]) -> Any:
+    """A resource that rejects a whole source table whose columns collide: as a CSV file
+    whose header has two columns loading as one, nothing of it loads and the reason says
+    which columns (select them under other names in a view, and declare the view)."""
+    name = raw_column_name(columns[0])
+
+    @dlt.resource(name=raw_table)
+    def rejected() -> Iterator[Any]:
+        run = start_run(dlt.current.resource_state())
+        run["rows_read"], run["rows_rejected"] = 1, 1
+        yield rejected_rows(
+            source,
+            raw_table,
+            [
+                {
+                    "location": table,
+                    "reason": f"duplicate_column_{name}",
+                    "payload": f"columns {', '.join(map(repr, columns))} all load as {name}",
+                }
+            ],
+        )
+
+    return rejected()
 
 
 def adapt_type(sql_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any] | None:

@@ -13,13 +13,35 @@ import dlt
 from dlt.sources.sql_database import sql_table
 from sqlalchemy.exc import NoSuchTableError
 
-from .common import SourceConfigError, make_source, option, source_timezone
-from .sql_reader import RunRecorder, adapt_type, check_credentials, missing_table_error
+from .common import (
+    RawTable,
+    SourceConfigError,
+    check_keys,
+    check_stored_name,
+    declared_key,
+    make_source,
+    option,
+    raw_column_name,
+    source_timezone,
+    stored_name,
+)
+from .sql_reader import (
+    RunRecorder,
+    adapt_type,
+    check_credentials,
+    colliding_columns,
+    missing_table_error,
+    rejected_table,
+)
 
 # Dicts through the sqlalchemy backend work on every dialect and get dlt's
 # `_dlt_load_id`/`_dlt_id` like the other raw tables.
 BACKEND = "sqlalchemy"
 CHUNK_SIZE = 50_000
+TABLE_OPTIONS = ("table", "primary_key", "cursor", "raw_table")
+
+# Options that hold a secret: read from env or .dlt/secrets.toml, refused in config.toml.
+SECRET_OPTIONS: tuple[str, ...] = ("credentials",)
 
 
 def sql_table_source(
@@ -36,16 +58,14 @@ def sql_table_source(
     in env or `.dlt/secrets.toml`, never in config.toml.
     """
     url = check_credentials(name, credentials)
-    if not tables:
-        raise SourceConfigError(f"{option(name, 'tables')}: list at least one table")
     resources = []
-    for entry in tables:
-        if not isinstance(entry, dict) or "table" not in entry or "primary_key" not in entry:
-            raise SourceConfigError(
-                f"{option(name, 'tables')}: each entry needs table and primary_key, got {entry!r}"
-            )
+    for entry, raw in zip(tables, raw_tables(name, {"tables": tables}), strict=True):
         recorder = RunRecorder(zoneinfo.ZoneInfo(source_timezone(name)))
         cursor = entry.get("cursor")
+        collision = colliding_columns(url, entry["table"])
+        if collision:  # two columns would load as one: the table is rejected whole
+            resources.append(rejected_table(name, entry["table"], raw.name, collision))
+            continue
         try:
             resource = sql_table(
                 credentials=url,
@@ -54,15 +74,39 @@ def sql_table_source(
                 chunk_size=CHUNK_SIZE,
                 reflection_level="full",
                 type_adapter_callback=adapt_type,
-                incremental=dlt.sources.incremental(cursor) if cursor else None,
+                incremental=dlt.sources.incremental(cursor, on_cursor_value_missing="include")
+                if cursor
+                else None,
                 write_disposition="merge",
-                primary_key=entry["primary_key"],
+                primary_key=list(entry["primary_key"])
+                if isinstance(entry["primary_key"], list)
+                else entry["primary_key"],
                 table_loader_class=recorder.loader_class(),
             )
         except NoSuchTableError:
             raise missing_table_error(name, entry["table"]) from None
-        raw_table = entry.get("raw_table", entry["table"])
         resource.add_step(recorder.step())
-        resource.apply_hints(table_name=raw_table)
-        resources.append(resource.with_name(raw_table))
+        resource.apply_hints(table_name=raw.name)
+        resources.append(resource.with_name(raw.name))
     return make_source(name, schema_contract, *resources)
+
+
+def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
+    """A raw table per entry of `tables`: `raw_table`, default the source table's stored
+    name (`Order Details` -> `order_details`), merged on its `primary_key`."""
+    tables = options.get("tables")
+    if not tables or not isinstance(tables, list):
+        raise SourceConfigError(f"{option(name, 'tables')}: list at least one table")
+    raws = []
+    for entry in tables:
+        if not isinstance(entry, dict) or "table" not in entry:
+            raise SourceConfigError(
+                f"{option(name, 'tables')}: each entry needs table and primary_key, got {entry!r}"
+            )
+        where = f"tables[{entry['table']}]"
+        check_keys(name, where, entry, TABLE_OPTIONS)
+        key = declared_key(name, f"{where}.primary_key", entry.get("primary_key"), True, True)
+        raw = entry.get("raw_table") or stored_name(str(entry["table"]))
+        check_stored_name(f"sources.{name}.{where}.raw_table", raw, "set it to")
+        raws.append(RawTable(raw, tuple(raw_column_name(k) for k in key), versioned=False))
+    return raws

@@ -388,7 +388,7 @@ def test_line_numbers_match_the_csv_module_on_a_messy_file(tmp_path: Path) -> No
             if fields:
                 (expected_good if len(fields) == 7 else expected_bad).append(start)
 
-    csv_file = read_csv_file(path, CsvFormat("users", key="user_id"))
+    csv_file = read_csv_file(path, CsvFormat("users", key=("user_id",)))
     try:
         assert csv_file.lines.tolist() == expected_good
         assert [int(r["location"].split(":")[1]) for r in csv_file.rejects] == expected_bad

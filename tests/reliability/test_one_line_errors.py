@@ -57,7 +57,7 @@ def test_disk_full_is_one_line_and_the_recovered_run_counts_what_it_loaded(
     ingest = ("-m", "ingestion", "events", "--inbox", str(inbox))
     full = warehouse.run(*ingest)
     assert full.returncode == 1
-    assert "Traceback" not in full.stderr
+    assert "Traceback" not in full.stderr, full.stderr
     assert full.stderr.strip().splitlines()[0] == (
         f"error: events: no space left on the device of {warehouse.path} or dlt's working "
         "folder; free some, then run again (the next run first finishes this load)"

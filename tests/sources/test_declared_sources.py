@@ -237,12 +237,13 @@ def test_a_misspelt_option_or_missing_key_is_named(tmp_path: Path) -> None:
         tmp_path / "p", '[sources.s]\nkind = "csv"\nfolder = "in"\ndelimeter = ";"\n'
     )
     result = project.run("python", "-m", "ingestion")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "sources.s.delimeter is not an option of kind csv" in result.stderr
 
-    project = Project.create(tmp_path / "q", '[sources.s]\nkind = "jsonl"\nfolder = "in"\n')
+    project = Project.create(tmp_path / "q", '[sources.s]\nkind = "sql_table"\ntables = []\n')
     result = project.run("python", "-m", "ingestion")
-    assert "sources.s.key is required for kind jsonl" in result.stderr
+    assert result.returncode == 2
+    assert "sources.s.credentials is required for kind sql_table" in result.stderr
 
     project = Project.create(tmp_path / "r", '[sources.s]\nfolder = "in"\n')
     result = project.run("python", "-m", "ingestion")

@@ -173,7 +173,7 @@ def test_a_declared_name_that_is_not_a_raw_column_name_is_a_config_error(
     project = Project.create(tmp_path / "p", CONFIG.replace('key = "click_id"', 'key = "clickId"'))
     project.with_inbox("people", "clicks")
     done = project.run("python", "-m", "ingestion", "clicks")
-    assert done.returncode == 1
+    assert done.returncode == 2  # a declaration error: nothing loads
     assert "sources.clicks.key (env SOURCES__CLICKS__KEY): 'clickId' loads as 'click_id'" in (
         done.stderr
     )
