@@ -62,6 +62,7 @@ class SourceReport:
     rows_loaded: int = 0
     rows_rejected: int = 0
     rows_collapsed: int = 0
+    rows_unchanged: int = 0  # read again, as raw holds them: not loaded (rest_api, sql_table)
     new_columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
@@ -137,6 +138,7 @@ def _add_last_runs(report: SourceReport, pipeline: dlt.Pipeline, schema_name: st
         last_run = state.get("last_run", {})
         report.rows_read += last_run.get("rows_read", 0)
         report.rows_collapsed += last_run.get("rows_collapsed", 0)
+        report.rows_unchanged += last_run.get("rows_unchanged", 0)
         report.files_rejected += last_run.get("files_rejected", [])
         report.files_ignored += last_run.get("files_ignored", [])
         report.files_refused += last_run.get("files_refused", [])
@@ -460,12 +462,16 @@ def check_warehouse_writable(path: Path) -> str | None:
 
 def format_summary(reports: list[SourceReport]) -> str:
     """A markdown-style table, one row per source."""
-    header = "| source | status | read | loaded | rejected | collapsed | new columns | seconds |"
-    lines = [header, "|" + "---|" * 8]
+    header = (
+        "| source | status | read | loaded | rejected | collapsed | unchanged | new columns "
+        "| seconds |"
+    )
+    lines = [header, "|" + "---|" * 9]
     for r in reports:
         lines.append(
             f"| {r.name} | {r.status} | {r.rows_read} | {r.rows_loaded} | {r.rows_rejected} "
-            f"| {r.rows_collapsed} | {', '.join(r.new_columns) or '-'} | {r.seconds:.1f} |"
+            f"| {r.rows_collapsed} | {r.rows_unchanged} | {', '.join(r.new_columns) or '-'} "
+            f"| {r.seconds:.1f} |"
         )
     return "\n".join(lines)
 

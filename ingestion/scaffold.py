@@ -28,7 +28,7 @@ from warehouse.settings import RAW_DATASET, warehouse_path
 from warehouse.sql import literal, quote
 
 from .kinds import check_declarations, raw_tables, source_options, source_timezone
-from .kinds.common import LOADED_AT_COLUMN, RawTable, SourceConfigError
+from .kinds.common import DIGEST_COLUMN, LOADED_AT_COLUMN, RawTable, SourceConfigError
 
 # Candidate types for a text column, narrowest first: (DuckDB type to try, dbt expression).
 # A date is text with no time of day (DuckDB would cast "2013-01-01T10:00Z" to a date and
@@ -79,7 +79,15 @@ TIMESTAMP_FORMATS = (
 # others are quarantined as invalid_<column> (one stray "n/a" does not make it text).
 INFER_MIN_SHARE = 0.99
 # Lineage columns each kind adds, passed through as they are.
-LINEAGE = ("_source_file", "_source_line", "_row_key", "_segment", "_line", LOADED_AT_COLUMN)
+LINEAGE = (
+    "_source_file",
+    "_source_line",
+    "_row_key",
+    "_segment",
+    "_line",
+    LOADED_AT_COLUMN,
+    DIGEST_COLUMN,
+)
 MART_WHERE = "is_current and _invalid_reason is null"
 QUARANTINE_WHERE = "is_current and _invalid_reason is not null"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import hashlib
+import json
 import zoneinfo
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -11,11 +13,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import dlt
+import duckdb
+import pyarrow as pa
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 _NAMING = NamingConvention()  # dlt's default: what raw's column names are
 
 LOADED_AT_COLUMN = "_loaded_at"
+# A digest of a merged row's content (rest_api, sql_table): a row read again unchanged is
+# not loaded again and is counted as unchanged (UnchangedRows).
+DIGEST_COLUMN = "_row_digest"
 STATE_LAST_RUN = "last_run"
 
 # `schema_contract` setting -> dlt schema contract. "freeze" still lets a raw table be
@@ -272,3 +279,52 @@ def raw_to_check() -> dlt.Pipeline | None:
     """
     pipeline = current_pipeline()
     return None if pipeline is None or pipeline.refresh else pipeline
+
+
+class UnchangedRows:
+    """Leaves out the rows raw already holds as they are, for the kinds that re-read and
+    merge (an API or a table without a cursor, rows whose cursor is NULL, the cursor's
+    boundary): each row gets `_row_digest`, a digest of its content, and a row whose
+    digest raw has is counted in `rows_unchanged` instead of being loaded again.
+
+    Asked of the warehouse through the running pipeline (DuckDB); elsewhere every row
+    loads and the merge keeps one per key, as before.
+    """
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def __call__(self, rows: list[dict[str, Any]], run: dict[str, Any]) -> list[dict[str, Any]]:
+        for row in rows:
+            content = {k: v for k, v in row.items() if k != LOADED_AT_COLUMN}
+            row[DIGEST_COLUMN] = _digest(content)
+        known = self._known([row[DIGEST_COLUMN] for row in rows])
+        fresh = [row for row in rows if row[DIGEST_COLUMN] not in known]
+        run["rows_unchanged"] = run.get("rows_unchanged", 0) + len(rows) - len(fresh)
+        return fresh
+
+    def _known(self, digests: list[str]) -> set[str]:
+        pipeline = raw_to_check()
+        if pipeline is None or not digests:
+            return set()
+        with pipeline.sql_client() as client:
+            con = client.native_connection
+            if not isinstance(con, duckdb.DuckDBPyConnection):
+                return set()
+            table = client.make_qualified_table_name(self.table)
+            con.register("incoming_digests", pa.table({"d": pa.array(digests, pa.string())}))
+            try:
+                found = con.execute(
+                    f"select {DIGEST_COLUMN} from {table}"
+                    f" where {DIGEST_COLUMN} in (select d from incoming_digests)"
+                ).fetchall()
+            except (duckdb.CatalogException, duckdb.BinderException):
+                return set()  # the first load, or a table from before digests
+            finally:
+                con.unregister("incoming_digests")
+        return {d for (d,) in found}
+
+
+def _digest(content: dict[str, Any]) -> str:
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

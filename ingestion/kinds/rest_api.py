@@ -27,9 +27,11 @@ import dlt
 from ingestion.rejected import data_rows, rejected_rows
 
 from .common import (
+    DIGEST_COLUMN,
     LOADED_AT_COLUMN,
     RawTable,
     SourceConfigError,
+    UnchangedRows,
     check_keys,
     check_stored_name,
     colliding_field,
@@ -156,6 +158,8 @@ class Endpoint:
             hint = self.columns.setdefault(self.cursor, {"data_type": "text"})
             hint.update(nullable=False, dedup_sort="desc")  # a run's newest version wins
         self.columns[LOADED_AT_COLUMN] = {"data_type": "timestamp", "nullable": False}
+        self.columns[DIGEST_COLUMN] = {"data_type": "text", "nullable": True}
+        self.unchanged = UnchangedRows(self.table)
         # Fields typed `timestamp` whose values come without an offset: wall times in
         # the source's `timezone` (dlt would read them as UTC).
         self.zone = zone
@@ -170,7 +174,7 @@ class Endpoint:
     ) -> Iterator[Any]:
         """Pages of records after the cursor, stamped with `_loaded_at`; bad ones rejected."""
         state = dlt.current.resource_state()
-        run = start_run(state)
+        run = start_run(state, rows_unchanged=0)
         start = state.get(STATE_CURSOR, self.initial_value)
         at_start = set(state.get(STATE_AT_CURSOR, []))
         rejected_before = set(state.get(STATE_REJECTED, []))
@@ -209,6 +213,7 @@ class Endpoint:
                 good.append({**self._placed(record), LOADED_AT_COLUMN: loaded_at})
             run["rows_read"] += len(good) + len(rejects)
             run["rows_rejected"] += len(rejects)
+            good = self.unchanged(good, run)
             if good:
                 yield data_rows(
                     good,

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar
 
 import dlt
 import sqlalchemy as sa
-from dlt.extract.items_transform import MapItem
+from dlt.extract.items_transform import ItemTransform
 from dlt.sources.sql_database import TableLoader
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ingestion.rejected import rejected_rows
 
-from .common import LOADED_AT_COLUMN, SourceConfigError, option, raw_column_name, start_run
+from .common import (
+    LOADED_AT_COLUMN,
+    SourceConfigError,
+    UnchangedRows,
+    option,
+    raw_column_name,
+    start_run,
+)
 
 
 def check_credentials(source: str, credentials: str) -> str:
@@ -104,29 +111,40 @@ def adapt_type(sql_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine[Any] |
     return sql_type
 
 
-class AfterIncrementalMap(MapItem):
-    """A map step that dlt places after the incremental filter (plain `add_map` goes before)."""
+class AfterIncremental(ItemTransform[Any]):
+    """A step that dlt places after the incremental filter (plain `add_map` goes before),
+    given each chunk of rows whole."""
 
     # dlt orders steps by affinity: Incremental is 1, `add_limit` is 1.1.
     placement_affinity: ClassVar[float] = 1.05
 
+    def __init__(self, rows_f: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
+        super().__init__(rows_f)
+        self._rows_f = rows_f
+
+    def __call__(self, item: Any, meta: Any = None) -> Any:
+        rows = self._rows_f(item if isinstance(item, list) else [item])
+        return rows or None  # every row unchanged: nothing goes on
+
 
 class RunRecorder:
-    """Counts the rows one run reads and stamps them with `_loaded_at`.
+    """Counts the rows one run reads, stamps them with `_loaded_at` and leaves out those
+    raw already holds unchanged.
 
-    The counter runs after dlt's incremental filter, so rows re-read at the cursor boundary
+    The step runs after dlt's incremental filter, so rows re-read at the cursor boundary
     and dropped as already loaded are not counted. `start` is called before the first row
     is read, so a run that reads nothing still records zeros.
     """
 
-    def __init__(self, zone: tzinfo = UTC) -> None:
+    def __init__(self, raw_table: str, zone: tzinfo = UTC) -> None:
         self._last_run: dict[str, int] = {}
         self._loaded_at = datetime.now(UTC)
         self._zone = zone  # of the database's naive datetimes (the source's `timezone`)
+        self._unchanged = UnchangedRows(raw_table)
 
     def start(self) -> None:
         self._loaded_at = datetime.now(UTC)
-        self._last_run = start_run(dlt.current.resource_state())
+        self._last_run = start_run(dlt.current.resource_state(), rows_unchanged=0)
 
     def stamp(self, row: dict[str, Any]) -> dict[str, Any]:
         """Count one row, add `_loaded_at` and place naive datetimes in the source's zone."""
@@ -137,9 +155,12 @@ class RunRecorder:
         row[LOADED_AT_COLUMN] = self._loaded_at
         return row
 
-    def step(self) -> AfterIncrementalMap:
-        """The pipe step that counts and stamps the rows the incremental filter let through."""
-        return AfterIncrementalMap(self.stamp)
+    def rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._unchanged([self.stamp(row) for row in rows], self._last_run)
+
+    def step(self) -> AfterIncremental:
+        """The pipe step over the rows the incremental filter let through."""
+        return AfterIncremental(self.rows)
 
     def loader_class(self) -> type[TableLoader]:
         """A sql_database table loader that starts this recorder when the read begins."""

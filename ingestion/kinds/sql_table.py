@@ -60,7 +60,7 @@ def sql_table_source(
     url = check_credentials(name, credentials)
     resources = []
     for entry, raw in zip(tables, raw_tables(name, {"tables": tables}), strict=True):
-        recorder = RunRecorder(zoneinfo.ZoneInfo(source_timezone(name)))
+        recorder = RunRecorder(raw.name, zoneinfo.ZoneInfo(source_timezone(name)))
         cursor = entry.get("cursor")
         collision = colliding_columns(url, entry["table"])
         if collision:  # two columns would load as one: the table is rejected whole

@@ -116,6 +116,7 @@ def test_first_run_loads_every_order_with_types(warehouse: Path, demo_api: Order
         "rows_read": ORDERS_COUNT,
         "rows_rejected": 0,
         "rows_collapsed": 0,
+        "rows_unchanged": 0,
     }
     assert cursor() == LAST_UPDATED_AT
     assert demo_api.orders_requests == 4

@@ -113,7 +113,12 @@ def test_first_run_loads_every_product_with_raw_types(warehouse: Path, products_
     pipeline = _run(products_db)
 
     assert _loaded_rows(pipeline) == N_PRODUCTS
-    assert _last_run(pipeline) == {"rows_read": N_PRODUCTS, "rows_rejected": 0, "rows_collapsed": 0}
+    assert _last_run(pipeline) == {
+        "rows_read": N_PRODUCTS,
+        "rows_rejected": 0,
+        "rows_collapsed": 0,
+        "rows_unchanged": 0,
+    }
     types = _raw_types(warehouse)
     assert {k: v for k, v in types.items() if not k.startswith("_dlt")} == {
         "product_id": "BIGINT",
@@ -122,6 +127,7 @@ def test_first_run_loads_every_product_with_raw_types(warehouse: Path, products_
         "price": "DOUBLE",
         "updated_at": "TIMESTAMP WITH TIME ZONE",
         "_loaded_at": "TIMESTAMP WITH TIME ZONE",
+        "_row_digest": "VARCHAR",  # what a row read again unchanged is known by
     }
     assert {"_dlt_load_id", "_dlt_id"} <= set(types)
     rows = _query(
@@ -143,7 +149,12 @@ def test_second_run_loads_nothing_and_leaves_raw_unchanged(
     pipeline = _run(products_db)
 
     assert _loaded_rows(pipeline) == 0
-    assert _last_run(pipeline) == {"rows_read": 0, "rows_rejected": 0, "rows_collapsed": 0}
+    assert _last_run(pipeline) == {
+        "rows_read": 0,
+        "rows_rejected": 0,
+        "rows_collapsed": 0,
+        "rows_unchanged": 0,
+    }
     assert _raw_rows(warehouse) == before
     assert len(before) == N_PRODUCTS
 
@@ -165,7 +176,12 @@ def test_updates_and_inserts_are_merged_on_product_id(warehouse: Path, products_
     pipeline = _run(products_db)
 
     assert _loaded_rows(pipeline) == 3
-    assert _last_run(pipeline) == {"rows_read": 3, "rows_rejected": 0, "rows_collapsed": 0}
+    assert _last_run(pipeline) == {
+        "rows_read": 3,
+        "rows_rejected": 0,
+        "rows_collapsed": 0,
+        "rows_unchanged": 0,
+    }
     assert _query(warehouse, "select count(*), count(distinct product_id) from raw.products") == [
         (N_PRODUCTS + 1, N_PRODUCTS + 1)
     ]

@@ -310,3 +310,47 @@ def test_a_key_override_is_no_secret_and_rejected_rows_always_exist(tmp_path: Pa
     assert "| source | status | read |" in result.stdout  # the word is not masked
     assert project.query("select source, v from raw.readings") == [("s1", "1")]
     assert project.scalar("select count(*) from raw._rejected_rows") == 0
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def test_a_run_with_nothing_new_loads_nothing_on_every_kind(tmp_path: Path) -> None:
+    """Sources re-read whole (an API endpoint and a table without a cursor, rows whose
+    cursor is NULL) report what they read again unchanged as unchanged, not loaded."""
+    api = ItemsApi(items=[], tags=[{"tag": "blue"}, {"tag": "red"}])
+    with serve_items(api):
+        config = CONFIG.format(url=api.url).replace('cursor = "modified"\n', "") + (
+            '[[sources.catalog.resources]]\nname = "tags"\nprimary_key = "tag"\n'
+            'endpoint = { path = "v1/tags", data_selector = "results", '
+            'paginator = "single_page" }\n'
+        )
+        project = Project.create(tmp_path / "p", config)
+        inbox = project.root / "in"
+        (inbox / "flights").mkdir(parents=True)
+        (inbox / "weather").mkdir()
+        (inbox / "flights" / "f.csv").write_text("carrier,flight\nAA,1\n")
+        (inbox / "weather" / "w.jsonl").write_text('{"reading_id": "r1"}\n')
+        sqlite(
+            inbox / "shop.db",
+            "create table items (id integer primary key, qty integer, modified text)",
+            "insert into items values (1, 5, '2026-01-01'), (2, 7, null)",
+        )
+        first = project.run("python", "-m", "ingestion")
+        again = project.run("python", "-m", "ingestion")
+        sqlite(inbox / "shop.db", "update items set qty = 8 where id = 2")
+        api.tags.append({"tag": "green"})
+        changed = project.run("python", "-m", "ingestion")
+
+    assert first.returncode == 0, first.stderr
+    counts = {n: (r["read"], r["loaded"], r["unchanged"]) for n, r in summary(again.stdout).items()}
+    assert counts == {
+        "flights": ("0", "0", "0"),
+        "weather": ("0", "0", "0"),
+        "shop": ("2", "0", "2"),
+        "catalog": ("2", "0", "2"),
+    }
+    counts = {n: (r["loaded"], r["unchanged"]) for n, r in summary(changed.stdout).items()}
+    assert counts["shop"] == ("1", "1") and counts["catalog"] == ("1", "2")
+    assert project.query("select id, qty from raw.items order by id") == [(1, 5), (2, 8)]
+    assert project.scalar("select count(*) from raw.tags") == 3
