@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import re
@@ -40,8 +41,8 @@ from warehouse.settings import (
 from warehouse.sources import SourceDeclarationError, declared_sources
 
 from .destination import make_pipeline
-from .kinds import check_declarations, kind_function, source_options
-from .kinds.common import SourceConfigError, stored_name
+from .kinds import check_declarations, follows, kind_function, kind_module, source_options
+from .kinds.common import Flag, SourceConfigError, stored_name
 from .rejected import (
     REJECTED_TABLE,
     drop_replaced_rejects,
@@ -83,40 +84,28 @@ class Declared:
     max_rejected_rate: float
 
     def open_broker(self) -> Any:
-        """The broker a jsonl source reads (None for files): held by the CLI, which
-        acknowledges it after the load."""
-        if self.kind != "jsonl":
+        """The broker a streaming source reads (None for files and the other kinds): held
+        by the CLI, which acknowledges it after the load."""
+        if not follows(self.kind):
             return None
-        from .kinds.jsonl import open_broker
-
-        return open_broker(self.name, **self.options)
+        return kind_module(self.kind).open_broker(self.name, **self.options)
 
 
 def declare(name: str, args: argparse.Namespace) -> Declared:
-    """The source `name` as declared, with --inbox and --api-url on top.
-
-    `--inbox ROOT` gives each file source the folder ROOT/<name> (a SQLite
-    database of a sql_table source: ROOT/<name>/<its file name>); `--api-url`
-    is the base URL of every rest_api source.
-    """
+    """The source `name` as declared, with --inbox and --api-url on top (each kind says
+    what the flags mean to it: `with_flags` in its module)."""
     kind, options, rate = source_options(name)
-    if args.inbox:
-        folder = Path(args.inbox) / name
-        flag = f"--inbox {args.inbox} (folder {name}/ of it)"
-        if kind in ("csv", "jsonl"):
-            options.update(folder=str(folder), folder_setting=flag)
-        elif kind == "sql_table" and options.get("credentials", "").startswith("sqlite:///"):
-            file_name = Path(options["credentials"].removeprefix("sqlite:///")).name
-            options["credentials"] = f"sqlite:///{folder / file_name}"
-    if args.api_url and kind == "rest_api":
-        options["base_url"] = args.api_url
+    module = kind_module(kind)
+    if hasattr(module, "with_flags"):
+        inbox = Flag(Path(args.inbox), f"--inbox {args.inbox}") if args.inbox else None
+        options = module.with_flags(name, options, inbox, args.api_url)
     return Declared(name, kind, options, rate)
 
 
 def _make_source(source: Declared, args: argparse.Namespace, backend: Any = None) -> Any:
-    """Build the dlt source of a declared source."""
+    """Build the dlt source of a declared source (a streaming one with its broker)."""
     options = dict(source.options)
-    if source.kind == "jsonl":
+    if follows(source.kind):
         options["stream_backend"] = backend
         if getattr(args, "follow", False):
             options["max_batch"] = args.max_batch
@@ -476,6 +465,33 @@ def format_summary(reports: list[SourceReport]) -> str:
     return "\n".join(lines)
 
 
+def describe(argv: list[str], out: Callable[[str], None] = print) -> int:
+    """`python -m ingestion describe [--inbox ROOT]`: every declared source as its kind
+    sees it, as JSON: kind, raw tables, and the folder and glob a file sensor watches.
+    What an orchestrator asks instead of knowing the kinds (the Dagster location)."""
+    parser = argparse.ArgumentParser(prog="python -m ingestion describe")
+    parser.add_argument("--inbox", help="as python -m ingestion --inbox")
+    args = parser.parse_args(argv)
+    try:
+        tables = check_declarations()
+    except (SourceDeclarationError, SourceConfigError) as error:
+        print(redact(f"error: {error}"), file=sys.stderr)
+        return EXIT_USAGE
+    inbox = Flag(Path(args.inbox), f"--inbox {args.inbox}") if args.inbox else None
+    described = {}
+    for name, raw in tables.items():
+        kind, options, _ = source_options(name)
+        watch = getattr(kind_module(kind), "watched", None)
+        watched = watch(name, options, inbox) if watch else None
+        described[name] = {
+            "kind": kind,
+            "tables": [table.name for table in raw],
+            "watch": list(watched) if watched else None,
+        }
+    out(json.dumps(described))
+    return EXIT_OK
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     declared = declared_sources()
     parser = argparse.ArgumentParser(
@@ -540,7 +556,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"{', '.join(declared) or 'none'} (add [sources.{unknown[0]}] to .dlt/config.toml)"
         )
     if args.follow:
-        streams = [n for n in args.sources or declared if declared[n]["kind"] == "jsonl"]
+        streams = [n for n in args.sources or declared if follows(declared[n]["kind"])]
         if len(streams) != 1 or (args.sources and args.sources != streams):
             parser.error("--follow works with one jsonl source: python -m ingestion NAME --follow")
         args.sources = streams
@@ -609,6 +625,8 @@ def _main(
         from .scaffold import main as scaffold
 
         return scaffold(arguments[1:], out)
+    if arguments[:1] == ["describe"]:
+        return describe(arguments[1:], out)
     try:
         args = parse_args(arguments)
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)

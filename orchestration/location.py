@@ -248,7 +248,7 @@ def build_definitions(
     ctx = make_context(warehouse_path(), project_dir)
     manifest_path = project.parse_manifest(ctx)
     manifest = project.read_manifest(manifest_path)
-    sources = project.sources(manifest, inbox)
+    sources = project.sources(ctx, inbox)
     models = dbt_models(manifest_path, project.dbt_exclude(project_dir))
     translator = Translator()
     mart_relations = {

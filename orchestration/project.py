@@ -11,11 +11,10 @@ from typing import Any
 
 from pipeline.scope import pipeline_setting
 from pipeline.steps import Context, dbt_command, run_command
-from warehouse.sources import declared_sources, undeclared_dbt_sources
+from warehouse.sources import undeclared_dbt_sources
 
 SCHEDULE_ENV = "PIPELINE__SCHEDULE"
 DEFAULT_SCHEDULE = "0 * * * *"  # hourly, UTC
-DEFAULT_GLOB = {"csv": "*.csv", "jsonl": "*.jsonl"}
 
 
 @dataclass(frozen=True)
@@ -29,32 +28,24 @@ class Source:
     glob: str = ""
 
 
-def file_folder(name: str, table: dict[str, Any], inbox: str | None) -> Path | None:
-    """The folder of a file source (csv, jsonl read from files), with --inbox's layout."""
-    if table["kind"] == "jsonl" and table.get("backend", "files") != "files":
-        return None
-    if table["kind"] not in DEFAULT_GLOB:
-        return None
-    if inbox:
-        return Path(inbox) / name
-    return Path(table["folder"]) if table.get("folder") else None
-
-
-def sources(manifest: dict[str, Any], inbox: str | None) -> list[Source]:
-    """Every declared source with the raw tables its dbt source declares (its name if none)."""
-    tables: dict[str, list[str]] = {}
-    for props in manifest.get("sources", {}).values():
-        tables.setdefault(props["source_name"], []).append(props["name"])
+def sources(ctx: Context, inbox: str | None) -> list[Source]:
+    """Every declared source as its kind describes it (`python -m ingestion describe`, a
+    child process like every ingestion step): its raw tables and the folder and glob a
+    file sensor watches. The location never branches on a kind's name."""
+    command = [ctx.python, "-m", "ingestion", "describe", *(["--inbox", inbox] if inbox else [])]
+    done = run_command(command, ctx, capture_stdout=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m ingestion describe failed (exit {done.returncode})")
     found = []
-    for name, table in declared_sources().items():
-        kind = table["kind"]
+    for name, source in json.loads(done.stdout).items():
+        folder, glob = source["watch"] or (None, "")
         found.append(
             Source(
                 name,
-                kind,
-                tuple(sorted(tables.get(name, [name]))),
-                file_folder(name, table, inbox),
-                table.get("glob", DEFAULT_GLOB.get(kind, "")),
+                source["kind"],
+                tuple(sorted(source["tables"])),
+                Path(folder) if folder else None,
+                glob,
             )
         )
     return found

@@ -40,6 +40,11 @@ def kind_module(kind: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{kind}")
 
 
+def follows(kind: str) -> bool:
+    """Whether the kind can stream (`--follow`): its module opens a broker."""
+    return hasattr(kind_module(kind), "open_broker")
+
+
 def kind_function(kind: str) -> Callable[..., Any]:
     """The source function of a kind: `<kind>_source` in its module."""
     return getattr(kind_module(kind), f"{kind}_source")

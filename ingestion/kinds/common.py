@@ -38,6 +38,18 @@ class SourceConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Flag:
+    """`--inbox ROOT`: the root folder of the file sources, and how to name it in errors."""
+
+    root: Path
+    text: str
+
+    def folder(self, source: str) -> tuple[str, str]:
+        """A file source's folder ROOT/<source>, and the setting an error names."""
+        return str(self.root / source), f"{self.text} (folder {source}/ of it)"
+
+
+@dataclass(frozen=True)
 class RawTable:
     """A raw table a declared source writes: what the scaffold, the monitor and the
     declaration checks need to know of it.

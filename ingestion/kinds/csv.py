@@ -24,6 +24,7 @@ import dlt
 from ingestion.rejected import REJECTED_TABLE, data_rows, rejected_rows
 
 from .common import (
+    Flag,
     RawTable,
     check_formats,
     check_stored_name,
@@ -112,6 +113,22 @@ def csv_source(
         yield from read_files(name, table_name, *folder_files(Path(folder), glob, setting), fmt)
 
     return make_source(name, schema_contract, rows())
+
+
+def with_flags(
+    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
+) -> dict[str, Any]:
+    """`--inbox ROOT`: the files are in ROOT/<name>."""
+    if inbox is None:
+        return options
+    folder, setting = inbox.folder(name)
+    return {**options, "folder": folder, "folder_setting": setting}
+
+
+def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str, str] | None:
+    """The folder and glob a file sensor watches for this source."""
+    options = with_flags(name, options, inbox, None)
+    return (options["folder"], options["glob"]) if options.get("folder") else None
 
 
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:

@@ -17,6 +17,7 @@ from typing import Any
 import dlt
 
 from .common import (
+    Flag,
     RawTable,
     SourceConfigError,
     check_formats,
@@ -106,6 +107,24 @@ def jsonl_source(
         )
 
     return make_source(name, schema_contract, lines())
+
+
+def with_flags(
+    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
+) -> dict[str, Any]:
+    """`--inbox ROOT`: the files are in ROOT/<name>."""
+    if inbox is None:
+        return options
+    folder, setting = inbox.folder(name)
+    return {**options, "folder": folder, "folder_setting": setting}
+
+
+def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str, str] | None:
+    """The folder and glob a file sensor watches for this source (a broker: none)."""
+    if options.get("backend", "files") != "files":
+        return None
+    options = with_flags(name, options, inbox, None)
+    return (options["folder"], options["glob"]) if options.get("folder") else None
 
 
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:

@@ -29,6 +29,7 @@ from ingestion.rejected import data_rows, rejected_rows
 from .common import (
     DIGEST_COLUMN,
     LOADED_AT_COLUMN,
+    Flag,
     RawTable,
     SourceConfigError,
     UnchangedRows,
@@ -98,6 +99,13 @@ def rest_api_source(
         return records()
 
     return make_source(name, schema_contract, *(resource(e) for e in endpoints))
+
+
+def with_flags(
+    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
+) -> dict[str, Any]:
+    """`--api-url URL`: the base URL of every rest_api source."""
+    return {**options, "base_url": api_url} if api_url else options
 
 
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:

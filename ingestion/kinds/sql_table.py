@@ -7,6 +7,7 @@ re-running loads only rows changed since the last run and never duplicates one.
 from __future__ import annotations
 
 import zoneinfo
+from pathlib import Path
 from typing import Any
 
 import dlt
@@ -14,6 +15,7 @@ from dlt.sources.sql_database import sql_table
 from sqlalchemy.exc import NoSuchTableError
 
 from .common import (
+    Flag,
     RawTable,
     SourceConfigError,
     check_keys,
@@ -89,6 +91,17 @@ def sql_table_source(
         resource.apply_hints(table_name=raw.name)
         resources.append(resource.with_name(raw.name))
     return make_source(name, schema_contract, *resources)
+
+
+def with_flags(
+    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
+) -> dict[str, Any]:
+    """`--inbox ROOT`: a SQLite database file is ROOT/<name>/<its file name>."""
+    credentials = options.get("credentials") or ""
+    if inbox is None or not credentials.startswith("sqlite:///"):
+        return options
+    file_name = Path(credentials.removeprefix("sqlite:///")).name
+    return {**options, "credentials": f"sqlite:///{inbox.root / name / file_name}"}
 
 
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:

@@ -362,3 +362,41 @@ def test_a_misspelt_nested_api_option_is_named(tmp_path: Path, resource: str, sa
     result = project.run("python", "-m", "ingestion")
     assert result.returncode == 2
     assert said in one_error(result.stderr)
+
+
+def test_each_kind_describes_its_tables_and_what_a_sensor_watches(tmp_path: Path) -> None:
+    """`python -m ingestion describe`: what an orchestrator asks instead of knowing kinds."""
+    config = """
+[sources.files]
+kind = "csv"
+folder = "in/files"
+table = "exports"
+[sources.stream]
+kind = "jsonl"
+backend = "redis"
+[sources.segments]
+kind = "jsonl"
+folder = "in/segments"
+glob = "*.ndjson"
+[sources.db]
+kind = "sql_table"
+credentials = "sqlite:///x.db"
+tables = [{ table = "Order Details", primary_key = ["order_id", "line"] }]
+[sources.api]
+kind = "rest_api"
+base_url = "http://127.0.0.1:9"
+resources = [{ name = "items", primary_key = "id", endpoint = { paginator = "single_page" } }]
+"""
+    project = Project.create(tmp_path / "p", config)
+    plain = project.run("python", "-m", "ingestion", "describe")
+    inbox = project.run("python", "-m", "ingestion", "describe", "--inbox", "/drop")
+
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout) == {
+        "files": {"kind": "csv", "tables": ["exports"], "watch": ["in/files", "*.csv"]},
+        "stream": {"kind": "jsonl", "tables": ["stream"], "watch": None},
+        "segments": {"kind": "jsonl", "tables": ["segments"], "watch": ["in/segments", "*.ndjson"]},
+        "db": {"kind": "sql_table", "tables": ["order_details"], "watch": None},
+        "api": {"kind": "rest_api", "tables": ["items"], "watch": None},
+    }
+    assert json.loads(inbox.stdout)["files"]["watch"] == ["/drop/files", "*.csv"]
