@@ -544,11 +544,11 @@ def _step_results(summary: str) -> dict[str, tuple[str, float]]:
 
 def _source_rows(summary: str) -> dict[str, list[str]]:
     """Per-source cells of `python -m ingestion`'s summary table (source, status, read,
-    loaded, rejected, collapsed, new columns, seconds)."""
+    loaded, rejected, collapsed, unchanged, new columns, seconds)."""
     found = {}
     for line in summary.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 8 and re.fullmatch(r"[\d.]+", cells[-1]):
+        if len(cells) == 9 and re.fullmatch(r"[\d.]+", cells[-1]):
             found[cells[0]] = cells
     return found
 

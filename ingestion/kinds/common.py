@@ -299,8 +299,8 @@ class UnchangedRows:
     boundary): each row gets `_row_digest`, a digest of its content, and a row whose
     digest raw has is counted in `rows_unchanged` instead of being loaded again.
 
-    Asked of the warehouse through the running pipeline (DuckDB); elsewhere every row
-    loads and the merge keeps one per key, as before.
+    Asked of the warehouse through the running pipeline (DuckDB); on PostgreSQL and the
+    lake every row loads and the merge keeps one per key.
     """
 
     def __init__(self, table: str) -> None:
@@ -317,7 +317,7 @@ class UnchangedRows:
 
     def _known(self, digests: list[str]) -> set[str]:
         pipeline = raw_to_check()
-        if pipeline is None or not digests:
+        if pipeline is None or not digests or pipeline.destination.destination_name != "duckdb":
             return set()
         with pipeline.sql_client() as client:
             con = client.native_connection
