@@ -42,7 +42,7 @@ from warehouse.sources import SourceDeclarationError, declared_sources
 
 from .destination import make_pipeline
 from .kinds import check_declarations, follows, kind_function, kind_module, source_options
-from .kinds.common import Flag, SourceConfigError, stored_name
+from .kinds.common import Flag, SourceConfigError, stored_name, tables_present
 from .rejected import (
     REJECTED_TABLE,
     drop_replaced_rejects,
@@ -272,14 +272,7 @@ def _delete_loads(pipeline: dlt.Pipeline, schema_name: str, load_ids: list[str])
     )
     placeholders = ", ".join(["%s"] * len(load_ids))
     with pipeline.sql_client() as client:
-        present = {
-            row[0]
-            for row in client.execute_sql(
-                "select table_name from information_schema.tables where table_schema = %s",
-                client.dataset_name,
-            )
-            or []
-        }
+        present = tables_present(client)
         for table in [t for t in tables if t in present]:
             client.execute_sql(
                 f"delete from {client.make_qualified_table_name(table)}"

@@ -49,6 +49,25 @@ class Flag:
         return str(self.root / source), f"{self.text} (folder {source}/ of it)"
 
 
+def file_flags(
+    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
+) -> dict[str, Any]:
+    """`with_flags` of a kind that reads a folder: with `--inbox ROOT`, ROOT/<name>."""
+    if inbox is None:
+        return options
+    folder, setting = inbox.folder(name)
+    return {**options, "folder": folder, "folder_setting": setting}
+
+
+def tables_present(client: Any) -> set[str]:
+    """The tables the destination's raw dataset holds now (a dlt sql client)."""
+    rows = client.execute_sql(
+        "select table_name from information_schema.tables where table_schema = %s",
+        client.dataset_name,
+    )
+    return {row[0] for row in rows or []}
+
+
 @dataclass(frozen=True)
 class RawTable:
     """A raw table a declared source writes: what the scaffold, the monitor and the

@@ -30,11 +30,13 @@ from .common import (
     check_stored_name,
     current_pipeline,
     declared_key,
+    file_flags,
     folder_files,
     make_source,
     option,
     raw_to_check,
     start_run,
+    tables_present,
 )
 from .csv_reader import (
     FILE_COLUMN,
@@ -115,19 +117,12 @@ def csv_source(
     return make_source(name, schema_contract, rows())
 
 
-def with_flags(
-    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
-) -> dict[str, Any]:
-    """`--inbox ROOT`: the files are in ROOT/<name>."""
-    if inbox is None:
-        return options
-    folder, setting = inbox.folder(name)
-    return {**options, "folder": folder, "folder_setting": setting}
+with_flags = file_flags  # `--inbox ROOT`: the files are in ROOT/<name>
 
 
 def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str, str] | None:
     """The folder and glob a file sensor watches for this source."""
-    options = with_flags(name, options, inbox, None)
+    options = file_flags(name, options, inbox, None)
     return (options["folder"], options["glob"]) if options.get("folder") else None
 
 
@@ -256,14 +251,7 @@ def forget_files(
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return
-        present = {
-            row[0]
-            for row in client.execute_sql(
-                "select table_name from information_schema.tables where table_schema = %s",
-                client.dataset_name,
-            )
-            or []
-        }
+        present = tables_present(client)
         placeholders = ", ".join(["%s"] * len(names))
         with client.begin_transaction():
             if table_name in present:

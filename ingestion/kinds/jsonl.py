@@ -24,6 +24,7 @@ from .common import (
     check_raw_names,
     check_stored_name,
     declared_key,
+    file_flags,
     make_source,
     option,
     raw_to_check,
@@ -109,21 +110,14 @@ def jsonl_source(
     return make_source(name, schema_contract, lines())
 
 
-def with_flags(
-    name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
-) -> dict[str, Any]:
-    """`--inbox ROOT`: the files are in ROOT/<name>."""
-    if inbox is None:
-        return options
-    folder, setting = inbox.folder(name)
-    return {**options, "folder": folder, "folder_setting": setting}
+with_flags = file_flags  # `--inbox ROOT`: the files are in ROOT/<name>
 
 
 def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str, str] | None:
     """The folder and glob a file sensor watches for this source (a broker: none)."""
     if options.get("backend", "files") != "files":
         return None
-    options = with_flags(name, options, inbox, None)
+    options = file_flags(name, options, inbox, None)
     return (options["folder"], options["glob"]) if options.get("folder") else None
 
 
