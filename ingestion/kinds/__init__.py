@@ -153,7 +153,8 @@ def _coerce(source: str, key: str, value: Any, hint: Any) -> Any:
         return value
     types = set(typing.get_args(hint)) or {hint}
     types = {typing.get_origin(t) or t for t in types}
-    if str in types:
+    structured = types & {list, dict} and value.lstrip().startswith(("[", "{"))
+    if str in types and not structured:  # `key` is a name, or a JSON list of names
         return value
     try:
         parsed = json.loads(value.lower() if bool in types else value)

@@ -225,3 +225,31 @@ def test_files_backend_follow_polls_new_segments(stream: Stream, tmp_path: Path)
     assert follower.stop() == 0
     assert {b["lag"] for b in follower.batches()} == {None}
     assert stream.query("select count(*) from raw.events") == [(5,)]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ('["user_id", "event_id"]', 3),  # the pair: (1, a) twice is one record
+        ("", 4),  # no key: every entry once, by its entry id, redelivered or not
+    ],
+)
+def test_a_stream_with_a_composite_key_or_none_loads_each_record_once(
+    stream: Stream, key: str, expected: int
+) -> None:
+    records = [
+        {"user_id": 1, "event_id": "a"},
+        {"user_id": 2, "event_id": "a"},
+        {"user_id": 1, "event_id": "b"},
+        {"user_id": 1, "event_id": "a"},
+    ]
+    for record in records:
+        stream.client.xadd(stream.name, {"data": json.dumps(record)})
+    env = {**stream.env, "SOURCES__EVENTS__KEY": key, "SOURCES__EVENTS__MAX_REJECTED_RATE": "1"}
+
+    run_command("python", "-m", "ingestion", "events", env=env)
+    again = run_command("python", "-m", "ingestion", "events", env=env)
+
+    assert "| events | ok | 0 | 0 |" in again.stdout
+    assert stream.query("select count(*) from raw.events") == [(expected,)]
+    assert stream.pending() == 0
