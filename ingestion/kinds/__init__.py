@@ -66,7 +66,7 @@ def check_declarations() -> dict[str, list[RawTable]]:
     owners: dict[str, str] = {}
     tables = {}
     for name in declared_sources():
-        check_stored_name("source", name, "name it [sources.<name>], e.g.")
+        check_stored_name("source", name, "name it [sources.{}]")
         tables[name] = raw_tables(name)
         for table in tables[name]:
             if table.name in owners:

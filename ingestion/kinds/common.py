@@ -193,17 +193,17 @@ def stored_name(name: str) -> str:
     return _NAMING.normalize_identifier(name)
 
 
-def check_stored_name(what: str, name: Any, fix: str) -> str:
+def check_stored_name(what: str, name: Any, fix: str = "set it to {!r}") -> str:
     """A declared source or raw table name must be its stored name: one that is not would
-    be loaded under one name and looked for under another. `fix` says where to change it."""
+    be loaded under one name and looked for under another. `fix` says what to write
+    instead, the stored name in its `{}`."""
     if not isinstance(name, str) or not name:
         raise SourceConfigError(f"{what} must be a name, got {name!r}")
     stored = stored_name(name)
     if stored != name or name.startswith("_"):
-        suggestion = stored.lstrip("_") or "a lower-case name"
         raise SourceConfigError(
             f"{what} {name!r} is not a stored name (lower case, digits and single "
-            f"underscores, starting with a letter): {fix} {suggestion!r}"
+            f"underscores, starting with a letter): {fix.format(stored.lstrip('_') or 'x')}"
         )
     return name
 

@@ -130,7 +130,7 @@ def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
     """One raw table, `table` (default the source's name), keeping every line of every
     file: the staging model picks the latest per key; without a key every row is current
     (a rewritten file's old reading is deleted when it is read again)."""
-    table = check_stored_name(f"sources.{name}.table", options.get("table") or name, "set it to")
+    table = check_stored_name(f"sources.{name}.table", options.get("table") or name)
     key = declared_key(name, "key", options.get("key"))
     return [RawTable(table, key, versioned=True, lineage=(FILE_COLUMN, LINE_COLUMN))]
 

@@ -124,7 +124,7 @@ def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
     """One raw table, `table` (default the source's name), one row per key (the first
     record sent), or per line when the records have no key."""
-    table = check_stored_name(f"sources.{name}.table", options.get("table") or name, "set it to")
+    table = check_stored_name(f"sources.{name}.table", options.get("table") or name)
     key = declared_key(name, "key", options.get("key"))
     time = options.get("cursor_field")
     if time is not None:

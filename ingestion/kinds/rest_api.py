@@ -144,7 +144,7 @@ class Endpoint:
         self.table = check_stored_name(
             f"sources.{source}.{where}.table",
             config.get("table", self.name),
-            "set the resource's table to",
+            "set the resource's table to {!r}",
         )
         self.path = endpoint.get("path", self.name)
         self.params = dict(endpoint.get("params", {}))

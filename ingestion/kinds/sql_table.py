@@ -120,6 +120,6 @@ def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
         check_keys(name, where, entry, TABLE_OPTIONS)
         key = declared_key(name, f"{where}.primary_key", entry.get("primary_key"), True, True)
         raw = entry.get("raw_table") or stored_name(str(entry["table"]))
-        check_stored_name(f"sources.{name}.{where}.raw_table", raw, "set it to")
+        check_stored_name(f"sources.{name}.{where}.raw_table", raw)
         raws.append(RawTable(raw, tuple(raw_column_name(k) for k in key), versioned=False))
     return raws
