@@ -27,7 +27,7 @@ import yaml
 from warehouse.settings import RAW_DATASET, warehouse_path
 from warehouse.sql import literal, quote
 
-from .kinds import check_declarations, raw_tables, source_options, source_timezone
+from .kinds import check_declarations, source_options, source_timezone
 from .kinds.common import DIGEST_COLUMN, LOADED_AT_COLUMN, RawTable, SourceConfigError
 
 # Candidate types for a text column, narrowest first: (DuckDB type to try, dbt expression).
@@ -378,9 +378,9 @@ def model_name(source: str, table: RawTable) -> str:
 
 def scaffold(name: str, project_dir: Path, warehouse: Path) -> list[tuple[Path, bool]]:
     """Write the files (never over existing ones); [(path, written)]."""
-    check_declarations()  # a declaration error is named before anything is read
-    kind, options, _ = source_options(name)
-    tables = raw_tables(name)
+    declared = check_declarations()  # a declaration error is named before anything is read
+    kind, options, _ = source_options(name)  # an undeclared name is named here
+    tables = declared[name]
     if not warehouse.exists():
         raise FileNotFoundError(
             f"no warehouse at {warehouse}: load first (python -m ingestion {name})"

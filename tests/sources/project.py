@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -89,6 +90,21 @@ class Project:
 
     def scalar(self, sql: str) -> Any:
         return self.query(sql)[0][0]
+
+
+def one_error(stderr: str) -> str:
+    """The one `error:` line a failed command prints (and no traceback)."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in stderr
+    return line
+
+
+def sqlite(path: Path, *statements: str) -> None:
+    """Run statements on a SQLite file (made when missing), committed."""
+    with sqlite3.connect(path) as con:
+        for statement in statements:
+            con.execute(statement)
+    con.close()
 
 
 def summary(stdout: str) -> dict[str, dict[str, str]]:

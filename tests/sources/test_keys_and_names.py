@@ -9,18 +9,10 @@ raw._rejected_rows hold.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
-from project import ItemsApi, Project, serve_items, summary
-
-
-def one_error(stderr: str) -> str:
-    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in stderr
-    return line
-
+from project import ItemsApi, Project, one_error, serve_items, sqlite, summary
 
 # --------------------------------------------------------------------------- keys
 
@@ -143,17 +135,16 @@ table = "Seat Map"
 primary_key = ["tailnum", "seat"]
 """
     project = Project.create(tmp_path / "p", config)
-    with sqlite3.connect(project.root / "fleet.db") as con:
-        con.execute('create table "Seat Map" (tailnum text, seat text, class text)')
-        con.executemany(
-            'insert into "Seat Map" values (?, ?, ?)',
-            [("N1", "1A", "F"), ("N1", "1B", "F"), ("N2", "1A", "Y")],
-        )
-    con.close()
+    sqlite(
+        project.root / "fleet.db",
+        'create table "Seat Map" (tailnum text, seat text, class text)',
+        """insert into "Seat Map" values ('N1', '1A', 'F'), ('N1', '1B', 'F'), ('N2', '1A', 'Y')""",
+    )
     first = project.run("python", "-m", "ingestion")
-    with sqlite3.connect(project.root / "fleet.db") as con:
-        con.execute("""update "Seat Map" set class = 'J' where tailnum = 'N1' and seat = '1A'""")
-    con.close()
+    sqlite(
+        project.root / "fleet.db",
+        """update "Seat Map" set class = 'J' where tailnum = 'N1' and seat = '1A'""",
+    )
     second = project.run("python", "-m", "ingestion")
 
     assert first.returncode == 0, first.stderr
@@ -269,13 +260,14 @@ table = "sizes"
 primary_key = "id"
 """
     project = Project.create(tmp_path / "p", config)
-    with sqlite3.connect(project.root / "shop.db") as con:
-        con.execute('create table people (id integer, "userId" integer, user_id integer)')
-        con.execute("insert into people values (1, 5, 6)")
-        con.execute('create table sizes (id integer, "Größe" text, "Grüße" text)')
-        con.execute("insert into sizes values (1, 'L', 'hi')")
-        con.execute("create table ok (id integer)")
-    con.close()
+    sqlite(
+        project.root / "shop.db",
+        'create table people (id integer, "userId" integer, user_id integer)',
+        "insert into people values (1, 5, 6)",
+        'create table sizes (id integer, "Größe" text, "Grüße" text)',
+        "insert into sizes values (1, 'L', 'hi')",
+        "create table ok (id integer)",
+    )
 
     result = project.run("python", "-m", "ingestion")
 

@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import duckdb
-from project import ItemsApi, Project, serve_items, summary
-
-
-def one_error(stderr: str) -> str:
-    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in stderr
-    return line
-
-
-def sqlite(path: Path, *statements: str) -> None:
-    with sqlite3.connect(path) as con:
-        for statement in statements:
-            con.execute(statement)
-    con.close()
-
+from project import ItemsApi, Project, one_error, serve_items, sqlite, summary
 
 CONFIG = """
 [sources.flights]
