@@ -40,17 +40,18 @@ lint: venv
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/sqlfluff lint models macros tests/dbt --disable-progress-bar --nocolor
+	$(VENV)/bin/sqlfluff lint models macros warehouse/dbt/macros --disable-progress-bar --nocolor
 
 format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
-	$(VENV)/bin/sqlfluff fix models macros tests/dbt --disable-progress-bar --nocolor
+	$(VENV)/bin/sqlfluff fix models macros warehouse/dbt/macros --disable-progress-bar --nocolor
 
 sample: venv
 	$(PY) -m demo.generator --out data/inbox --users 1000 --seed 42
 
 dbt-build: venv
+	$(PY) -m pipeline deps
 	$(VENV)/bin/dbt build
 
 monitor: venv

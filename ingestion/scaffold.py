@@ -35,12 +35,12 @@ from .kinds.common import DIGEST_COLUMN, LOADED_AT_COLUMN, RawTable, SourceConfi
 # lose the hour), so an ISO time is a timestamp; both come before the other formats.
 CANDIDATES = (
     ("bigint", "dbt.type_bigint()"),
-    ("double", "type_double()"),
+    ("double", "ml_warehouse.type_double()"),
     ("date", "'date'"),
     ("timestamptz", None),  # to_utc_timestamp
     ("boolean", "dbt.type_boolean()"),
 )
-# What the staging model's safe_cast takes as a number (macros/cross_db.sql,
+# What the staging model's safe_cast takes as a number (the dbt package's cross_db.sql,
 # safe_cast_pattern); DuckDB's own cast is laxer ("4.5" as bigint is 5).
 NUMBER_PATTERNS = {
     "bigint": r"^\s*[-+]?[0-9]{1,18}\s*$",
@@ -176,10 +176,10 @@ def cast_expression(
     if fmt is not None:
         macro = "parse_timestamp" if kind == "timestamptz" else "parse_date"
         zone = zone if kind == "timestamptz" else ""
-        return "{{ " + macro + "(" + value + ", " + literal(fmt) + zone + ") }}"
+        return "{{ ml_warehouse." + macro + "(" + value + ", " + literal(fmt) + zone + ") }}"
     if kind == "timestamptz":
-        return "{{ to_utc_timestamp(" + value + zone + ") }}"
-    return "{{ safe_cast(" + value + ", " + dict(CANDIDATES)[kind] + ") }}"
+        return "{{ ml_warehouse.to_utc_timestamp(" + value + zone + ") }}"
+    return "{{ ml_warehouse.safe_cast(" + value + ", " + dict(CANDIDATES)[kind] + ") }}"
 
 
 def staging_sql(
@@ -304,7 +304,7 @@ def sources_yml(
         }
         return {
             "name": raw.name,
-            "data_tests": [{"rows_accounted_for": {"arguments": accounted}}],
+            "data_tests": [{"ml_warehouse.rows_accounted_for": {"arguments": accounted}}],
             "columns": [column_entry(column, quoted) for column in columns[raw.name]],
         }
 
@@ -346,7 +346,7 @@ def models_yml(
             test_config = where if raw.key else {}
             model["data_tests"] = [
                 {
-                    "duplicate_rate": {
+                    "ml_warehouse.duplicate_rate": {
                         "arguments": {"columns": unique, "threshold": 0},
                         **test_config,
                     }

@@ -44,7 +44,7 @@
     {%- set counts -%}
         select
             (select count(*) from {{ raw_relation }}
-             where {{ to_utc_timestamp('_loaded_at', safe=false) }} = {{ literal }}) as raw_rows,
+             where {{ ml_warehouse.to_utc_timestamp('_loaded_at', safe=false) }} = {{ literal }}) as raw_rows,
             (select count(*) from {{ this }} where loaded_at = {{ literal }}) as model_rows
     {%- endset -%}
     {%- set row = run_query(counts).rows[0] -%}

@@ -1,6 +1,7 @@
 {#
-    Reusable feature logic shared by the marts (and unit-tested through
-    them, see models/marts/*/_*__models.yml).
+    The sample domain's feature logic (the marts' age bands, email checks and
+    per-user activity); the generic pieces (IQR fences, point in time, day
+    parts) come from the tool's package, ml_warehouse.
 #}
 
 {#
@@ -20,7 +21,7 @@
 
 {# Syntactic email check with the project's pattern (var email_pattern); null -> false. #}
 {% macro is_valid_email(email) -%}
-    coalesce({{ regexp_like(email, var('email_pattern')) }}, false)
+    coalesce({{ ml_warehouse.regexp_like(email, var('email_pattern')) }}, false)
 {%- endmacro %}
 
 
@@ -30,81 +31,6 @@
         when {{ email }} like '%@%'
             then lower({{ dbt.split_part(email, "'@'", 2) }})
     end
-{%- endmacro %}
-
-
-{# Day of week as an integer, Monday = 0 ... Sunday = 6. #}
-{% macro day_of_week(timestamp) -%}
-    {{ return(adapter.dispatch('day_of_week', 'ml_warehouse')(timestamp)) }}
-{%- endmacro %}
-
-{% macro duckdb__day_of_week(timestamp) -%}
-    cast(isodow({{ timestamp }}) - 1 as integer)
-{%- endmacro %}
-
-{% macro spark__day_of_week(timestamp) -%}
-    cast((dayofweek({{ timestamp }}) + 5) % 7 as integer)
-{%- endmacro %}
-
-{% macro default__day_of_week(timestamp) -%}
-    cast(extract(isodow from {{ timestamp }}) - 1 as integer)
-{%- endmacro %}
-
-
-{# Hour of day 0-23 (ANSI extract works on every target engine). #}
-{% macro hour_of_day(timestamp) -%}
-    cast(extract(hour from {{ timestamp }}) as integer)
-{%- endmacro %}
-
-
-{#
-    Tukey fences: q1 - k*IQR and q3 + k*IQR, k = var outlier_iqr_factor (1.5).
-    iqr_bounds() gives the select list of an aggregate query over `column`
-    (group it yourself): <prefix>q1, q3, iqr, lower_bound, upper_bound.
-#}
-{% macro iqr_lower_bound(q1, q3, factor=none) -%}
-    ({{ q1 }} - {{ factor if factor is not none else var('outlier_iqr_factor') }} * ({{ q3 }} - {{ q1 }}))
-{%- endmacro %}
-
-{% macro iqr_upper_bound(q1, q3, factor=none) -%}
-    ({{ q3 }} + {{ factor if factor is not none else var('outlier_iqr_factor') }} * ({{ q3 }} - {{ q1 }}))
-{%- endmacro %}
-
-{% macro iqr_bounds(column, prefix='', factor=none) -%}
-    {%- set q1 = percentile_cont(column, 0.25) -%}
-    {%- set q3 = percentile_cont(column, 0.75) -%}
-    cast({{ q1 }} as {{ type_double() }}) as {{ prefix }}q1,
-    cast({{ q3 }} as {{ type_double() }}) as {{ prefix }}q3,
-    cast({{ q3 }} - {{ q1 }} as {{ type_double() }}) as {{ prefix }}iqr,
-    cast({{ iqr_lower_bound(q1, q3, factor) }} as {{ type_double() }}) as {{ prefix }}lower_bound,
-    cast({{ iqr_upper_bound(q1, q3, factor) }} as {{ type_double() }}) as {{ prefix }}upper_bound
-{%- endmacro %}
-
-
-{# True when value lies outside [lower, upper]; null value -> false. #}
-{% macro is_outlier(value, lower_bound, upper_bound) -%}
-    coalesce({{ value }} < {{ lower_bound }} or {{ value }} > {{ upper_bound }}, false)
-{%- endmacro %}
-
-
-{#
-    The point in time features are computed for: var features_as_of (ISO 8601,
-    `Z` or offset allowed) or, by default, the run's start (run_started_at).
-    Returns a UTC timestamp literal.
-#}
-{% macro features_as_of() -%}
-    {%- set as_of = var('features_as_of', none) -%}
-    {%- if as_of is none or as_of == '' -%}
-        {%- set as_of_utc = run_started_at -%}
-    {%- else -%}
-        {%- set parsed = modules.datetime.datetime.fromisoformat(as_of | string) -%}
-        {%- if parsed.tzinfo is not none -%}
-            {%- set as_of_utc = parsed.astimezone(modules.pytz.utc) -%}
-        {%- else -%}
-            {%- set as_of_utc = parsed -%}
-        {%- endif -%}
-    {%- endif -%}
-    cast('{{ as_of_utc.strftime("%Y-%m-%d %H:%M:%S") }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
 
 

@@ -4,7 +4,7 @@
 version of the table they were measured on. A version is read from the
 warehouse, not from the run that is asking:
 - a dbt model or seed: its row in `monitoring.dbt_model_builds`, which a
-  post-hook writes in the same transaction as every build (macros/model_builds.sql),
+  post-hook writes in the same transaction as every build (warehouse/dbt/macros/model_builds.sql),
   whoever runs dbt; a view adds the versions of everything it reads, down to
   the tables; a table adds its row count;
 - a source: its newest `_dlt_load_id` and its row count (a load, a merge or an
@@ -27,7 +27,7 @@ from .metrics import Aggregates, Measurement, Stored, table_columns
 
 SCHEMA = "monitoring"
 STATE_TABLE = f"{SCHEMA}.quality_table_state"
-BUILDS_TABLE = f"{SCHEMA}.dbt_model_builds"  # written by dbt: macros/model_builds.sql
+BUILDS_TABLE = f"{SCHEMA}.dbt_model_builds"  # written by dbt: record_build()
 DDL = f"""create table if not exists {STATE_TABLE} (
     relation varchar primary key,
     version varchar,

@@ -6,7 +6,7 @@ slice is idempotent):
 - dbt `microbatch` models (`event_time`, `batch_size`), driven by
   `--event-time-start/--event-time-end`; `dbt retry` re-runs failed batches;
 - models tagged `backfill` (ours: `stg_events__events`), driven by the vars
-  `backfill_start`/`backfill_end` (macros/backfill.sql says why that model is
+  `backfill_start`/`backfill_end` (the dbt package's backfill.sql says why that model is
   not microbatch).
 dbt cannot survive `kill -9` (run_results.json is written at the end), so the
 range is cut into `--batch` slices, one dbt invocation each, and every
@@ -222,7 +222,7 @@ def _backfill(
                 "failed",
                 error=(
                     "backfill needs dbt microbatch models or incremental models tagged "
-                    f"`backfill` (see macros/backfill.sql); selected others: {names}"
+                    f"`backfill` (see the dbt package's backfill.sql); selected others: {names}"
                 ),
             )
         names = ", ".join(f"{m['name']} ({m['batch_size'] or 'backfill range'})" for m in able)

@@ -1,5 +1,7 @@
 """`python -m pipeline`: gated runs from the sources to a published analytics database.
 
+    init      a new project of your own in an empty folder (dbt project, .dlt/config.toml)
+    deps      link the tool's dbt package into the project (after a clone or a new venv)
     run       ingest -> dbt build -> monitor -> publish, stopping at the first failed gate
     status    the last runs from the ledger (monitoring.pipeline_runs)
     publish   monitor and publish the current marts (after a manual dbt build or a backfill)
@@ -27,7 +29,7 @@ from types import FrameType
 
 import duckdb
 
-from warehouse import audit
+from warehouse import audit, dbt_package
 from warehouse.audit import redact
 from warehouse.lock import SharedLock, lock_path, read_holder
 from warehouse.settings import warehouse_file_problem, warehouse_path
@@ -92,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Orchestrate ingest -> dbt build -> monitor -> publish on the warehouse.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="a new project of your own in an empty folder")
+    init.add_argument("path", type=Path, help="the folder to write (new, or empty)")
+    init.add_argument("--name", help="the dbt project's name (default: the folder's, snake_case)")
+
+    deps = commands.add_parser("deps", help="link the tool's dbt package into the project")
+    deps.add_argument(
+        "--project-dir",
+        type=Path,
+        default=Path(os.environ.get("DBT_PROJECT_DIR", ".")),
+        help="dbt project folder (default $DBT_PROJECT_DIR or .)",
+    )
 
     run = commands.add_parser("run", help="one gated run (or one every INTERVAL with --every)")
     run.add_argument(
@@ -230,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help is 0, a bad option 2
         return int(exc.code or 0)
+    if args.command in ("init", "deps"):
+        return command_project(args)
     problem = _undeclared(getattr(args, "sources", []))
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -285,6 +301,34 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+def command_project(args: argparse.Namespace) -> int:
+    """`init PATH` and `deps`: the project's own files, no warehouse involved."""
+    if args.command == "deps":
+        if not dbt_package.uses_package(args.project_dir):
+            print(
+                f"error: {args.project_dir / 'packages.yml'} does not list the tool's dbt "
+                f"package: add `- local: {dbt_package.LINK}` under packages:",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        dbt_package.link(args.project_dir)
+        print(f"{dbt_package.NAME}: {dbt_package.package_dir()}")
+        return EXIT_OK
+    from .init import InitError, init
+
+    try:
+        written = init(args.path, args.name)
+    except InitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {len(written)} files in {args.path}; next:")
+    print(f"  cd {args.path}")
+    print("  edit .dlt/config.toml: uncomment an example source and point it at your data")
+    print("  python -m ingestion NAME && python -m ingestion scaffold NAME")
+    print("  python -m pipeline run")
+    return EXIT_OK
+
+
 def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(
         sources=list(dict.fromkeys(args.sources)),
@@ -302,6 +346,11 @@ def _options(args: argparse.Namespace) -> RunOptions:
 
 def command_run(args: argparse.Namespace, ctx: Context, arguments: list[str]) -> int:
     options = _options(args)
+    if not declared_source_names():
+        raise UsageError(
+            "no source is declared yet: add a [sources.<name>] table with a kind to "
+            ".dlt/config.toml (it has a commented example of each kind)"
+        )
     if args.runs is not None and not args.every:
         raise UsageError("--runs only goes with --every")
     try:

@@ -17,7 +17,7 @@ the next run's check above) read it.
 
 Which check a build does (`check`):
 - `scoped`: a narrowed build. Its tests read the rows loaded since the last
-  build started (WAREHOUSE_CHECK_SINCE, macros/scoped_checks.sql), each model
+  build started (WAREHOUSE_CHECK_SINCE, the dbt package's scoped_checks.sql), each model
   that says which rows are new; keys are probed against the whole table.
 - `full`: every model built and every test over whole tables: the first
   build, a build of everything for a reason above, `--full-check`, and the
@@ -39,6 +39,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse import dbt_package
 from warehouse.sources import config_file
 
 from . import ledger
@@ -103,13 +104,20 @@ def full_check_due(cadence: str, last_full: datetime | None, now: datetime) -> b
 
 
 def project_fingerprint(project_dir: Path, vars_: str | None) -> str:
+    """The project's dbt files and the tool's dbt package it uses: an upgrade of the tool
+    changes its macros, and so the build."""
     digest = hashlib.sha256((vars_ or "").encode())
-    paths = [project_dir / name for name in PROJECT_FILES]
+    named = [(name, project_dir / name) for name in PROJECT_FILES]
     for folder in PROJECT_FOLDERS:
-        paths += sorted(p for p in (project_dir / folder).rglob("*") if p.is_file())
-    for path in paths:
+        files = sorted(p for p in (project_dir / folder).rglob("*") if p.is_file())
+        named += [(str(p.relative_to(project_dir)), p) for p in files]
+    if dbt_package.uses_package(project_dir):
+        package = dbt_package.package_dir()
+        files = sorted(p for p in package.rglob("*") if p.is_file())
+        named += [(f"{dbt_package.NAME}/{p.relative_to(package)}", p) for p in files]
+    for name, path in named:
         if path.is_file():
-            digest.update(str(path.relative_to(project_dir)).encode())
+            digest.update(name.encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from warehouse import dbt_package
 from warehouse.audit import redact
 from warehouse.lock import LOCK_FD_ENV
 from warehouse.settings import analytics_path
@@ -78,6 +79,9 @@ class Context:
 
 
 def make_context(warehouse: Path, project_dir: Path, verbose: bool = False) -> Context:
+    """Where one run's steps work; the project's link to the tool's dbt package is made
+    (or re-pointed at this install) first, so its dbt commands find the package."""
+    dbt_package.link(project_dir)
     env = dict(os.environ)
     if not use_color():
         env["DBT_USE_COLORS"] = "false"  # dbt colours its lines even into a file

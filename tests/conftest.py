@@ -21,6 +21,11 @@ from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
 from demo.api import serve
 from demo.generator import generate
+from warehouse import dbt_package
+
+# The sample's dbt project finds the tool's package through its link, as any project
+# does after `python -m pipeline deps`: tests run dbt in it directly.
+dbt_package.link(ROOT)
 
 # tests/orchestration needs the dagster extra (`make test-dagster` installs .venv-dagster).
 collect_ignore = [] if importlib.util.find_spec("dagster") else ["orchestration"]

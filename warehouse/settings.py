@@ -13,7 +13,7 @@ from pathlib import Path
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 RAW_DATASET = "raw"
 # Set by the pipeline for a scoped check: the dbt tests read the rows loaded after
-# this UTC time (macros/scoped_checks.sql), and the monitor's report says so.
+# this UTC time (the dbt package's macros/scoped_checks.sql), and the monitor's report says so.
 CHECK_SINCE_ENV = "WAREHOUSE_CHECK_SINCE"
 
 

@@ -26,8 +26,8 @@ final as (
 
         -- timestamps and their features
         occurred_at,
-        {{ hour_of_day('occurred_at') }} as event_hour,
-        {{ day_of_week('occurred_at') }} as event_day_of_week,
+        {{ ml_warehouse.hour_of_day('occurred_at') }} as event_hour,
+        {{ ml_warehouse.day_of_week('occurred_at') }} as event_day_of_week,
 
         -- lineage
         loaded_at

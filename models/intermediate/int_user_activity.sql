@@ -19,7 +19,7 @@
 #}
 {{
     config(
-        materialized=merge_materialization(),
+        materialized=ml_warehouse.merge_materialization(),
         incremental_strategy='merge',
         unique_key='user_id',
         on_schema_change='append_new_columns',
@@ -30,7 +30,7 @@
         ),
     )
 }}
-{%- set as_of = features_as_of() %}
+{%- set as_of = ml_warehouse.features_as_of() %}
 {%- set last = user_activity_watermark() if is_incremental() else none %}
 
 with
@@ -86,10 +86,10 @@ orders as (
         where
             occurred_at > least({{ last.as_of }}, {{ as_of }})
             and occurred_at <= greatest({{ last.as_of }}, {{ as_of }})
-        {%- if is_backfill() %}
+        {%- if ml_warehouse.is_backfill() %}
             union
             select user_id from events
-            where {{ backfill_range_filter('occurred_at') }}
+            where {{ ml_warehouse.backfill_range_filter('occurred_at') }}
         {%- endif %}
         union
         select coalesce(current_orders.user_id, stored.user_id) as user_id

@@ -13,8 +13,8 @@ final as (
     select
         *,
         coalesce(
-            cast(age as {{ type_double() }}),
-            avg(cast(age as {{ type_double() }})) over ()
+            cast(age as {{ ml_warehouse.type_double() }}),
+            avg(cast(age as {{ ml_warehouse.type_double() }})) over ()
         ) as age_imputed,
         age is null as is_age_imputed
 

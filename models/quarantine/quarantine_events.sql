@@ -38,7 +38,7 @@ final as (
         on
             events.segment = raw_events._segment
             and events.segment_line = raw_events._line
-            and events.loaded_at = {{ to_utc_timestamp('raw_events._loaded_at', safe=false) }}
+            and events.loaded_at = {{ ml_warehouse.to_utc_timestamp('raw_events._loaded_at', safe=false) }}
 
 )
 

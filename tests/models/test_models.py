@@ -266,7 +266,7 @@ def test_finite_values_fails_a_mart_holding_nan_or_infinity(
     done = dbt_run(["test", "--select", "test_name:finite_values"], wh, check=False)
     assert done.returncode == 1
     assert "PASS=4 WARN=0 ERROR=3" in done.stdout, done.stdout[-3000:]  # 2 tests + the 2 hooks
-    failed = sorted(re.findall(r"Failure in test (finite_values_\w+)", done.stdout))
+    failed = sorted(re.findall(r"Failure in test ml_warehouse_(finite_values_\w+)", done.stdout))
     # fct_events and user_features are views: they read category_stats' NaN as
     # category_value_std, and int_user_activity's -Infinity as value_mean
     assert failed == [

@@ -21,7 +21,7 @@ MEASURES = ("row_count", "missing_rate", "duplicate_rate", "outlier_rate")
 
 
 def built(project: Project, relation: str, invocation: str) -> None:
-    """What macros/model_builds.sql records when dbt builds `relation`."""
+    """What record_build() records when dbt builds `relation`."""
     project.sql(
         "create schema if not exists monitoring",
         BUILDS,

@@ -178,12 +178,10 @@ def test_a_run_rebuilds_what_its_new_rows_reach(published: Site, tmp_path: Path)
     # run_results.json still covers every node: the users chain's from the last build
     after = results()
     assert after.keys() == published_results.keys()
-    assert (
-        after["model.ml_warehouse.dim_users"] == published_results["model.ml_warehouse.dim_users"]
-    )
-    assert (
-        after["model.ml_warehouse.fct_events"] != published_results["model.ml_warehouse.fct_events"]
-    )
+    dim_users = "model.ml_warehouse_demo.dim_users"
+    fct_events = "model.ml_warehouse_demo.fct_events"
+    assert after[dim_users] == published_results[dim_users]
+    assert after[fct_events] != published_results[fct_events]
     narrowed = marts(site.warehouse)
     assert len(narrowed["fct_events"]) == len(marts(published.warehouse)["fct_events"]) + 1
 

@@ -1,5 +1,5 @@
-"""A user's project in tmp_path: a copy of the dbt project, its own `.dlt/config.toml`,
-commands run from its folder the way a user runs them.
+"""A user's project in tmp_path: `python -m pipeline init`'s files (with_dbt) and its own
+`.dlt/config.toml`, commands run from its folder the way a user runs them.
 
 Shared by the tests of declared sources (tests/sources/); not a conftest, so test
 modules import it by a name no other module uses.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,29 +22,23 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import duckdb
-from project_env import ROOT
 
-PROJECT_FILES = ("dbt_project.yml", "profiles", "models", "macros", "seeds", "tests/dbt")
+from pipeline.init import init
 
 
 @dataclass
 class Project:
-    """A folder holding a dbt project and `.dlt/config.toml`; its warehouse in data/."""
+    """A folder holding `.dlt/config.toml` (and, with_dbt, the rest of a project `init`
+    writes: the dbt project, none of the demo's); its warehouse in data/."""
 
     root: Path
 
     @classmethod
     def create(cls, root: Path, config: str, with_dbt: bool = False) -> Project:
-        (root / ".dlt").mkdir(parents=True)
-        (root / ".dlt" / "config.toml").write_text(config, encoding="utf-8")
         if with_dbt:
-            for name in PROJECT_FILES:
-                source, target = ROOT / name, root / name
-                if source.is_dir():
-                    shutil.copytree(source, target)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(source, target)
+            init(root, "own_project")
+        (root / ".dlt").mkdir(parents=True, exist_ok=True)
+        (root / ".dlt" / "config.toml").write_text(config, encoding="utf-8")
         return cls(root)
 
     def with_inbox(self, *sources: str) -> Project:

@@ -1,8 +1,8 @@
-"""A project that declares only its own source: scaffold, dbt build, pipeline run, publish.
+"""A project of one's own: scaffold, dbt build, pipeline run, publish.
 
-The project is a copy of this repository's dbt project (the demo's models
-included) whose `.dlt/config.toml` declares one CSV source and nothing of the
-demo's. What the user adds is configuration and their own mart.
+The project is what `python -m pipeline init` writes, its `.dlt/config.toml`
+declaring a CSV and a JSONL source. What the user adds is configuration and
+their own mart.
 """
 
 from __future__ import annotations
@@ -153,10 +153,11 @@ def test_a_project_of_only_its_own_sources_runs_green_and_publishes_its_marts(
         " where table_schema <> 'meta' order by all",
         analytics,
     )
-    assert tables == [("marts", "fct_flights")]  # the demo's marts were not built
+    assert tables == [("marts", "fct_flights")]
     assert project.query("select count(*) from marts.fct_flights", analytics) == [
         (FLIGHTS_PER_MONTH,)
     ]
     assert project.query(
         "select min(dep_delay), max(dep_delay) from marts.fct_flights", analytics
     ) == [(1 * MONTHS - 20, FLIGHTS_PER_MONTH * MONTHS - 20)]
+

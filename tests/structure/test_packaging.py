@@ -4,13 +4,13 @@ and no product module imports the demo (import-linter's contracts say the same i
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 from project_env import ROOT, warehouse_env
+from wheels import build_wheel
 
 PRODUCT = {
     "warehouse",
@@ -23,27 +23,10 @@ PRODUCT = {
 }
 # What the demo's modules define: the sample generator, the demo orders API, the producer.
 DEMO_DEFINITIONS = ("def generate(", "class OrdersServer", "def produce(")
-NOT_SOURCES = {".git", "data", "target", "site", "build", "logs", "benchmarks", "tests"}
 
 
 def test_wheel_holds_the_product_and_no_demo(tmp_path: Path) -> None:
-    # Built from a copy: building in place would leave build/ and egg-info in the project.
-    source = tmp_path / "src"
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=lambda folder, names: [
-            n for n in names if n in NOT_SOURCES or n.startswith(".venv") or n.endswith(".egg-info")
-        ],
-    )
-    out = tmp_path / "wheel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation"]
-        + ["--quiet", "-w", str(out)],
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = out.glob("*.whl")
+    wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     packages = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
@@ -59,6 +42,10 @@ def test_wheel_holds_the_product_and_no_demo(tmp_path: Path) -> None:
         ]
     assert demo_code == []
     assert "pipeline/cli.py" in names and "warehouse/lock.py" in names
+    # the tool's dbt package and init's template travel with it
+    assert "warehouse/dbt/dbt_project.yml" in names
+    assert "warehouse/dbt/macros/generic_tests/rows_accounted_for.sql" in names
+    assert "pipeline/project_template/dot-dlt/config.toml" in names
 
 
 def _without(module: str, where: Path) -> str:

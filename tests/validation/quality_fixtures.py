@@ -1,16 +1,15 @@
 """A throwaway dbt project that runs the project's generic quality tests on tiny tables.
 
 The fixture tables are made with plain SQL in a temp DuckDB file and declared
-as dbt sources (plus a few models on top of them); the project's own
-`macros/` and `tests/dbt/generic/` are copied in unchanged, and the quality
-vars come from its dbt_project.yml. One `dbt build` covers every edge at once.
+as dbt sources (plus a few models on top of them); the tool's dbt
+package is linked in as in any project, and the quality vars come from the
+sample's dbt_project.yml. One `dbt build` covers every edge at once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 
 import duckdb
 import yaml
+
+from warehouse import dbt_package
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DBT = PROJECT_DIR / ".venv" / "bin" / "dbt"
@@ -110,7 +111,7 @@ sources:
       - name: missing_5
         # rows_accounted_for on 100 rows, 5 of them null: the parts add up, or not
         data_tests:
-          - rows_accounted_for:
+          - ml_warehouse.rows_accounted_for:
               name: accounted_parts_add_up_passes
               arguments:
                 mart: source('fx', 'missing_5')
@@ -119,192 +120,192 @@ sources:
                 superseded_where: v < 50
                 quarantine: source('fx', 'missing_5')
                 quarantine_where: v is null
-          - rows_accounted_for:
+          - ml_warehouse.rows_accounted_for:
               name: accounted_row_lost_errors
               arguments:
                 mart: source('fx', 'missing_5')
                 mart_where: v is not null
-          - rows_accounted_for:
+          - ml_warehouse.rows_accounted_for:
               name: accounted_row_twice_errors
               arguments:
                 mart: source('fx', 'missing_5')
                 mart_where: v is not null
                 quarantine: source('fx', 'missing_6')
                 quarantine_where: v is null
-          - rows_accounted_for:
+          - ml_warehouse.rows_accounted_for:
               name: accounted_mart_only_passes
               arguments:
                 mart: source('fx', 'missing_5')
         columns:
           - name: v
             data_tests:
-              - missing_rate: {name: missing_5pct_passes}
-              - missing_rate:
+              - ml_warehouse.missing_rate: {name: missing_5pct_passes}
+              - ml_warehouse.missing_rate:
                   name: missing_5pct_column_meta_warns
                   arguments: {threshold: 0.04}
       - name: missing_6
         columns:
           - name: v
             data_tests:
-              - missing_rate: {name: missing_6pct_warns}
+              - ml_warehouse.missing_rate: {name: missing_6pct_warns}
       - name: cells_10
         data_tests:
-          - missing_rate: {name: missing_model_10_of_200_passes}
+          - ml_warehouse.missing_rate: {name: missing_model_10_of_200_passes}
       - name: cells_11
         data_tests:
-          - missing_rate: {name: missing_model_11_of_200_warns}
+          - ml_warehouse.missing_rate: {name: missing_model_11_of_200_warns}
       - name: empty
         data_tests:
-          - missing_rate: {name: missing_model_empty_passes}
-          - duplicate_rate: {name: duplicate_row_empty_passes}
-          - not_empty: {name: not_empty_empty_errors}
-          - row_count_between:
+          - ml_warehouse.missing_rate: {name: missing_model_empty_passes}
+          - ml_warehouse.duplicate_rate: {name: duplicate_row_empty_passes}
+          - ml_warehouse.not_empty: {name: not_empty_empty_errors}
+          - ml_warehouse.row_count_between:
               name: row_count_empty_errors
               arguments: {min_value: 1}
         columns:
           - name: v
             data_tests:
-              - missing_rate: {name: missing_empty_passes}
-              - duplicate_rate: {name: duplicate_empty_passes}
-              - outlier_rate: {name: outlier_empty_passes}
-              - accepted_range:
+              - ml_warehouse.missing_rate: {name: missing_empty_passes}
+              - ml_warehouse.duplicate_rate: {name: duplicate_empty_passes}
+              - ml_warehouse.outlier_rate: {name: outlier_empty_passes}
+              - ml_warehouse.accepted_range:
                   name: range_empty_passes
                   arguments: {min_value: 0, max_value: 1}
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_empty_passes}
+              - ml_warehouse.recency: {name: recency_empty_passes}
       - name: all_null
         columns:
           - name: v
             data_tests:
-              - missing_rate: {name: missing_all_null_warns}
-              - duplicate_rate: {name: duplicate_all_null_passes}
-              - outlier_rate: {name: outlier_all_null_passes}
-              - accepted_range:
+              - ml_warehouse.missing_rate: {name: missing_all_null_warns}
+              - ml_warehouse.duplicate_rate: {name: duplicate_all_null_passes}
+              - ml_warehouse.outlier_rate: {name: outlier_all_null_passes}
+              - ml_warehouse.accepted_range:
                   name: range_all_null_passes
                   arguments: {min_value: 0, max_value: 1}
       - name: single_row
         data_tests:
-          - not_empty: {name: not_empty_single_row_passes}
-          - duplicate_rate: {name: duplicate_row_single_row_passes}
-          - row_count_between:
+          - ml_warehouse.not_empty: {name: not_empty_single_row_passes}
+          - ml_warehouse.duplicate_rate: {name: duplicate_row_single_row_passes}
+          - ml_warehouse.row_count_between:
               name: row_count_single_row_passes
               arguments: {min_value: 1, max_value: 1}
-          - row_count_between:
+          - ml_warehouse.row_count_between:
               name: row_count_single_row_above_max_errors
               arguments: {max_value: 0}
         columns:
           - name: v
             data_tests:
-              - missing_rate: {name: missing_single_row_passes}
-              - outlier_rate: {name: outlier_single_row_passes}
+              - ml_warehouse.missing_rate: {name: missing_single_row_passes}
+              - ml_warehouse.outlier_rate: {name: outlier_single_row_passes}
           - name: email
             data_tests:
-              - matches_regex:
+              - ml_warehouse.matches_regex:
                   name: regex_single_row_passes
                   arguments: {pattern: "var('email_pattern')"}
       - name: single_null
         columns:
           - name: v
             data_tests:
-              - missing_rate: {name: missing_single_null_warns}
+              - ml_warehouse.missing_rate: {name: missing_single_null_warns}
       - name: repeated
         columns:
           - name: v
             data_tests:
-              - outlier_rate: {name: outlier_repeated_value_passes}
-              - duplicate_rate: {name: duplicate_repeated_value_errors}
+              - ml_warehouse.outlier_rate: {name: outlier_repeated_value_passes}
+              - ml_warehouse.duplicate_rate: {name: duplicate_repeated_value_errors}
       - name: dup_1
         meta:
           unique_key: k
         columns:
           - name: k
             data_tests:
-              - duplicate_rate: {name: duplicate_1pct_passes}
+              - ml_warehouse.duplicate_rate: {name: duplicate_1pct_passes}
       - name: dup_2
         meta:
           unique_key: k
         columns:
           - name: k
             data_tests:
-              - duplicate_rate: {name: duplicate_1pct_plus_one_row_errors}
-              - duplicate_rate:
+              - ml_warehouse.duplicate_rate: {name: duplicate_1pct_plus_one_row_errors}
+              - ml_warehouse.duplicate_rate:
                   name: duplicate_severity_warn_warns
                   config: {severity: warn}
       - name: dup_pairs
         data_tests:
-          - duplicate_rate:
+          - ml_warehouse.duplicate_rate:
               name: duplicate_pairs_errors
               arguments: {columns: [k, g]}
-          - duplicate_rate:
+          - ml_warehouse.duplicate_rate:
               name: duplicate_pairs_threshold_passes
               arguments: {columns: [k, g], threshold: 0.02}
       - name: dup_rows
         data_tests:
-          - duplicate_rate: {name: duplicate_rows_1pct_passes}
+          - ml_warehouse.duplicate_rate: {name: duplicate_rows_1pct_passes}
       - name: outliers_10
         columns:
           - name: v
             data_tests:
-              - outlier_rate: {name: outlier_10pct_passes}
-              - outlier_rate:
+              - ml_warehouse.outlier_rate: {name: outlier_10pct_passes}
+              - ml_warehouse.outlier_rate:
                   name: outlier_factor_large_passes
                   arguments: {factor: 20, threshold: 0}
       - name: outliers_11
         columns:
           - name: v
             data_tests:
-              - outlier_rate: {name: outlier_11pct_warns}
+              - ml_warehouse.outlier_rate: {name: outlier_11pct_warns}
       - name: outliers_grouped
         columns:
           - name: v
             data_tests:
-              - outlier_rate:
+              - ml_warehouse.outlier_rate:
                   name: outlier_grouped_warns_at_4pct
                   arguments: {group_by: grp, threshold: 0.04}
-              - outlier_rate:
+              - ml_warehouse.outlier_rate:
                   name: outlier_ungrouped_passes_at_4pct
                   arguments: {threshold: 0.04}
       - name: range_10
         columns:
           - name: v
             data_tests:
-              - accepted_range:
+              - ml_warehouse.accepted_range:
                   name: range_mostly_90_passes
                   arguments: {min_value: 0, max_value: 100, mostly: 0.9}
-              - accepted_range:
+              - ml_warehouse.accepted_range:
                   name: range_strict_errors
                   arguments: {min_value: 0, max_value: 100}
-              - accepted_range:
+              - ml_warehouse.accepted_range:
                   name: range_exclusive_errors
                   arguments: {min_value: 10, max_value: 200, inclusive: false, mostly: 0.9}
       - name: range_11
         columns:
           - name: v
             data_tests:
-              - accepted_range:
+              - ml_warehouse.accepted_range:
                   name: range_mostly_90_fails
                   arguments: {min_value: 0, max_value: 100, mostly: 0.9}
       - name: emails_10
         columns:
           - name: email
             data_tests:
-              - matches_regex:
+              - ml_warehouse.matches_regex:
                   name: regex_mostly_90_passes
                   arguments: {pattern: "var('email_pattern')", mostly: 0.9}
           - name: v
             data_tests:
-              - accepted_range:
+              - ml_warehouse.accepted_range:
                   name: range_ignores_nulls_passes
                   arguments: {min_value: 0, max_value: 98}
       - name: emails_11
         columns:
           - name: email
             data_tests:
-              - matches_regex:
+              - ml_warehouse.matches_regex:
                   name: regex_mostly_90_fails
                   arguments: {pattern: "var('email_pattern')", mostly: 0.9}
-              - matches_regex:
+              - ml_warehouse.matches_regex:
                   name: regex_mostly_90_severity_warn_warns
                   arguments: {pattern: "var('email_pattern')", mostly: 0.9}
                   config: {severity: warn}
@@ -312,60 +313,60 @@ sources:
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_23h59_passes}
+              - ml_warehouse.recency: {name: recency_23h59_passes}
       - name: fresh_24h
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_exactly_24h_passes}
+              - ml_warehouse.recency: {name: recency_exactly_24h_passes}
       - name: stale_24h01
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_24h01_warns}
+              - ml_warehouse.recency: {name: recency_24h01_warns}
       - name: stale_48h01
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_48h01_errors}
-              - recency:
+              - ml_warehouse.recency: {name: recency_48h01_errors}
+              - ml_warehouse.recency:
                   name: recency_48h01_severity_warn_warns
                   config: {severity: warn}
       - name: fresh_tz
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_timestamptz_passes}
+              - ml_warehouse.recency: {name: recency_timestamptz_passes}
       - name: fresh_text
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_text_passes}
+              - ml_warehouse.recency: {name: recency_text_passes}
       - name: null_times
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_all_null_warns}
+              - ml_warehouse.recency: {name: recency_all_null_warns}
       - name: meta_2h
         meta:
           freshness_warn_hours: 1
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: recency_source_meta_warns}
+              - ml_warehouse.recency: {name: recency_source_meta_warns}
       - name: clock_now
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: clock_recency_1h_passes}
+              - ml_warehouse.recency: {name: clock_recency_1h_passes}
       - name: clock_25h
         columns:
           - name: loaded_at
             data_tests:
-              - recency: {name: clock_recency_25h_warns}
+              - ml_warehouse.recency: {name: clock_recency_25h_warns}
       - name: typed
         data_tests:
-          - expected_column_types:
+          - ml_warehouse.expected_column_types:
               name: types_match_passes
               arguments:
                 column_types:
@@ -374,11 +375,11 @@ sources:
                   amount: double precision
                   flag: bool
                   loaded_at: timestamp
-          - expected_column_types:
+          - ml_warehouse.expected_column_types:
               name: types_mismatch_errors
               arguments:
                 column_types: {id: integer, name: varchar, gone: varchar}
-          - expected_column_types:
+          - ml_warehouse.expected_column_types:
               name: types_extra_column_errors
               arguments:
                 column_types: {id: bigint}
@@ -405,7 +406,7 @@ models:
         missing_rate_warn: 0.06
         outlier_rate_warn: 0.2
     data_tests:
-      - expected_column_types: {name: types_from_yaml_passes}
+      - ml_warehouse.expected_column_types: {name: types_from_yaml_passes}
     columns:
       - name: v
         data_type: bigint
@@ -413,8 +414,8 @@ models:
           meta:
             outlier_iqr_factor: 0.1
         data_tests:
-          - missing_rate: {name: missing_model_meta_passes}
-          - outlier_rate: {name: outlier_column_meta_factor_warns}
+          - ml_warehouse.missing_rate: {name: missing_model_meta_passes}
+          - ml_warehouse.outlier_rate: {name: outlier_column_meta_factor_warns}
 """
 
 
@@ -463,8 +464,13 @@ class FixtureProject:
 
 
 def statuses(run_results: dict[str, Any]) -> dict[str, str]:
-    """Node name -> status ('pass', 'warn', 'fail', 'success', 'skipped', 'error')."""
-    return {r["unique_id"].split(".")[2]: r["status"] for r in run_results["results"]}
+    """Node name -> status ('pass', 'warn', 'fail', 'success', 'skipped', 'error') of each
+    model and test (not the tool's package's on-run-start hooks)."""
+    return {
+        r["unique_id"].split(".")[2]: r["status"]
+        for r in run_results["results"]
+        if not r["unique_id"].startswith("operation.")
+    }
 
 
 def make_project(root: Path) -> FixtureProject:
@@ -480,6 +486,9 @@ def make_project(root: Path) -> FixtureProject:
         "model-paths": ["models"],
         "macro-paths": ["macros"],
         "test-paths": ["tests"],
+        "dispatch": [
+            {"macro_namespace": "dbt", "search_order": ["quality_fixtures", "ml_warehouse", "dbt"]}
+        ],
         "vars": quality_vars(),
         "models": {"quality_fixtures": {"+materialized": "view"}},
     }
@@ -489,10 +498,9 @@ def make_project(root: Path) -> FixtureProject:
             "outputs": {"duckdb": {"type": "duckdb", "path": str(warehouse), "threads": 1}},
         }
     }
-    # Copies of the project's own files: dbt 1.11 does not read generic tests
-    # from an absolute path outside the project.
-    shutil.copytree(PROJECT_DIR / "macros", root / "macros")
-    shutil.copytree(PROJECT_DIR / "tests" / "dbt" / "generic", root / "tests" / "generic")
+    # The tool's dbt package, as every project gets it: packages.yml and the link.
+    (root / "packages.yml").write_text(f"packages:\n  - local: {dbt_package.LINK}\n")
+    dbt_package.link(root)
     (root / "dbt_project.yml").write_text(yaml.safe_dump(project), encoding="utf-8")
     (root / "profiles.yml").write_text(yaml.safe_dump(profiles), encoding="utf-8")
     models = root / "models"

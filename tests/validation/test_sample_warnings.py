@@ -65,7 +65,7 @@ def test_sample_warnings_are_exactly_the_injected_defects_above_threshold(
     users = built_warehouse.manifest["users"]
     latest = users["latest"]
     events = built_warehouse.manifest["events"]
-    dim_users = "model.ml_warehouse.dim_users"
+    dim_users = "model.ml_warehouse_demo.dim_users"
     null_ages = latest["missing_age"] + latest["non_numeric_age"] + latest["impossible_age"]
     null_emails = latest["invalid_email"]  # dim_users.email and email_domain are null then
     dim_users_cells = users["distinct_users"] * len(manifest["nodes"][dim_users]["columns"])
@@ -81,7 +81,7 @@ def test_sample_warnings_are_exactly_the_injected_defects_above_threshold(
         ("duplicate_rate", "raw.users", None): above(
             users["exact_duplicates"],
             users["raw_rows"],
-            threshold("duplicate_rate_error", "source.ml_warehouse.users.users"),
+            threshold("duplicate_rate_error", "source.ml_warehouse_demo.users.users"),
         ),
         ("missing_rate", "marts.dim_users", "age"): above(
             null_ages, users["distinct_users"], threshold("missing_rate_warn", dim_users, "age")
@@ -99,7 +99,7 @@ def test_sample_warnings_are_exactly_the_injected_defects_above_threshold(
         ("outlier_rate", "marts.fct_events", "value"): above(
             events["value_outliers"],
             valid_events,
-            threshold("outlier_rate_warn", "model.ml_warehouse.fct_events", "value"),
+            threshold("outlier_rate_warn", "model.ml_warehouse_demo.fct_events", "value"),
         ),
     }
     assert set(defects) <= set(by_key), "each defect is watched by a test in the project"

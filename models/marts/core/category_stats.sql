@@ -15,7 +15,7 @@ final as (
         avg(value) as value_mean,
         stddev_samp(value) as value_std,
         cast(count(*) as {{ dbt.type_bigint() }}) as event_count,
-        {{ iqr_bounds('value', prefix='value_') }}
+        {{ ml_warehouse.iqr_bounds('value', prefix='value_') }}
 
     from events
     group by category

@@ -38,7 +38,7 @@ final as (
         events.event_day_of_week,
 
         -- category statistics
-        {{ is_outlier(
+        {{ ml_warehouse.is_outlier(
             'events.value', 'category_stats.value_lower_bound', 'category_stats.value_upper_bound'
         ) }} as is_value_outlier,
         category_stats.value_mean as category_value_mean,

@@ -10,7 +10,7 @@
 -- compiles it against no data), the activity is computed here in full.
 -- depends_on: {{ ref('int_user_activity') }}
 {{ config(materialized='view') }}
-{%- set as_of = features_as_of() %}
+{%- set as_of = ml_warehouse.features_as_of() %}
 {%- set stored = user_activity_is_stored(as_of) %}
 
 with

@@ -10,21 +10,21 @@
     stored copies of the same event_ids: a re-sent event's new copy counts, the
     stored one becomes a duplicate. Tagged `backfill`: with the vars
     backfill_start/backfill_end it re-processes exactly that occurred_at range
-    instead (macros/backfill.sql).
+    instead (ml_warehouse's backfill.sql).
 #}
 {{
     config(
-        materialized=merge_materialization(),
+        materialized=ml_warehouse.merge_materialization(),
         incremental_strategy='merge',
         unique_key=['segment', 'segment_line', 'loaded_at'],
         on_schema_change='append_new_columns',
         tags=['backfill'],
-        pre_hook="{{ backfill_delete(this, 'occurred_at') }}",
+        pre_hook="{{ ml_warehouse.backfill_delete(this, 'occurred_at') }}",
     )
 }}
-{%- set new_rows_only = is_incremental() and not is_backfill() %}
+{%- set new_rows_only = is_incremental() and not ml_warehouse.is_backfill() %}
 {%- set watermark = events_watermark(source('events', 'events')) if new_rows_only else none %}
-{%- set raw_loaded_at = to_utc_timestamp('_loaded_at', safe=false) %}
+{%- set raw_loaded_at = ml_warehouse.to_utc_timestamp('_loaded_at', safe=false) %}
 
 with
 
@@ -42,15 +42,15 @@ renamed as (
     select
         -- ids
         nullif(trim(event_id), '') as event_id,
-        {{ safe_cast('trim(user_id)', dbt.type_bigint()) }} as user_id,
+        {{ ml_warehouse.safe_cast('trim(user_id)', dbt.type_bigint()) }} as user_id,
 
         -- attributes
         nullif(lower(trim(category)), '') as category,
-        {{ safe_cast('trim(value)', type_double()) }} as value,
+        {{ ml_warehouse.safe_cast('trim(value)', ml_warehouse.type_double()) }} as value,
         value as value_raw,
 
         -- timestamps (UTC)
-        {{ to_utc_timestamp("nullif(trim(occurred_at), '')") }} as occurred_at,
+        {{ ml_warehouse.to_utc_timestamp("nullif(trim(occurred_at), '')") }} as occurred_at,
 
         -- lineage
         _segment as segment,
@@ -163,7 +163,7 @@ final as (
 )
 
 select * from final
-{%- if is_incremental() and is_backfill() %}
+{%- if is_incremental() and ml_warehouse.is_backfill() %}
     -- a backfill: exactly the requested occurred_at range, ranked over every copy
-    where {{ backfill_range_filter('occurred_at') }}
+    where {{ ml_warehouse.backfill_range_filter('occurred_at') }}
 {%- endif %}

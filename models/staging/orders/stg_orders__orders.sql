@@ -18,18 +18,18 @@ renamed as (
 
         -- numerics: NaN or an infinity is no amount (the order is quarantined)
         case
-            when {{ is_finite('amount') }} then cast(amount as {{ type_double() }})
+            when {{ ml_warehouse.is_finite('amount') }} then cast(amount as {{ ml_warehouse.type_double() }})
         end as amount,
-        coalesce(not {{ is_finite('amount') }}, false) as has_invalid_amount,
+        coalesce(not {{ ml_warehouse.is_finite('amount') }}, false) as has_invalid_amount,
 
         -- attributes
         upper(trim(currency)) as currency,
         lower(trim(status)) as status,
 
         -- timestamps (UTC)
-        {{ to_utc_timestamp('created_at', safe=false) }} as created_at,
-        {{ to_utc_timestamp('updated_at', safe=false) }} as updated_at,
-        {{ to_utc_timestamp('_loaded_at', safe=false) }} as loaded_at
+        {{ ml_warehouse.to_utc_timestamp('created_at', safe=false) }} as created_at,
+        {{ ml_warehouse.to_utc_timestamp('updated_at', safe=false) }} as updated_at,
+        {{ ml_warehouse.to_utc_timestamp('_loaded_at', safe=false) }} as loaded_at
 
     from source
 

@@ -19,11 +19,11 @@ renamed as (
         lower(trim(category)) as product_category,
 
         -- numerics
-        cast(price as {{ type_double() }}) as price,
+        cast(price as {{ ml_warehouse.type_double() }}) as price,
 
         -- timestamps (UTC)
-        {{ to_utc_timestamp('updated_at', safe=false) }} as updated_at,
-        {{ to_utc_timestamp('_loaded_at', safe=false) }} as loaded_at
+        {{ ml_warehouse.to_utc_timestamp('updated_at', safe=false) }} as updated_at,
+        {{ ml_warehouse.to_utc_timestamp('_loaded_at', safe=false) }} as loaded_at
 
     from source
 

@@ -36,7 +36,7 @@ renamed as (
 
     select
         -- ids
-        {{ safe_cast('trim(user_id_raw)', dbt.type_bigint()) }} as user_id,
+        {{ ml_warehouse.safe_cast('trim(user_id_raw)', dbt.type_bigint()) }} as user_id,
         row_key,
 
         -- attributes
@@ -44,12 +44,12 @@ renamed as (
         nullif(lower(trim(email_raw)), '') as email,
         coalesce(email_raw <> lower(trim(email_raw)), false) as has_email_needing_cleanup,
         nullif(trim(age_raw), '') as age_text,
-        {{ safe_cast("nullif(trim(age_raw), '')", dbt.type_int()) }} as age_number,
+        {{ ml_warehouse.safe_cast("nullif(trim(age_raw), '')", dbt.type_int()) }} as age_number,
         nullif(upper(trim(country_raw)), '') as country,
 
         -- timestamps (UTC)
-        {{ to_utc_timestamp("nullif(trim(signup_at_raw), '')") }} as signup_at,
-        {{ to_utc_timestamp("nullif(trim(updated_at_raw), '')") }} as updated_at,
+        {{ ml_warehouse.to_utc_timestamp("nullif(trim(signup_at_raw), '')") }} as signup_at,
+        {{ ml_warehouse.to_utc_timestamp("nullif(trim(updated_at_raw), '')") }} as updated_at,
 
         -- raw values, kept for quarantine and audits
         user_id_raw,
@@ -61,7 +61,7 @@ renamed as (
         -- lineage
         source_file,
         source_line,
-        {{ to_utc_timestamp('loaded_at_raw', safe=false) }} as loaded_at,
+        {{ ml_warehouse.to_utc_timestamp('loaded_at_raw', safe=false) }} as loaded_at,
         copy_number
 
     from numbered

@@ -17,12 +17,12 @@
     test reads the whole model. The variable is read only when tests run, so
     its value never makes dbt parse the project again.
 #}
-{% macro get_where_subquery(relation) -%}
+{% macro default__get_where_subquery(relation) -%}
     {%- set conditions = [] -%}
     {%- if config.get('where') -%}
         {%- do conditions.append(config.get('where')) -%}
     {%- endif -%}
-    {%- set new_rows = new_rows_condition() -%}
+    {%- set new_rows = ml_warehouse.new_rows_condition() -%}
     {%- if new_rows and model.test_metadata.name == 'unique' -%}
         {%- set key = model.test_metadata.kwargs.column_name -%}
         {%- do conditions.append(key ~ ' in (select ' ~ key ~ ' from ' ~ relation ~ ' where ' ~ new_rows ~ ')') -%}
@@ -48,7 +48,7 @@
         {{ return('') }}
     {%- endif -%}
     {%- set since = env_var('WAREHOUSE_CHECK_SINCE', '') -%}
-    {%- if not since or model.test_metadata.name not in row_level_tests() + ['unique'] -%}
+    {%- if not since or model.test_metadata.name not in ml_warehouse.row_level_tests() + ['unique'] -%}
         {{ return('') }}
     {%- endif -%}
     {%- set tested = graph.nodes.get(model.attached_node) -%}
@@ -61,7 +61,7 @@
     {%- endif -%}
     {%- set rendered = namespace(text=template.replace('{since}', "cast('" ~ since ~ "' as " ~ dbt.type_timestamp() ~ ")")) -%}
     {%- for node in graph.nodes.values() if node.resource_type == 'model' and ('{' ~ node.name ~ '}') in rendered.text -%}
-        {%- set rendered.text = rendered.text.replace('{' ~ node.name ~ '}', node_relation(node) | string) -%}
+        {%- set rendered.text = rendered.text.replace('{' ~ node.name ~ '}', ml_warehouse.node_relation(node) | string) -%}
     {%- endfor -%}
     {{ return('(' ~ rendered.text ~ ')') }}
 {%- endmacro %}
@@ -72,7 +72,7 @@
     own `model` argument may be the subquery above, which cannot be described.
 #}
 {% macro tested_relation() -%}
-    {{ return(node_relation(graph.nodes.get(model.attached_node))) }}
+    {{ return(ml_warehouse.node_relation(graph.nodes.get(model.attached_node))) }}
 {%- endmacro %}
 
 

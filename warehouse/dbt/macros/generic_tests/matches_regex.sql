@@ -18,6 +18,6 @@
     fail_calc='coalesce(sum(quality_over_tolerance), 0)',
 ) }}
 
-{{ quality_row_check(model, column_name, 'not (' ~ regexp_like(column_name, pattern) ~ ')', mostly) }}
+{{ ml_warehouse.quality_row_check(model, column_name, 'not (' ~ ml_warehouse.regexp_like(column_name, pattern) ~ ')', mostly) }}
 
 {% endtest %}

@@ -6,7 +6,7 @@
     `dev_alice_staging`, `dev_alice_marts`, ... and never the production schemas.
     Sources are not affected: every target reads the one `raw` that ingestion loads.
 #}
-{% macro generate_schema_name(custom_schema_name, node) -%}
+{% macro default__generate_schema_name(custom_schema_name, node) -%}
     {%- if custom_schema_name is none -%}
         {{ target.schema }}
     {%- elif target.name in var('production_targets', ['duckdb', 'postgres', 'spark', 'prod']) -%}

@@ -13,10 +13,10 @@
 #}
 {% test outlier_rate(model, column_name, factor=none, threshold=none, group_by=none) %}
 {{ config(severity='warn', fail_calc='coalesce(max(failures), 0)') }}
-{%- set limit = threshold if threshold is not none else quality_threshold('outlier_rate_warn', model, column_name) -%}
-{%- set k = factor if factor is not none else quality_threshold('outlier_iqr_factor', model, column_name) -%}
+{%- set limit = threshold if threshold is not none else ml_warehouse.quality_threshold('outlier_rate_warn', model, column_name) -%}
+{%- set k = factor if factor is not none else ml_warehouse.quality_threshold('outlier_iqr_factor', model, column_name) -%}
 {%- if group_by is none -%}
-    {%- set group_by = quality_meta(quality_column_node(quality_node(model), column_name)).get('outlier_group_by') -%}
+    {%- set group_by = ml_warehouse.quality_meta(ml_warehouse.quality_column_node(ml_warehouse.quality_node(model), column_name)).get('outlier_group_by') -%}
 {%- endif -%}
 {%- set groups = ([group_by] if group_by is string else group_by) if group_by else [] -%}
 {%- set group_select, group_keys, group_match = [], [], [] -%}
@@ -35,7 +35,7 @@ with
 observed as (
 
     select
-        {{ group_select | join('') }}cast({{ column_name }} as {{ type_double() }}) as observed_value
+        {{ group_select | join('') }}cast({{ column_name }} as {{ ml_warehouse.type_double() }}) as observed_value
 
     from {{ model }}
     where {{ column_name }} is not null
@@ -45,8 +45,8 @@ observed as (
 quartiles as (
 
     select
-        {{ group_keys | join('') }}{{ percentile_cont('observed_value', 0.25) }} as q1,
-        {{ percentile_cont('observed_value', 0.75) }} as q3
+        {{ group_keys | join('') }}{{ ml_warehouse.percentile_cont('observed_value', 0.25) }} as q1,
+        {{ ml_warehouse.percentile_cont('observed_value', 0.75) }} as q3
 
     from observed
     {{ ('group by ' ~ group_keys | join('') | trim | trim(',')) if groups }}
@@ -56,8 +56,8 @@ quartiles as (
 fences as (
 
     select
-        {{ group_keys | join('') }}{{ iqr_lower_bound('q1', 'q3', k) }} as lower_bound,
-        {{ iqr_upper_bound('q1', 'q3', k) }} as upper_bound
+        {{ group_keys | join('') }}{{ ml_warehouse.iqr_lower_bound('q1', 'q3', k) }} as lower_bound,
+        {{ ml_warehouse.iqr_upper_bound('q1', 'q3', k) }} as upper_bound
 
     from quartiles
 
@@ -88,10 +88,10 @@ rated as (
         value_count,
         outlier_count,
         case
-            when value_count > 0 then cast(outlier_count as {{ type_double() }}) / value_count
+            when value_count > 0 then cast(outlier_count as {{ ml_warehouse.type_double() }}) / value_count
         end as outlier_rate,
-        {{ quality_literal(limit) }} as threshold,
-        {{ quality_literal(k) }} as iqr_factor
+        {{ ml_warehouse.quality_literal(limit) }} as threshold,
+        {{ ml_warehouse.quality_literal(k) }} as iqr_factor
 
     from counted
 

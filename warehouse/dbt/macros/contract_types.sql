@@ -31,7 +31,7 @@
         {%- set copy = {} -%}
         {%- do copy.update(column) -%}
         {%- if column.get('data_type') -%}
-            {%- do copy.update({'data_type': contract_data_type(column['data_type'])}) -%}
+            {%- do copy.update({'data_type': ml_warehouse.contract_data_type(column['data_type'])}) -%}
         {%- endif -%}
         {%- do mapped.update({name: copy}) -%}
     {%- endfor -%}
@@ -40,15 +40,15 @@
 
 
 {% macro postgres__get_empty_schema_sql(columns) -%}
-    {{ return(default__get_empty_schema_sql(contract_columns(columns))) }}
+    {{ return(default__get_empty_schema_sql(ml_warehouse.contract_columns(columns))) }}
 {%- endmacro %}
 
 {% macro spark__get_empty_schema_sql(columns) -%}
-    {{ return(default__get_empty_schema_sql(contract_columns(columns))) }}
+    {{ return(default__get_empty_schema_sql(ml_warehouse.contract_columns(columns))) }}
 {%- endmacro %}
 
 {% macro postgres__get_table_columns_and_constraints() -%}
-    {%- set column_ddl = adapter.render_raw_columns_constraints(raw_columns=contract_columns(model['columns'])) -%}
+    {%- set column_ddl = adapter.render_raw_columns_constraints(raw_columns=ml_warehouse.contract_columns(model['columns'])) -%}
     {%- set model_ddl = adapter.render_raw_model_constraints(raw_constraints=model['constraints']) -%}
     ({{ (column_ddl + model_ddl) | join(', ') }})
 {%- endmacro %}

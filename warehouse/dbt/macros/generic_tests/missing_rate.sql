@@ -9,12 +9,12 @@
 #}
 {% test missing_rate(model, column_name=none, threshold=none) %}
 {{ config(severity='warn', fail_calc='coalesce(max(failures), 0)') }}
-{%- set limit = threshold if threshold is not none else quality_threshold('missing_rate_warn', model, column_name) -%}
+{%- set limit = threshold if threshold is not none else ml_warehouse.quality_threshold('missing_rate_warn', model, column_name) -%}
 {%- if column_name is not none -%}
     {%- set columns = [column_name] -%}
 {%- else -%}
     {%- set columns = [] -%}
-    {%- for name in quality_columns(model) -%}
+    {%- for name in ml_warehouse.quality_columns(model) -%}
         {%- do columns.append(adapter.quote(name)) -%}
     {%- endfor -%}
 {%- endif -%}
@@ -43,9 +43,9 @@ rated as (
         missing_count,
         case
             when row_count > 0 and {{ columns | length }} > 0
-                then cast(missing_count as {{ type_double() }}) / (row_count * {{ columns | length }})
+                then cast(missing_count as {{ ml_warehouse.type_double() }}) / (row_count * {{ columns | length }})
         end as missing_rate,
-        {{ quality_literal(limit) }} as threshold
+        {{ ml_warehouse.quality_literal(limit) }} as threshold
 
     from counted
 

@@ -27,6 +27,6 @@
     {%- do outside.append(column_name ~ ' ' ~ above ~ ' ' ~ max_value) -%}
 {%- endif -%}
 
-{{ quality_row_check(model, column_name, outside | join(' or ') if outside else '1 = 0', mostly) }}
+{{ ml_warehouse.quality_row_check(model, column_name, outside | join(' or ') if outside else '1 = 0', mostly) }}
 
 {% endtest %}

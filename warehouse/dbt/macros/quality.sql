@@ -1,8 +1,8 @@
 {#
-    Quality config shared by the generic tests (tests/dbt/generic) and the
+    Quality config shared by the generic tests (macros/generic_tests) and the
     monitor (monitoring/config.py): a threshold is the column's meta, else the
     model's (or source's) meta, else the project var, else the documented
-    default. Keys and defaults are listed in tests/dbt/generic/_generic_tests.yml.
+    default. Keys and defaults are listed in macros/generic_tests/_generic_tests.yml.
 #}
 
 {% macro quality_defaults() -%}
@@ -73,15 +73,15 @@
     are skipped, as the monitor does.
 #}
 {% macro quality_threshold(key, model=none, column_name=none) -%}
-    {%- set node = quality_node(model) -%}
+    {%- set node = ml_warehouse.quality_node(model) -%}
     {%- set scopes = [] -%}
-    {%- set column = quality_column_node(node, column_name) -%}
+    {%- set column = ml_warehouse.quality_column_node(node, column_name) -%}
     {%- if column is not none -%}
-        {%- do scopes.append(quality_meta(column)) -%}
+        {%- do scopes.append(ml_warehouse.quality_meta(column)) -%}
     {%- endif -%}
-    {%- do scopes.append(quality_meta(node)) -%}
+    {%- do scopes.append(ml_warehouse.quality_meta(node)) -%}
     {%- do scopes.append({key: var(key, none)}) -%}
-    {%- do scopes.append(quality_defaults()) -%}
+    {%- do scopes.append(ml_warehouse.quality_defaults()) -%}
     {%- for scope in scopes -%}
         {%- set value = scope.get(key) -%}
         {%- if value is not none and value is not boolean and value | string | trim != '' -%}
@@ -97,7 +97,7 @@
 
 {# A threshold as a SQL double literal. #}
 {% macro quality_literal(value) -%}
-    cast({{ value }} as {{ type_double() }})
+    cast({{ value }} as {{ ml_warehouse.type_double() }})
 {%- endmacro %}
 
 
@@ -131,10 +131,10 @@
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
-    {%- set node = quality_node(model) -%}
+    {%- set node = ml_warehouse.quality_node(model) -%}
     {%- set names = [] -%}
     {%- for column in adapter.get_columns_in_relation(model) -%}
-        {%- set meta = quality_meta(quality_column_node(node, column.name)) -%}
+        {%- set meta = ml_warehouse.quality_meta(ml_warehouse.quality_column_node(node, column.name)) -%}
         {%- set opted_out = (meta.get('monitor', true) | string | trim | lower) in ['false', '0', 'no', 'off'] -%}
         {%- if not column.name.startswith('_dlt_') and not opted_out -%}
             {%- do names.append(column.name) -%}
@@ -189,13 +189,13 @@
     timestamp is taken as UTC already (the project's convention).
 #}
 {% macro quality_utc_timestamp(model, column_name) -%}
-    {%- set data_type = quality_column_type(model, column_name) -%}
+    {%- set data_type = ml_warehouse.quality_column_type(model, column_name) -%}
     {%- if data_type is none -%}
         {{ return(column_name) }}
     {%- elif 'time zone' in data_type or data_type == 'timestamptz' -%}
-        {{ return(to_utc_timestamp(column_name, safe=false)) }}
+        {{ return(ml_warehouse.to_utc_timestamp(column_name, safe=false)) }}
     {%- elif 'char' in data_type or data_type in ['text', 'string'] -%}
-        {{ return(to_utc_timestamp(column_name, safe=true)) }}
+        {{ return(ml_warehouse.to_utc_timestamp(column_name, safe=true)) }}
     {%- else -%}
         {{ return(column_name) }}
     {%- endif -%}
@@ -240,12 +240,12 @@ final as (
         failing_rows.*,
         summary.quality_value_count,
         summary.quality_failing_count,
-        cast(summary.quality_value_count - summary.quality_failing_count as {{ type_double() }})
+        cast(summary.quality_value_count - summary.quality_failing_count as {{ ml_warehouse.type_double() }})
         / summary.quality_value_count as quality_passing_share,
-        {{ quality_literal(mostly) }} as quality_mostly,
+        {{ ml_warehouse.quality_literal(mostly) }} as quality_mostly,
         case
-            when cast(summary.quality_value_count - summary.quality_failing_count as {{ type_double() }})
-                / summary.quality_value_count < {{ quality_literal(mostly) }}
+            when cast(summary.quality_value_count - summary.quality_failing_count as {{ ml_warehouse.type_double() }})
+                / summary.quality_value_count < {{ ml_warehouse.quality_literal(mostly) }}
                 then 1
             else 0
         end as quality_over_tolerance

@@ -27,19 +27,19 @@
 
 {# "true" (truthy) when a backfill range is given, else "" (falsy). #}
 {% macro is_backfill() -%}
-    {{- 'true' if backfill_range() is not none else '' -}}
+    {{- 'true' if ml_warehouse.backfill_range() is not none else '' -}}
 {%- endmacro %}
 
 
 {% macro backfill_range_filter(column) -%}
-    {%- set range = backfill_range() -%}
+    {%- set range = ml_warehouse.backfill_range() -%}
     {{ column }} >= cast('{{ range[0] }}' as {{ dbt.type_timestamp() }})
     and {{ column }} < cast('{{ range[1] }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
 
 
 {% macro backfill_delete(relation, column) -%}
-    {%- if is_incremental() and backfill_range() is not none -%}
-        delete from {{ relation }} where {{ backfill_range_filter(column) }}
+    {%- if is_incremental() and ml_warehouse.backfill_range() is not none -%}
+        delete from {{ relation }} where {{ ml_warehouse.backfill_range_filter(column) }}
     {%- endif -%}
 {%- endmacro %}

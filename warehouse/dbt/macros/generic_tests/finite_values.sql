@@ -10,7 +10,7 @@
 {{ config(severity='error') }}
 {%- set floating = [] -%}
 {%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(tested_relation()) -%}
+    {%- for column in adapter.get_columns_in_relation(ml_warehouse.tested_relation()) -%}
         {%- set dtype = column.dtype | lower -%}
         {%- if 'double' in dtype or 'float' in dtype or 'real' in dtype -%}
             {%- do floating.append(column.name) -%}
@@ -23,7 +23,7 @@
             '{{ name }}' as column_name,
             count(*) as non_finite_values
         from {{ model }}
-        where not {{ is_finite(adapter.quote(name)) }}
+        where not {{ ml_warehouse.is_finite(adapter.quote(name)) }}
         having count(*) > 0
         {%- if not loop.last %}
             union all

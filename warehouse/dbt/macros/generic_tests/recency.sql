@@ -13,8 +13,8 @@
 #}
 {% test recency(model, column_name, warn_hours=none, error_hours=none) %}
 {{ config(severity='error', fail_calc='coalesce(max(failures), 0)', warn_if='>= 1', error_if='>= 2') }}
-{%- set warn_at = warn_hours if warn_hours is not none else quality_threshold('freshness_warn_hours', model, column_name) -%}
-{%- set error_at = error_hours if error_hours is not none else quality_threshold('freshness_error_hours', model, column_name) -%}
+{%- set warn_at = warn_hours if warn_hours is not none else ml_warehouse.quality_threshold('freshness_warn_hours', model, column_name) -%}
+{%- set error_at = error_hours if error_hours is not none else ml_warehouse.quality_threshold('freshness_error_hours', model, column_name) -%}
 
 with
 
@@ -22,7 +22,7 @@ newest as (
 
     select
         count(*) as row_count,
-        max({{ quality_utc_timestamp(model, column_name) }}) as newest_at
+        max({{ ml_warehouse.quality_utc_timestamp(model, column_name) }}) as newest_at
 
     from {{ model }}
 
@@ -33,10 +33,10 @@ aged as (
     select
         row_count,
         newest_at,
-        {{ quality_now() }} as measured_at,
-        cast({{ dbt.datediff('newest_at', quality_now(), 'second') }} as {{ type_double() }}) / 3600 as age_hours,
-        {{ quality_literal(warn_at) }} as warn_hours,
-        {{ quality_literal(error_at) }} as error_hours
+        {{ ml_warehouse.quality_now() }} as measured_at,
+        cast({{ dbt.datediff('newest_at', ml_warehouse.quality_now(), 'second') }} as {{ ml_warehouse.type_double() }}) / 3600 as age_hours,
+        {{ ml_warehouse.quality_literal(warn_at) }} as warn_hours,
+        {{ ml_warehouse.quality_literal(error_at) }} as error_hours
 
     from newest
 

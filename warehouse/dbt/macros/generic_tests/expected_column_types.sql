@@ -19,7 +19,7 @@
             {%- do expected.update({name | lower: data_type}) -%}
         {%- endfor -%}
     {%- else -%}
-        {%- set node = quality_node(model) -%}
+        {%- set node = ml_warehouse.quality_node(model) -%}
         {%- for name, column in ((node.get('columns') or {}) if node is not none else {}).items() -%}
             {%- if column.get('data_type') -%}
                 {%- do expected.update({name | lower: column.data_type}) -%}
@@ -33,7 +33,7 @@
     {%- for name, data_type in expected.items() | sort -%}
         {%- if name not in actual -%}
             {%- do problems.append((name, data_type, 'missing')) -%}
-        {%- elif quality_normalize_type(actual[name]) != quality_normalize_type(data_type) -%}
+        {%- elif ml_warehouse.quality_normalize_type(actual[name]) != ml_warehouse.quality_normalize_type(data_type) -%}
             {%- do problems.append((name, data_type, actual[name])) -%}
         {%- endif -%}
     {%- endfor -%}

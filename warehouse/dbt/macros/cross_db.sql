@@ -17,9 +17,9 @@
 {%- endmacro %}
 
 {% macro duckdb__safe_cast(expression, data_type) -%}
-    {%- if is_number_type(data_type) -%}
+    {%- if ml_warehouse.is_number_type(data_type) -%}
         case
-            when {{ duckdb__regexp_like('cast(' ~ expression ~ ' as varchar)', safe_cast_pattern(data_type)) }}
+            when {{ ml_warehouse.duckdb__regexp_like('cast(' ~ expression ~ ' as varchar)', ml_warehouse.safe_cast_pattern(data_type)) }}
                 then try_cast({{ expression }} as {{ data_type }})
         end
     {%- else -%}
@@ -28,9 +28,9 @@
 {%- endmacro %}
 
 {% macro spark__safe_cast(expression, data_type) -%}
-    {%- if is_number_type(data_type) -%}
+    {%- if ml_warehouse.is_number_type(data_type) -%}
         case
-            when {{ spark__regexp_like('cast(' ~ expression ~ ' as string)', safe_cast_pattern(data_type)) }}
+            when {{ ml_warehouse.spark__regexp_like('cast(' ~ expression ~ ' as string)', ml_warehouse.safe_cast_pattern(data_type)) }}
                 then try_cast({{ expression }} as {{ data_type }})
         end
     {%- else -%}
@@ -40,12 +40,12 @@
 
 {% macro default__safe_cast(expression, data_type) -%}
     {#- No try_cast: guard the cast with a pattern for the target's family (on its text). -#}
-    {%- set pattern = safe_cast_pattern(data_type) -%}
+    {%- set pattern = ml_warehouse.safe_cast_pattern(data_type) -%}
     {%- if not pattern -%}
         {{ return('cast(' ~ expression ~ ' as ' ~ data_type ~ ')') }}
     {%- endif -%}
     case
-        when {{ regexp_like('cast(' ~ expression ~ ' as ' ~ dbt.type_string() ~ ')', pattern) }}
+        when {{ ml_warehouse.regexp_like('cast(' ~ expression ~ ' as ' ~ dbt.type_string() ~ ')', pattern) }}
             then cast({{ expression }} as {{ data_type }})
     end
 {%- endmacro %}
@@ -127,7 +127,7 @@
 {% macro duckdb__to_utc_timestamp(expression, safe=true, tz='UTC') -%}
     {%- if safe -%}
         timezone('UTC', case
-            when {{ duckdb__regexp_like(expression, utc_offset_pattern()) }}
+            when {{ ml_warehouse.duckdb__regexp_like(expression, ml_warehouse.utc_offset_pattern()) }}
                 then try_cast({{ expression }} as timestamptz)
             else timezone('{{ tz }}', try_cast({{ expression }} as timestamp))
         end)
@@ -140,7 +140,7 @@
 {% macro spark__to_utc_timestamp(expression, safe=true, tz='UTC') -%}
     {%- if safe and tz != 'UTC' -%}
         case
-            when {{ regexp_like(expression, utc_offset_pattern()) }}
+            when {{ ml_warehouse.regexp_like(expression, ml_warehouse.utc_offset_pattern()) }}
                 then try_cast({{ expression }} as timestamp)
             else to_utc_timestamp(try_cast({{ expression }} as timestamp), '{{ tz }}')
         end
@@ -154,9 +154,9 @@
 {% macro default__to_utc_timestamp(expression, safe=true, tz='UTC') -%}
     {%- if safe -%}
         (case
-            when {{ regexp_like(expression, utc_offset_pattern()) }}
-                then {{ safe_cast(expression, 'timestamptz') }}
-            else ({{ safe_cast(expression, 'timestamp') }} at time zone '{{ tz }}')
+            when {{ ml_warehouse.regexp_like(expression, ml_warehouse.utc_offset_pattern()) }}
+                then {{ ml_warehouse.safe_cast(expression, 'timestamptz') }}
+            else ({{ ml_warehouse.safe_cast(expression, 'timestamp') }} at time zone '{{ tz }}')
         end at time zone 'UTC')
     {%- else -%}
         (cast({{ expression }} as timestamptz) at time zone 'UTC')
@@ -233,7 +233,7 @@
 {%- endmacro %}
 
 {% macro default__parse_date(expression, format) -%}
-    {{ exceptions.raise_compiler_error("parse_date('" ~ format ~ "') is written for DuckDB: cast this column in the model for " ~ target.type) }}
+    {{ exceptions.raise_compiler_error("ml_warehouse.parse_date('" ~ format ~ "') is written for DuckDB: cast this column in the model for " ~ target.type) }}
 {%- endmacro %}
 
 {% macro parse_timestamp(expression, format, tz='UTC') -%}
@@ -245,5 +245,5 @@
 {%- endmacro %}
 
 {% macro default__parse_timestamp(expression, format, tz='UTC') -%}
-    {{ exceptions.raise_compiler_error("parse_timestamp('" ~ format ~ "') is written for DuckDB: cast this column in the model for " ~ target.type) }}
+    {{ exceptions.raise_compiler_error("ml_warehouse.parse_timestamp('" ~ format ~ "') is written for DuckDB: cast this column in the model for " ~ target.type) }}
 {%- endmacro %}

@@ -11,14 +11,14 @@
 #}
 {% test duplicate_rate(model, column_name=none, columns=none, threshold=none) %}
 {{ config(severity='error', fail_calc='coalesce(max(failures), 0)') }}
-{%- set limit = threshold if threshold is not none else quality_threshold('duplicate_rate_error', model, column_name) -%}
+{%- set limit = threshold if threshold is not none else ml_warehouse.quality_threshold('duplicate_rate_error', model, column_name) -%}
 {%- if column_name is not none -%}
     {%- set key = [column_name] -%}
 {%- elif columns -%}
     {%- set key = [columns] if columns is string else columns -%}
 {%- else -%}
     {%- set key = [] -%}
-    {%- for name in quality_columns(model) -%}
+    {%- for name in ml_warehouse.quality_columns(model) -%}
         {%- do key.append(adapter.quote(name)) -%}
     {%- endfor -%}
 {%- endif -%}
@@ -58,9 +58,9 @@ rated as (
         row_count,
         duplicate_count,
         case
-            when row_count > 0 then cast(duplicate_count as {{ type_double() }}) / row_count
+            when row_count > 0 then cast(duplicate_count as {{ ml_warehouse.type_double() }}) / row_count
         end as duplicate_rate,
-        {{ quality_literal(limit) }} as threshold
+        {{ ml_warehouse.quality_literal(limit) }} as threshold
 
     from counted
 
