@@ -8,6 +8,8 @@
     backfill  re-process an event-time range through the microbatch models, resumably
     features  export user features as of a time, or point-in-time for a label spine
     forget    erase users (right to erasure): every table, rebuild, republish, suppression list
+    prune     drop the tables no current model builds (deleted, renamed, undeclared source)
+    reset     remove the warehouse, dlt's state and the published file: start over
     serve     read-only HTTP feature API over the published user features, hot-swapped
 
 Every step runs as a child process (see steps.py for why). Exit codes, like
@@ -216,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(forget)
 
+    prune = commands.add_parser(
+        "prune", help="drop the tables no current model builds (deleted, renamed, undeclared)"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="list them, drop nothing")
+    _common(prune)
+
+    reset = commands.add_parser(
+        "reset", help="remove the warehouse, dlt's state and the published file: start over"
+    )
+    reset.add_argument("--yes", action="store_true", help="remove them (without: list them)")
+    _common(reset)
+
     return parser
 
 
@@ -278,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 audit.record("export", arguments, code, started, {"out": str(args.out)})
             return code
+        if args.command in ("prune", "reset"):
+            from .clean import command_prune, command_reset
+
+            command = command_prune if args.command == "prune" else command_reset
+            return command(args, ctx, arguments)
         if args.command == "forget":
             from .forget import command_forget
 

@@ -45,6 +45,44 @@ class Published:
     tables: dict[str, int]
     masked: dict[str, str] = field(default_factory=dict)  # "table.column" -> hash|redact|keep
     encrypted: bool = False
+    # Tables in the warehouse's marts that no current model of the project builds.
+    leftovers: list[str] = field(default_factory=list)
+
+
+def built_relations(manifest_path: Path, undeclared: list[str]) -> set[tuple[str, str]]:
+    """(schema, name), lower-case, of every relation the project's current models and seeds
+    build: enabled and not ephemeral, and not downstream of an undeclared source (the
+    pipeline does not build those)."""
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        raise PublishError(
+            f"no dbt manifest at {manifest_path}: run dbt build (or python -m pipeline run) first"
+        ) from None
+    children = manifest.get("child_map") or {}
+    excluded: set[str] = set()
+    frontier = [
+        uid
+        for uid, source in (manifest.get("sources") or {}).items()
+        if source.get("source_name") in undeclared
+    ]
+    while frontier:
+        for child in children.get(frontier.pop(), []):
+            if child not in excluded:
+                excluded.add(child)
+                frontier.append(child)
+    return {
+        (str(node.get("schema", "")).lower(), str(node.get("alias") or node["name"]).lower())
+        for uid, node in (manifest.get("nodes") or {}).items()
+        if node.get("resource_type") in ("model", "seed", "snapshot")
+        and (node.get("config") or {}).get("materialized") != "ephemeral"
+        and uid not in excluded
+    }
+
+
+def project_marts(manifest_path: Path, undeclared: list[str]) -> set[str]:
+    """The names in `marts` that the project's current models build."""
+    return {name for schema, name in built_relations(manifest_path, undeclared) if schema == SCHEMA}
 
 
 def temp_files(analytics: Path) -> list[Path]:
@@ -67,8 +105,11 @@ def publish(
     dlt_load_ids: list[str],
     project_dir: Path | None = None,
     check_kind: str | None = None,
+    marts: set[str] | None = None,
 ) -> Published:
-    """Copy every relation of `marts`, PII masked, into a new file and swap it in atomically.
+    """Copy the project's marts (`marts`, the relation names its current models build; None:
+    every relation of schema `marts`), PII masked, into a new file and swap it in atomically.
+    A table of `marts` that is not one of them is left out and listed in `leftovers`.
 
     `meta.publication` says which run wrote it, from which loads and dbt invocation,
     and which check that build did (full, scoped or none: pipeline/scope.py).
@@ -89,7 +130,7 @@ def publish(
     temp = analytics.parent / f".{analytics.name}.{run_id}.tmp"
     try:
         provenance = [run_id, dbt_invocation_id, dlt_load_ids, check_kind]
-        tables, masked = _write(warehouse, temp, provenance, rules, key)
+        tables, masked, leftovers = _write(warehouse, temp, provenance, rules, key, marts)
         test_pause("publish")
         masking.restrict(temp)
         _fsync(temp)
@@ -98,7 +139,7 @@ def publish(
     finally:
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
-    return Published(analytics, tables, masked, masking.encryption_key() is not None)
+    return Published(analytics, tables, masked, masking.encryption_key() is not None, leftovers)
 
 
 def open_analytics(
@@ -127,7 +168,8 @@ def _write(
     provenance: list[Any],
     rules: dict[str, dict[str, masking.PiiColumn]],
     key: bytes,
-) -> tuple[dict[str, int], dict[str, str]]:
+    marts: set[str] | None,
+) -> tuple[dict[str, int], dict[str, str], list[str]]:
     con = duckdb.connect()
     encryption = masking.encryption_key()
     try:
@@ -137,7 +179,7 @@ def _write(
         con.execute(f"use {NEW_CATALOG}")
         masking.set_hash_key(con, key)
         con.execute(f"attach {literal(str(warehouse.resolve()))} as wh (read_only)")
-        names = [
+        present = [
             r[0]
             for r in con.execute(
                 "select table_name from information_schema.tables "
@@ -145,8 +187,14 @@ def _write(
                 [SCHEMA],
             ).fetchall()
         ]
+        names = [n for n in present if marts is None or n.lower() in marts]
+        leftovers = [f"{SCHEMA}.{n}" for n in present if n not in names]
         if not names:
-            raise PublishError(f"the warehouse {warehouse} has no {SCHEMA} tables: run dbt first")
+            raise PublishError(
+                f"the warehouse {warehouse} has no {SCHEMA} tables: run dbt first"
+                if marts is None or marts
+                else "the project has no marts yet: add a model under models/marts/"
+            )
         con.execute(f"create schema {SCHEMA}")
         counts: dict[str, int] = {}
         masked: dict[str, str] = {}
@@ -198,7 +246,7 @@ def _write(
         con.execute(f"checkpoint {NEW_CATALOG}")
     finally:
         con.close()
-    return counts, masked
+    return counts, masked, leftovers
 
 
 def publication(analytics: Path) -> dict[str, object] | None:

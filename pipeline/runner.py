@@ -25,9 +25,10 @@ from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
 from warehouse.settings import CHECK_SINCE_ENV, locked_warehouse_message
+from warehouse.sources import undeclared_dbt_sources
 
 from . import console, ledger, scope, steps
-from .publish import PublishError, publish
+from .publish import PublishError, project_marts, publish
 from .steps import Context, StepResult, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -320,6 +321,10 @@ class PipelineRun:
                     load_ids,
                     self.ctx.project_dir,
                     self.record.check_kind or self.build_check_kind(),
+                    project_marts(
+                        self.ctx.target_dir / "manifest.json",
+                        undeclared_dbt_sources(self.ctx.project_dir),
+                    ),
                 )
             except (PublishError, duckdb.Error, OSError) as exc:
                 return StepResult("publish", "failed", error=one_line(f"publish: {exc}"))
@@ -329,13 +334,25 @@ class PipelineRun:
             pii = ", ".join(f"{actions.count(a)} {a}ed" for a in ("hash", "redact") if a in actions)
             masked = f", PII columns {pii}" if pii else ""
             detail = f"{len(done.tables)} tables, {rows:,} rows{masked} -> {done.path}"
-            data = {"tables": done.tables, "pii": done.masked, "encrypted": done.encrypted}
-            return StepResult("publish", "ok", detail=detail, data=data)
+            data = {
+                "tables": done.tables,
+                "pii": done.masked,
+                "encrypted": done.encrypted,
+                "leftovers": done.leftovers,
+            }
+            result = StepResult("publish", "ok", detail=detail, data=data)
+            if done.leftovers:
+                result.errors = (
+                    f"warning: not published, no model of this project builds them: "
+                    f"{', '.join(done.leftovers)}; drop them with: python -m pipeline prune"
+                )
+            return result
 
         result = self.step("publish", action)
         if result.status == "ok":
             self.record.detail["published_tables"] = result.data["tables"]
             self.record.detail["published_pii"] = result.data["pii"]
+            self.record.detail["not_published"] = result.data["leftovers"]
         return result
 
 

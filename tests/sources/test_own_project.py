@@ -7,8 +7,10 @@ their own mart.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from project import Project
+from project import Project, summary
 
 CONFIG = """
 [sources.flights]
@@ -161,3 +163,78 @@ def test_a_project_of_only_its_own_sources_runs_green_and_publishes_its_marts(
         "select min(dep_delay), max(dep_delay) from marts.fct_flights", analytics
     ) == [(1 * MONTHS - 20, FLIGHTS_PER_MONTH * MONTHS - 20)]
 
+
+def mart(project: Project, name: str) -> None:
+    """One mart over the flights, `name`, in place of any other."""
+    folder = project.root / "models" / "marts"
+    for old in folder.glob("fct_*"):
+        old.unlink()
+    (folder / f"{name}.sql").write_text(MART_SQL)
+    (folder / f"_{name}.yml").write_text(MART_YML.replace("fct_flights", name))
+
+
+def published_tables(project: Project) -> list[tuple[str, str]]:
+    return project.query(
+        "select table_schema, table_name from information_schema.tables"
+        " where table_schema <> 'meta' order by all",
+        project.root / "data" / "analytics.duckdb",
+    )
+
+
+def test_tables_of_models_that_no_longer_exist_are_not_published_and_prune_drops_them(
+    tmp_path: Path,
+) -> None:
+    project = Project.create(tmp_path / "p", CONFIG.split("[sources.readings]")[0], with_dbt=True)
+    inbox = project.root / "inbox" / "flights"
+    inbox.mkdir(parents=True)
+    (inbox / "flights-2024-01.csv").write_text(export(1))
+    assert project.run("python", "-m", "ingestion").returncode == 0
+    assert project.run("python", "-m", "ingestion", "scaffold", "flights").returncode == 0
+    mart(project, "fct_flights")
+    first = project.run("python", "-m", "pipeline", "run")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert published_tables(project) == [("marts", "fct_flights")]
+
+    mart(project, "fct_departures")  # renamed: fct_flights stays in the warehouse
+    renamed = project.run("python", "-m", "pipeline", "run")
+    assert renamed.returncode == 0, renamed.stdout[-3000:] + renamed.stderr[-3000:]
+    assert published_tables(project) == [("marts", "fct_departures")]
+    assert (
+        "warning: not published, no model of this project builds them: marts.fct_flights; "
+        "drop them with: python -m pipeline prune"
+    ) in renamed.stderr
+    assert project.query("select count(*) from marts.fct_flights") == [(FLIGHTS_PER_MONTH,)]
+
+    listed = project.run("python", "-m", "pipeline", "prune", "--dry-run")
+    assert listed.stdout.strip() == "would drop 1: marts.fct_flights"
+    dropped = project.run("python", "-m", "pipeline", "prune")
+    assert dropped.stdout.strip() == "dropped 1: marts.fct_flights"
+    assert project.query(
+        "select table_schema || '.' || table_name from information_schema.tables"
+        " where table_schema in ('staging', 'marts') order by 1"
+    ) == [("marts.fct_departures",), ("staging.stg_flights__flights",)]
+    quiet = project.run("python", "-m", "pipeline", "run")
+    assert quiet.returncode == 0 and "not published" not in quiet.stderr
+
+
+def test_reset_starts_the_project_over_and_only_when_told(tmp_path: Path) -> None:
+    project = Project.create(tmp_path / "p", CONFIG.split("[sources.readings]")[0], with_dbt=True)
+    inbox = project.root / "inbox" / "flights"
+    inbox.mkdir(parents=True)
+    (inbox / "flights-2024-01.csv").write_text(export(1))
+    assert project.run("python", "-m", "ingestion").returncode == 0
+    state = project.root / "data" / ".dlt-pipelines"
+    assert project.warehouse.exists() and state.exists()
+
+    asked = project.run("python", "-m", "pipeline", "reset")
+    assert asked.returncode == 2
+    assert asked.stderr.splitlines()[-1] == (
+        "error: nothing removed; re-run with --yes to remove them"
+    )
+    assert project.warehouse.exists()
+
+    done = project.run("python", "-m", "pipeline", "reset", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not project.warehouse.exists() and not any(state.iterdir())
+    again = project.run("python", "-m", "ingestion")
+    assert summary(again.stdout)["flights"]["loaded"] == str(FLIGHTS_PER_MONTH + 1)
