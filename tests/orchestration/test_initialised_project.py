@@ -77,7 +77,7 @@ def test_the_location_loads_on_an_initialised_project(tmp_path: Path) -> None:
     assert keys == {
         AssetKey(["flights", "flights"]),
         REJECTED_ROWS,
-        AssetKey("stg_flights__flights"),
-        AssetKey("fct_flights"),
+        AssetKey(["staging", "stg_flights__flights"]),
+        AssetKey(["marts", "fct_flights"]),
         PUBLISHED,
     }
