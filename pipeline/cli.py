@@ -50,7 +50,7 @@ from .runner import (
 from .scope import CadenceError, full_check_cadence
 from .steps import Context, make_context
 
-# What `pip install -e ".[serving]"` adds: the feature API's imports.
+# What the serving extra (`pip install "ml-warehouse[serving]"`) adds: the feature API's imports.
 SERVING_EXTRA = ("fastapi", "uvicorn", "orjson", "pydantic", "starlette")
 
 
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 raise UsageError(
                     f"serve needs the serving extra ({exc.name} is missing): "
-                    'pip install -e ".[serving]"'
+                    'pip install "ml-warehouse[serving]"'
                 ) from None
             return command_serve(args, ctx.analytics)
     except UsageError as exc:

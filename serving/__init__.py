@@ -1,4 +1,4 @@
 """The read-only feature API over the published `analytics.duckdb` (`python -m pipeline serve`).
 
-An optional part: `pip install -e ".[serving]"` brings FastAPI and uvicorn.
+An optional part: `pip install "ml-warehouse[serving]"` brings FastAPI and uvicorn.
 """

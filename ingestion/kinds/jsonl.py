@@ -156,6 +156,7 @@ def open_broker(
         if exc.name != "redis":
             raise
         raise SourceConfigError(
-            f'sources.{name}.backend = "redis" needs the redis extra: pip install -e ".[redis]"'
+            f'sources.{name}.backend = "redis" needs the redis extra: '
+            'pip install "ml-warehouse[redis]"'
         ) from None
     return RedisStream(redis_url, stream or name, group, consumer, claim_idle_ms=claim_idle_ms)

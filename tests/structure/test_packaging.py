@@ -78,7 +78,8 @@ def test_serve_without_its_extra_says_how_to_install_it(tmp_path: Path) -> None:
     done = _run_without("fastapi", tmp_path, "-m", "pipeline", "serve", "--port", "0")
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        'error: serve needs the serving extra (fastapi is missing): pip install -e ".[serving]"'
+        "error: serve needs the serving extra (fastapi is missing): "
+        'pip install "ml-warehouse[serving]"'
     )
 
 
@@ -87,5 +88,5 @@ def test_redis_events_without_its_extra_say_how_to_install_it(tmp_path: Path) ->
         "redis", tmp_path, "-m", "ingestion", "events", SOURCES__EVENTS__BACKEND="redis"
     )
     assert done.returncode == 1
-    assert 'needs the redis extra: pip install -e ".[redis]"' in done.stderr
+    assert 'needs the redis extra: pip install "ml-warehouse[redis]"' in done.stderr
     assert "Traceback" not in done.stderr
