@@ -181,9 +181,28 @@ def published_tables(project: Project) -> list[tuple[str, str]]:
     )
 
 
+CARRIERS = """
+[sources.carriers]
+kind = "csv"
+folder = "inbox/carriers"
+key = "code"
+"""
+CARRIERS_SQL = "select code, name from {{ ref('stg_carriers__carriers') }} where is_current\n"
+CARRIERS_YML = """
+version: 2
+models:
+  - name: fct_carriers
+    columns:
+      - {name: code, data_type: varchar}
+      - {name: name, data_type: varchar}
+"""
+
+
 def test_tables_of_models_that_no_longer_exist_are_not_published_and_prune_drops_them(
     tmp_path: Path,
 ) -> None:
+    """A renamed mart, then a source no longer declared: their tables stay in the warehouse,
+    are left out of the published file with a warning, and prune drops exactly them."""
     project = Project.create(tmp_path / "p", CONFIG.split("[sources.readings]")[0], with_dbt=True)
     inbox = project.root / "inbox" / "flights"
     inbox.mkdir(parents=True)
@@ -205,10 +224,31 @@ def test_tables_of_models_that_no_longer_exist_are_not_published_and_prune_drops
     ) in renamed.stderr
     assert project.query("select count(*) from marts.fct_flights") == [(FLIGHTS_PER_MONTH,)]
 
+    # a second source with its mart, published; then no longer declared: its tables stay
+    config = project.root / ".dlt" / "config.toml"
+    flights_only = config.read_text()
+    config.write_text(flights_only + CARRIERS)
+    (project.root / "inbox" / "carriers").mkdir()
+    (project.root / "inbox" / "carriers" / "c.csv").write_text("code,name\nAA,American\n")
+    assert project.run("python", "-m", "ingestion", "carriers").returncode == 0
+    assert project.run("python", "-m", "ingestion", "scaffold", "carriers").returncode == 0
+    (project.root / "models" / "marts" / "carriers").mkdir()
+    (project.root / "models" / "marts" / "carriers" / "fct_carriers.sql").write_text(CARRIERS_SQL)
+    (project.root / "models" / "marts" / "carriers" / "_carriers.yml").write_text(CARRIERS_YML)
+    both = project.run("python", "-m", "pipeline", "run")
+    assert both.returncode == 0, both.stdout[-3000:] + both.stderr[-3000:]
+    assert published_tables(project) == [("marts", "fct_carriers"), ("marts", "fct_departures")]
+    config.write_text(flights_only)
+    undeclared = project.run("python", "-m", "pipeline", "run")
+    assert undeclared.returncode == 0, undeclared.stdout[-3000:] + undeclared.stderr[-3000:]
+    assert published_tables(project) == [("marts", "fct_departures")]
+    assert "builds them: marts.fct_carriers, marts.fct_flights; drop" in undeclared.stderr
+
     listed = project.run("python", "-m", "pipeline", "prune", "--dry-run")
-    assert listed.stdout.strip() == "would drop 1: marts.fct_flights"
+    leftovers = "marts.fct_carriers, marts.fct_flights, staging.stg_carriers__carriers"
+    assert listed.stdout.strip() == f"would drop 3: {leftovers}"
     dropped = project.run("python", "-m", "pipeline", "prune")
-    assert dropped.stdout.strip() == "dropped 1: marts.fct_flights"
+    assert dropped.stdout.strip() == f"dropped 3: {leftovers}"
     assert project.query(
         "select table_schema || '.' || table_name from information_schema.tables"
         " where table_schema in ('staging', 'marts') order by 1"

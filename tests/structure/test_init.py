@@ -118,6 +118,15 @@ def test_deps_points_a_stale_link_at_the_installed_tool(tmp_path: Path) -> None:
     assert (project / ".ml-warehouse").resolve() == dbt_package.package_dir()
     assert (project / "dbt_packages" / "ml_warehouse").resolve() == dbt_package.package_dir()
 
+    # dbt's own round trip: `dbt clean` removes dbt_packages/, `dbt deps` installs the
+    # package again through the link, as any local package
+    env = {**os.environ, "DBT_PROFILES_DIR": "profiles"}
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    for command in (["clean"], ["deps"], ["parse"]):
+        done = subprocess.run([dbt, *command], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:]
+    assert (project / "dbt_packages" / "ml_warehouse").resolve() == dbt_package.package_dir()
+
     elsewhere = pipeline(tmp_path, "pipeline", "deps")
     assert elsewhere.returncode == 2
     assert elsewhere.stderr == (
