@@ -51,7 +51,7 @@ from .scope import CadenceError, full_check_cadence
 from .steps import Context, make_context
 
 # What the serving extra (`pip install "ml-warehouse[serving]"`) adds: the feature API's imports.
-SERVING_EXTRA = ("fastapi", "uvicorn", "orjson", "pydantic", "starlette")
+SERVING_EXTRA = ("fastapi", "fastapi_offline", "uvicorn", "orjson", "pydantic", "starlette")
 
 
 class UsageError(Exception):

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import duckdb
+import fastapi_offline
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -45,8 +46,10 @@ import yaml
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from privacy import masking
@@ -401,9 +404,13 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+# Marts' timestamps are naive UTC: on the wire, ISO 8601 with `Z`, as /metadata's.
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
 def _json(payload: Any, run_id: str | None, status_code: int = 200) -> Response:
     return Response(
-        orjson.dumps(payload, default=_default, option=orjson.OPT_SERIALIZE_NUMPY),
+        orjson.dumps(payload, default=_default, option=JSON_OPTIONS),
         status_code=status_code,
         media_type="application/json",
         headers={"X-Run-Id": run_id} if run_id else None,
@@ -470,6 +477,46 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+# Swagger UI's and ReDoc's files, served by the API itself: FastAPI's own pages load them
+# from a CDN, and nothing here reaches the internet. The pages' policy lets the browser load
+# nothing from anywhere else either (ReDoc would fetch its logo from its CDN).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:"
+)
+
+
+def add_docs_pages(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc, offline."""
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    openapi = str(app.openapi_url)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=openapi,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        page = get_redoc_html(
+            openapi_url=openapi,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+
 def create_app(
     store: SnapshotStore, token: str | None = None, docs: ModelDocs | None = None
 ) -> FastAPI:
@@ -493,7 +540,10 @@ def create_app(
             "(marts.user_features), swapped to each new publish without downtime."
         ),
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs_pages(app)
     bearer = HTTPBearer(auto_error=False, description=f"the server's ${TOKEN_ENV}")
     expected = token.encode() if token else None
 

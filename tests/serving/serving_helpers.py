@@ -111,7 +111,8 @@ def direct(path: Path, ids: list[int]) -> list[dict[str, Any] | None]:
 
 
 def _jsonable(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """A naive (UTC) timestamp as the API writes it: ISO 8601 with `Z`."""
+    return value.isoformat() + "Z" if isinstance(value, datetime) else value
 
 
 def free_port() -> int:
