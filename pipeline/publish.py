@@ -49,10 +49,18 @@ class Published:
     leftovers: list[str] = field(default_factory=list)
 
 
-def built_relations(manifest_path: Path, undeclared: list[str]) -> set[tuple[str, str]]:
-    """(schema, name), lower-case, of every relation the project's current models and seeds
-    build: enabled and not ephemeral, and not downstream of an undeclared source (the
-    pipeline does not build those)."""
+@dataclass(frozen=True)
+class Docs:
+    """A model's description and its columns' (the dbt YAML's, from the manifest)."""
+
+    description: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def _current_nodes(manifest_path: Path, undeclared: list[str]) -> list[dict[str, Any]]:
+    """The manifest nodes of every relation the project's current models and seeds build:
+    enabled and not ephemeral, and not downstream of an undeclared source (the pipeline
+    does not build those)."""
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -71,18 +79,45 @@ def built_relations(manifest_path: Path, undeclared: list[str]) -> set[tuple[str
             if child not in excluded:
                 excluded.add(child)
                 frontier.append(child)
-    return {
-        (str(node.get("schema", "")).lower(), str(node.get("alias") or node["name"]).lower())
+    return [
+        node
         for uid, node in (manifest.get("nodes") or {}).items()
         if node.get("resource_type") in ("model", "seed", "snapshot")
         and (node.get("config") or {}).get("materialized") != "ephemeral"
         and uid not in excluded
-    }
+    ]
 
 
-def project_marts(manifest_path: Path, undeclared: list[str]) -> set[str]:
-    """The names in `marts` that the project's current models build."""
-    return {name for schema, name in built_relations(manifest_path, undeclared) if schema == SCHEMA}
+def _relation(node: dict[str, Any]) -> tuple[str, str]:
+    return str(node.get("schema", "")).lower(), str(node.get("alias") or node["name"]).lower()
+
+
+def built_relations(manifest_path: Path, undeclared: list[str]) -> set[tuple[str, str]]:
+    """(schema, name), lower-case, of every relation the project's current models build."""
+    return {_relation(node) for node in _current_nodes(manifest_path, undeclared)}
+
+
+def project_marts(manifest_path: Path, undeclared: list[str]) -> dict[str, Docs]:
+    """The names in `marts` that the project's current models build, with their docs."""
+    marts = {}
+    for node in _current_nodes(manifest_path, undeclared):
+        schema, name = _relation(node)
+        if schema == SCHEMA:
+            columns = node.get("columns") or {}
+            described = {c: str(col.get("description") or "").strip() for c, col in columns.items()}
+            marts[name] = Docs(str(node.get("description") or "").strip(), described)
+    return marts
+
+
+def _comment(con: duckdb.DuckDBPyConnection, target: str, docs: Docs, columns: list[str]) -> None:
+    """The model's description on the published table, each column's on its column."""
+    if docs.description:
+        con.execute(f"comment on table {target} is {literal(docs.description)}")
+    described = {name.lower(): text for name, text in docs.columns.items() if text}
+    for column in columns:
+        if column.lower() in described:
+            text = literal(described[column.lower()])
+            con.execute(f"comment on column {target}.{quote(column)} is {text}")
 
 
 def temp_files(analytics: Path) -> list[Path]:
@@ -105,10 +140,11 @@ def publish(
     dlt_load_ids: list[str],
     project_dir: Path | None = None,
     check_kind: str | None = None,
-    marts: set[str] | None = None,
+    marts: dict[str, Docs] | None = None,
 ) -> Published:
-    """Copy the project's marts (`marts`, the relation names its current models build; None:
-    every relation of schema `marts`), PII masked, into a new file and swap it in atomically.
+    """Copy the project's marts (`marts`, the relations its current models build, with their
+    dbt docs, written as the tables' and columns' comments; None: every relation of schema
+    `marts`), PII masked, into a new file and swap it in atomically.
     A table of `marts` that is not one of them is left out and listed in `leftovers`.
 
     `meta.publication` says which run wrote it, from which loads and dbt invocation,
@@ -168,7 +204,7 @@ def _write(
     provenance: list[Any],
     rules: dict[str, dict[str, masking.PiiColumn]],
     key: bytes,
-    marts: set[str] | None,
+    marts: dict[str, Docs] | None,
 ) -> tuple[dict[str, int], dict[str, str], list[str]]:
     con = duckdb.connect()
     encryption = masking.encryption_key()
@@ -225,6 +261,8 @@ def _write(
                     f"{SCHEMA}.{name}.{leaks[0]} holds email addresses but is not tagged as PII: "
                     "add `config: {meta: {pii: email}}` to the column in its model YAML"
                 )
+            if marts:
+                _comment(con, target, marts[name.lower()], [c for c, _ in columns])
             masking.warn_kept(f"{SCHEMA}.{name}", chosen.applied)
             masked.update({f"{name}.{c}": a for c, a in chosen.applied.items()})
             counts[name] = int(copied)
@@ -232,9 +270,10 @@ def _write(
         con.execute(f"create schema {META_SCHEMA}")
         con.execute(
             f"""create table {META_SCHEMA}.publication as select
-                ? as run_id, ? as dbt_invocation_id, ?::varchar[] as dlt_load_ids,
-                ? as check_kind, ?::timestamptz as published_at, ? as tables,
-                ? as pii_masking, ? as encrypted_with""",
+                ?::varchar as run_id, ?::varchar as dbt_invocation_id,
+                ?::varchar[] as dlt_load_ids, ?::varchar as check_kind,
+                ?::timestamptz as published_at, ?::json as tables, ?::json as pii_masking,
+                ?::varchar as encrypted_with""",
             [
                 *provenance,
                 datetime.now(UTC),

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import yaml
 from pipeline_sites import VARS, Site, clone, marts, sha256, wait_for
 from project_env import ROOT, SAMPLE_TOKEN
 
@@ -30,6 +31,54 @@ look(con)              # the old snapshot still answers after the swap
 con.close()
 look(duckdb.connect(sys.argv[1], read_only=True))
 """
+
+
+def yaml_docs() -> dict[str, tuple[str, dict[str, str]]]:
+    """{mart: (its description, {column: description})} as the sample's YAML says."""
+    docs = {}
+    for path in (ROOT / "models" / "marts").rglob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            columns = {c["name"]: c.get("description", "") for c in model.get("columns", [])}
+            docs[model["name"]] = (model.get("description", ""), columns)
+    return docs
+
+
+def test_the_published_file_explains_itself(published: Site) -> None:
+    """Every published table and column carries its dbt description as a DuckDB comment;
+    meta.publication's columns have their own types."""
+    with duckdb.connect(str(published.analytics), read_only=True) as con:
+        tables = dict(
+            con.execute(
+                "select table_name, comment from duckdb_tables() where schema_name = 'marts'"
+            ).fetchall()
+        )
+        columns = con.execute(
+            "select table_name, column_name, comment from duckdb_columns()"
+            " where schema_name = 'marts'"
+        ).fetchall()
+        types = dict(
+            con.execute(
+                "select column_name, data_type from duckdb_columns()"
+                " where schema_name = 'meta' and table_name = 'publication'"
+            ).fetchall()
+        )
+    docs = yaml_docs()
+    assert tables == {t: docs[t][0].strip() for t in tables}
+    assert len(columns) == sum(len(docs[t][1]) for t in tables) > 50  # each documented
+    assert [(t, c) for t, c, comment in columns if not comment] == []
+    assert {(t, c): comment for t, c, comment in columns} == {
+        (t, c): docs[t][1][c].strip() for t, c, _ in columns
+    }
+    assert types == {
+        "run_id": "VARCHAR",
+        "dbt_invocation_id": "VARCHAR",
+        "dlt_load_ids": "VARCHAR[]",
+        "check_kind": "VARCHAR",
+        "published_at": "TIMESTAMP WITH TIME ZONE",
+        "tables": "JSON",
+        "pii_masking": "JSON",
+        "encrypted_with": "VARCHAR",
+    }
 
 
 def test_published_baseline_and_ledger(published: Site) -> None:
