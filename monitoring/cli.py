@@ -203,6 +203,7 @@ def monitor(args: argparse.Namespace) -> int:
     ).get("invocation_id")
     run: dict[str, Any] = {
         "run_id": str(uuid.uuid4()),
+        "pipeline_run_id": os.environ.get(audit.RUN_ID_ENV),
         "started_at": started,
         "as_of": as_of,
         "dbt_invocation_id": invocation,
@@ -229,6 +230,7 @@ def monitor(args: argparse.Namespace) -> int:
         run["exit_code"] = exit_code
         metrics = [x for m in measurements for x in m.metrics]
         history.write_run(con, run, metrics, alerts, measurements)
+        samples = report.failing_rows(con, measurements)
     finally:
         con.close()
     elapsed = time.perf_counter() - clock
@@ -237,7 +239,7 @@ def monitor(args: argparse.Namespace) -> int:
         history.Point(run["run_id"], started, x.model, x.column, x.metric, x.value) for x in metrics
     ]
     report_path = args.report or args.target_dir / "quality_report.html"
-    report.write(report_path, report.render(run, measurements, alerts, past + current))
+    report.write(report_path, report.render(run, measurements, alerts, past + current, samples))
     alerts_path = args.alerts_json or args.target_dir / "quality_alerts.json"
     alerting.write_json(alerts_path, run, alerts)
 

@@ -35,6 +35,7 @@ class TestOutcome:
     kind: str | None = None  # the generic test's name (`unique`, `not_null`, ...)
     filtered: bool = False  # configured with `where`: it saw only part of the table
     started_at: datetime | None = None  # start of dbt's execute step
+    stored: str | None = None  # the relation holding its failing rows (store_failures)
 
 
 @dataclass
@@ -273,6 +274,9 @@ def discover(
                     kind=metadata.get("name"),
                     filtered=bool((test.get("config") or {}).get("where")),
                     started_at=_execute_time(result, "started_at"),
+                    stored=test.get("relation_name")
+                    if (test.get("config") or {}).get("store_failures")
+                    else None,
                 )
             )
     for uid, target in targets.items():

@@ -1,17 +1,25 @@
 """The HTML quality report: one self-contained file, no scripts, no network.
 
-Charts are inline SVG polylines drawn here, so the report opens offline and
-needs no plotting library.
+It leads with what failed or warned (each alert with its table, column, rule,
+value and threshold), then one section per table: its dbt tests with their
+status and, for a failing test that stores its rows, a sample of them and the
+query for all; charts over dated runs with the threshold's band; every metric.
+Tables with nothing to say are collapsed. Charts are inline SVG drawn here, so
+the report opens offline and needs no plotting library.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from .history import Point
+from .manifest import TestOutcome
 from .metrics import ERROR, OK, REUSED, WARN, Measurement, Metric
 
 CHART_METRICS = ("row_count", "column_count", "missing_rate", "duplicate_rate", "freshness_hours")
@@ -27,6 +35,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{background:#2e7d32}.warn{background:#ef6c00}.error{background:#c62828}
 .charts{display:flex;flex-wrap:wrap;gap:.8rem}
 figure{margin:0} figcaption{font-size:.8rem;color:#444}
+section.attention{border:2px solid #c62828;border-radius:6px;padding:.6rem 1rem}
+section.attention.clear{border-color:#2e7d32}
+details>summary{cursor:pointer} details>summary h2{display:inline;font-size:1.2rem}
+pre{background:#f5f5f5;padding:.4rem .6rem;overflow-x:auto;font-size:.8rem}
 """
 
 
@@ -42,7 +54,62 @@ def _num(value: float | None) -> str:
     return f"{value:.4g}"
 
 
-def svg_chart(title: str, points: list[tuple[datetime, float]], width: int = 300) -> str:
+def human_hours(hours: float | None) -> str:
+    """An age in the unit a person reads it in: 40 s, 12 min, 5.5 h, 3.2 days."""
+    if hours is None:
+        return "–"
+    seconds = hours * 3600
+    if abs(seconds) < 90:
+        return f"{seconds:.0f} s"
+    if abs(hours) < 1.5:
+        return f"{seconds / 60:.0f} min"
+    if abs(hours) < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+def _value(metric: str, value: float | None) -> str:
+    return human_hours(value) if metric == "freshness_hours" else _num(value)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Some failing rows of a dbt test that stores them, and the query for all of them."""
+
+    sql: str
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    total: int
+
+
+def failing_rows(
+    con: duckdb.DuckDBPyConnection, measurements: list[Measurement], limit: int = 5
+) -> dict[str, Sample]:
+    """{test name: its first failing rows} for each failed or warned test whose rows dbt
+    stored (store_failures: the audit schema); a table that is gone is left out."""
+    samples = {}
+    for m in measurements:
+        for test in m.target.tests:
+            if test.stored is None or test.status not in {"fail", "warn", "error"}:
+                continue
+            sql = f"select * from {test.stored}"
+            try:
+                cursor = con.execute(f"{sql} limit {limit}")
+                columns = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+                total = con.execute(f"select count(*) from {test.stored}").fetchone()[0]  # type: ignore[index]
+            except duckdb.Error:
+                continue
+            samples[test.name] = Sample(sql, columns, rows, int(total))
+    return samples
+
+
+def svg_chart(
+    title: str,
+    points: list[tuple[datetime, float]],
+    width: int = 300,
+    threshold: float | None = None,
+) -> str:
     """A polyline of one metric over runs, oldest left; one point is a dot."""
     height, pad = 110, 28
     parts = [
@@ -59,6 +126,8 @@ def svg_chart(title: str, points: list[tuple[datetime, float]], width: int = 300
         return "".join(parts)
     values = [v for _, v in points]
     low, high = min(values), max(values)
+    if threshold is not None:  # the band beyond the threshold is always in view
+        low, high = min(low, threshold), max(high, threshold * 1.2 or 1.0)
     span = (high - low) or (abs(high) or 1.0)
     base = low if high != low else low - span / 2
 
@@ -67,6 +136,14 @@ def svg_chart(title: str, points: list[tuple[datetime, float]], width: int = 300
         y = height - pad + 6 - (height - 2 * pad) * ((v - base) / span)
         return round(x, 1), round(y, 1)
 
+    if threshold is not None:  # above the threshold: the alerting band
+        top = xy(0, high)[1] - 6
+        y = xy(0, threshold)[1]
+        parts.append(
+            f'<rect x="{pad}" y="{top}" width="{width - 2 * pad}" height="{max(y - top, 0)}" '
+            f'fill="#c62828" fill-opacity="0.08"/><line x1="{pad}" x2="{width - pad}" '
+            f'y1="{y}" y2="{y}" stroke="#c62828" stroke-dasharray="4 3"/>'
+        )
     coords = [xy(i, v) for i, (_, v) in enumerate(points)]
     if len(coords) > 1:
         line = " ".join(f"{x},{y}" for x, y in coords)
@@ -76,11 +153,17 @@ def svg_chart(title: str, points: list[tuple[datetime, float]], width: int = 300
             f'<circle cx="{x}" cy="{y}" r="3" fill="#1565c0">'
             f"<title>{_e(f'{when:%Y-%m-%d %H:%M}: {_num(v)}')}</title></circle>"
         )
+    first, last = points[0][0], points[-1][0]
     parts += [
-        f'<text x="4" y="12" font-size="10" fill="#555">max {_e(_num(high))}</text>',
-        f'<text x="4" y="{height - 4}" font-size="10" fill="#555">min {_e(_num(low))}</text>',
-        f'<text x="{width - 4}" y="{height - 4}" font-size="10" fill="#555" '
-        f'text-anchor="end">{len(points)} run(s)</text>',
+        f'<text x="4" y="12" font-size="10" fill="#555">max {_e(_num(max(values)))}</text>',
+        f'<text x="{width - 4}" y="12" font-size="10" fill="#555" text-anchor="end">'
+        f"min {_e(_num(min(values)))} · {len(points)} run(s)</text>",
+        f'<text x="{pad}" y="{height - 4}" font-size="10" fill="#555">'
+        f"{first:%Y-%m-%d %H:%M}</text>",
+        f'<text x="{width - pad}" y="{height - 4}" font-size="10" fill="#555" '
+        f'text-anchor="end">{last:%Y-%m-%d %H:%M}</text>'
+        if len(points) > 1
+        else "",
         "</svg>",
     ]
     return "".join(parts)
@@ -94,21 +177,68 @@ def _metrics_table(metrics: list[Metric]) -> str:
     for m in metrics:
         rows.append(
             f"<tr><td>{_e(m.metric)}</td><td>{_e(m.column or '')}</td>"
-            f'<td class="num">{_e(_num(m.value))}</td><td class="num">{_e(_num(m.threshold))}</td>'
+            f'<td class="num">{_e(_value(m.metric, m.value))}</td>'
+            f'<td class="num">{_e(_value(m.metric, m.threshold))}</td>'
             f'<td><span class="badge {_e(m.status)}">{_e(m.status)}</span></td></tr>'
         )
     rows.append("</tbody></table>")
     return "".join(rows)
 
 
-def _alerts_list(alerts: list[Metric]) -> str:
+def _attention(alerts: list[Metric], tables: int, tests: int) -> str:
+    """The first screen: every error and warning with where, what, the figure and the limit."""
     if not alerts:
-        return '<p class="alerts">no alerts</p>'
-    items = "".join(
-        f'<li><span class="badge {_e(a.status)}">{_e(a.status)}</span> {_e(a.message)}</li>'
+        return (
+            '<section class="attention clear" id="attention"><h2>Nothing failed or warned</h2>'
+            f"<p>{tables} tables measured, {tests} dbt tests passed.</p></section>"
+        )
+    rows = "".join(
+        f'<tr class="alert"><td><span class="badge {_e(a.status)}">{_e(a.status)}</span></td>'
+        f"<td>{_e(a.model)}</td><td>{_e(a.column or '')}</td><td>{_e(a.metric)}</td>"
+        f'<td class="num">{_e(_value(a.metric, a.value))}</td>'
+        f'<td class="num">{_e(_value(a.metric, a.threshold))}</td><td>{_e(a.message)}</td></tr>'
         for a in alerts
     )
-    return f'<ul class="alerts">{items}</ul>'
+    errors = sum(a.status == ERROR for a in alerts)
+    return (
+        '<section class="attention" id="attention">'
+        f"<h2>Needs attention: {errors} errors, {len(alerts) - errors} warnings</h2>"
+        "<table><thead><tr><th>status</th><th>table</th><th>column</th><th>rule</th>"
+        "<th>value</th><th>threshold</th><th>raised by</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _tests_table(tests: list[TestOutcome], samples: dict[str, Sample]) -> str:
+    """Every dbt test of the table with its status; a failing one's stored rows beneath."""
+    if not tests:
+        return "<p>no dbt tests on this table</p>"
+    badge = {"pass": OK, "warn": WARN, "fail": ERROR, "error": ERROR}
+    rows = []
+    for test in sorted(tests, key=lambda x: (x.status == "pass", x.name)):
+        status = badge.get(test.status, WARN)
+        rows.append(
+            f'<tr class="test" data-status="{_e(test.status)}"><td>{_e(test.name)}</td>'
+            f"<td>{_e(test.column or '')}</td>"
+            f'<td><span class="badge {status}">{_e(test.status)}</span></td>'
+            f'<td class="num">{_e(_num(test.failures))}</td></tr>'
+        )
+        sample = samples.get(test.name)
+        if sample is not None:
+            head = "".join(f"<th>{_e(c)}</th>" for c in sample.columns)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in sample.rows
+            )
+            rows.append(
+                f'<tr><td colspan="4"><details class="failing-rows" open><summary>'
+                f"{len(sample.rows)} of {sample.total} failing rows; all of them: "
+                f"<code>{_e(sample.sql)}</code></summary><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table></details></td></tr>"
+            )
+    return (
+        '<table class="tests"><thead><tr><th>dbt test</th><th>column</th><th>status</th>'
+        f"<th>failures</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def render(
@@ -116,40 +246,45 @@ def render(
     measurements: list[Measurement],
     alerts: list[Metric],
     history: list[Point],
+    samples: dict[str, Sample] | None = None,
 ) -> str:
-    """The whole report: a summary table, then one section per monitored table."""
+    """The whole report: what needs attention first, a summary table, then one section per
+    monitored table (open when it has alerts)."""
+    samples = samples or {}
     by_series: dict[tuple[str, str | None, str], list[tuple[datetime, float]]] = {}
     for p in history:
         if p.value is not None:
             by_series.setdefault((p.model, p.column, p.metric), []).append((p.measured_at, p.value))
-    errors = sum(a.status == ERROR for a in alerts)
-    warnings = sum(a.status == WARN for a in alerts)
+    pipeline_run = run.get("pipeline_run_id")
+    tests = sum(len(m.target.tests) for m in measurements)
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         "<title>Data quality report</title>",
         f"<style>{CSS}</style></head><body>",
         "<h1>Data quality report</h1>",
-        f'<p class="sub">run {_e(run["run_id"])} · '
+        f'<p class="sub">{f"pipeline run {_e(pipeline_run)} · " if pipeline_run else ""}'
         f"measured {run['started_at']:%Y-%m-%d %H:%M:%S} UTC · "
         f"as of {_e(run['as_of'].isoformat())} · dbt invocation "
-        f"{_e(run['dbt_invocation_id'] or '–')} · {len(measurements)} tables · "
-        f"{errors} errors · {warnings} warnings</p>",
+        f"{_e(run['dbt_invocation_id'] or '–')} · monitor run {_e(run['run_id'])}</p>",
         f'<p class="sub" id="check">check {_e(run["check"])}</p>',
-        "<table><thead><tr><th>table</th><th>kind</th><th>rows</th><th>status</th></tr></thead>"
-        "<tbody>",
+        _attention(alerts, len(measurements), tests),
+        "<h2>Tables</h2>",
+        "<table><thead><tr><th>table</th><th>kind</th><th>rows</th><th>dbt tests</th>"
+        "<th>status</th></tr></thead><tbody>",
     ]
     for i, m in enumerate(measurements):
         status = _status(m, alerts)
+        passed = sum(x.status == "pass" for x in m.target.tests)
         out.append(
             f'<tr><td><a href="#model-{i}">{_e(m.target.name)}</a></td><td>{_e(m.target.kind)}'
             f'</td><td class="num">{_e(_num(m.value("row_count")))}</td>'
+            f'<td class="num">{passed} of {len(m.target.tests)} passed</td>'
             f'<td><span class="badge {status}">{status}</span></td></tr>'
         )
     out.append("</tbody></table>")
     for i, m in enumerate(measurements):
         name = m.target.name
-        model_alerts = [a for a in alerts if a.model == name]
         charts = []
         for metric_name in CHART_METRICS:
             current = next((x for x in m.metrics if x.metric == metric_name), None)
@@ -158,21 +293,25 @@ def render(
             column = current.column if current else None
             points = by_series.get((name, column, metric_name), [])
             caption = metric_name + (f" ({column})" if column else "")
+            limit = (
+                current.threshold if current is not None and metric_name != "row_count" else None
+            )
             charts.append(
                 f'<figure class="chart" data-metric="{_e(metric_name)}">'
-                f"{svg_chart(f'{name} {caption}', points)}<figcaption>{_e(caption)}</figcaption>"
-                "</figure>"
+                f"{svg_chart(f'{name} {caption}', points, threshold=limit)}"
+                f"<figcaption>{_e(caption)}</figcaption></figure>"
             )
         status = _status(m, alerts)
         out += [
             f'<section class="model" id="model-{i}" data-model="{_e(name)}">',
-            f'<h2>{_e(name)} <span class="badge {status}">{status}</span></h2>',
+            f"<details{' open' if status != OK else ''}><summary>"
+            f'<h2>{_e(name)} <span class="badge {status}">{status}</span></h2></summary>',
             f"<p>{_e(m.target.kind)} · key: {_e(', '.join(m.target.unique_key or ['whole row']))}"
             f" · {_e(_how(m))}</p>",
-            _alerts_list(model_alerts),
+            _tests_table(m.target.tests, samples),
             f'<div class="charts">{"".join(charts)}</div>',
             _metrics_table(m.metrics),
-            "</section>",
+            "</details></section>",
         ]
     out.append("</body></html>")
     return "\n".join(out)

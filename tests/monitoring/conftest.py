@@ -174,11 +174,13 @@ class Project:
         failures: int = 0,
         after_build: bool = False,
         where: str | None = None,
+        stored: str | None = None,
     ) -> str:
         """A test's node and result; by default it ran alongside its model's build.
 
         `after_build` runs it after the model's build finished, as `dbt build`
-        orders a model's tests; `where` is the test's `where` config.
+        orders a model's tests; `where` is the test's `where` config; `stored` the
+        relation its failing rows are kept in (store_failures).
         """
         name = f"{kind}_{owner.split('.')[-1]}_{column}".replace(" ", "_").replace('"', "")
         uid = f"test.{PROJECT}.{name}.{uuid.uuid4().hex[:10]}"
@@ -191,7 +193,7 @@ class Project:
             "database": "warehouse",
             "schema": "main_dbt_test__audit",
             "alias": name,
-            "relation_name": None,
+            "relation_name": stored,
             "column_name": column,
             "attached_node": None if is_source else owner,
             "test_metadata": {
@@ -206,6 +208,7 @@ class Project:
                 "severity": "ERROR",
                 "meta": {},
                 "where": where,
+                "store_failures": stored is not None,
             },
             "meta": {},
             "columns": {},

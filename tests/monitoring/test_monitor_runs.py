@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import socket
@@ -298,3 +299,73 @@ def test_locked_warehouse_is_one_clear_line(
         holder.wait()
     err = capsys.readouterr().err
     assert "is another process writing it?" in err and "Traceback" not in err
+
+
+def test_the_report_leads_with_what_failed_and_shows_its_failing_rows(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing row-level test that stored its rows, beside a healthy table: the first
+    screen lists exactly the failure, the failing table's section is open with a sample of
+    the stored rows and the query for all of them, and the healthy table is collapsed."""
+    fill(project, 10)
+    project.sql(
+        "create or replace table marts.orders as select range as id, range - 3 as amount"
+        " from range(10)",
+        "create schema audit",
+        "create table audit.accepted_range_orders_amount as"
+        " select * from marts.orders where amount < 0",
+    )
+    project.model("counts", unique=["id"])
+    orders = project.model("orders")
+    project.test(
+        orders,
+        "accepted_range",
+        "amount",
+        status="fail",
+        failures=3,
+        stored='"warehouse"."audit"."accepted_range_orders_amount"',
+    )
+    monkeypatch.setenv("PIPELINE_RUN_ID", "run-4f9a29ee")
+    assert project.run() == 1
+    report = (project.target_dir / "quality_report.html").read_text("utf-8")
+
+    assert "pipeline run run-4f9a29ee" in report
+    first_screen = report[report.index('id="attention"') : report.index("<h2>Tables</h2>")]
+    assert "Needs attention: 1 errors, 0 warnings" in first_screen
+    assert first_screen.count('<tr class="alert">') == 1
+    assert (
+        "<td>marts.orders</td><td>amount</td><td>dbt_test</td>"
+        '<td class="num">3</td><td class="num">0</td>'
+    ) in first_screen
+
+    orders_section = html.unescape(report[report.index('data-model="marts.orders"') :])
+    assert orders_section.startswith('data-model="marts.orders">\n<details open>')
+    assert "3 of 3 failing rows; all of them: " in orders_section
+    assert '<code>select * from "warehouse"."audit"."accepted_range_orders_amount"</code>' in (
+        orders_section
+    )
+    sample = orders_section[orders_section.index('class="failing-rows"') :]
+    sample = sample[: sample.index("</table>")]
+    assert sample.count("<tr>") == 4  # the header and the 3 stored rows
+    assert "<td>0</td><td>-3</td>" in sample
+    counts_section = report[report.index('data-model="marts.counts"') :]
+    assert counts_section.startswith('data-model="marts.counts">\n<details><summary>')
+    assert "1 of 1 passed" in report  # the unique test of marts.counts
+
+
+def test_a_clean_run_says_nothing_failed_and_reads_freshness_in_human_units(
+    project: Project,
+) -> None:
+    project.sql(
+        "create schema raw",
+        "create table raw.src (id integer, _loaded_at timestamp)",
+        "insert into raw.src values (1, '2026-01-10 11:30:00')",  # 30 minutes before NOW
+    )
+    project.source("app", "src")
+    assert project.run() == 0
+    report = (project.target_dir / "quality_report.html").read_text("utf-8")
+    assert "<h2>Nothing failed or warned</h2><p>1 tables measured, 0 dbt tests passed.</p>" in (
+        report
+    )
+    freshness = '<td>freshness_hours</td><td>_loaded_at</td><td class="num">30 min</td>'
+    assert f'{freshness}<td class="num">24.0 h</td>' in report
