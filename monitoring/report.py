@@ -36,7 +36,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:flex;flex-wrap:wrap;gap:.8rem}
 figure{margin:0} figcaption{font-size:.8rem;color:#444}
 section.attention{border:2px solid #c62828;border-radius:6px;padding:.6rem 1rem}
-section.attention.clear{border-color:#2e7d32}
+section.attention.warnings{border-color:#ef6c00} section.attention.clear{border-color:#2e7d32}
+section.attention table{width:100%} td.why{overflow-wrap:anywhere;max-width:40rem}
 details>summary{cursor:pointer} details>summary h2{display:inline;font-size:1.2rem}
 pre{background:#f5f5f5;padding:.4rem .6rem;overflow-x:auto;font-size:.8rem}
 """
@@ -196,12 +197,13 @@ def _attention(alerts: list[Metric], tables: int, tests: int) -> str:
         f'<tr class="alert"><td><span class="badge {_e(a.status)}">{_e(a.status)}</span></td>'
         f"<td>{_e(a.model)}</td><td>{_e(a.column or '')}</td><td>{_e(a.metric)}</td>"
         f'<td class="num">{_e(_value(a.metric, a.value))}</td>'
-        f'<td class="num">{_e(_value(a.metric, a.threshold))}</td><td>{_e(a.message)}</td></tr>'
+        f'<td class="num">{_e(_value(a.metric, a.threshold))}</td>'
+        f'<td class="why">{_e(a.message)}</td></tr>'
         for a in alerts
     )
     errors = sum(a.status == ERROR for a in alerts)
     return (
-        '<section class="attention" id="attention">'
+        f'<section class="attention{"" if errors else " warnings"}" id="attention">'
         f"<h2>Needs attention: {errors} errors, {len(alerts) - errors} warnings</h2>"
         "<table><thead><tr><th>status</th><th>table</th><th>column</th><th>rule</th>"
         "<th>value</th><th>threshold</th><th>raised by</th></tr></thead>"
@@ -265,7 +267,7 @@ def render(
         "<h1>Data quality report</h1>",
         f'<p class="sub">{f"pipeline run {_e(pipeline_run)} · " if pipeline_run else ""}'
         f"measured {run['started_at']:%Y-%m-%d %H:%M:%S} UTC · "
-        f"as of {_e(run['as_of'].isoformat())} · dbt invocation "
+        f"as of {run['as_of']:%Y-%m-%d %H:%M:%S} UTC · dbt invocation "
         f"{_e(run['dbt_invocation_id'] or '–')} · monitor run {_e(run['run_id'])}</p>",
         f'<p class="sub" id="check">check {_e(run["check"])}</p>',
         _attention(alerts, len(measurements), tests),
