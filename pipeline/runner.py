@@ -209,8 +209,6 @@ class PipelineRun:
                 holds_lock=True,
             )
             self._release()
-        print()
-        print(summary_table(self.results))
         elapsed = time.monotonic() - self.clock
         verb = self.record.command
         if error:
@@ -364,14 +362,6 @@ def current_load_ids(warehouse: Path) -> list[str]:
         return ledger.dlt_load_ids(con)
     finally:
         con.close()
-
-
-def summary_table(results: list[StepResult]) -> str:
-    lines = ["| step | status | seconds | detail |", "|---|---|---|---|"]
-    for r in results:
-        detail = r.detail or (r.error or "")
-        lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {redact(detail)} |")
-    return "\n".join(lines)
 
 
 def gate(result: StepResult) -> str | None:
