@@ -134,6 +134,7 @@ dagster: $(VENV_DAGSTER)/.installed
 	@test -f $(DAGSTER_HOME)/dagster.yaml || cp orchestration/dagster.yaml $(DAGSTER_HOME)/
 	@test -f data/inbox/manifest.json || $(VENV_DAGSTER)/bin/python -m demo.generator \
 		--out data/inbox --users 1000 --seed 42
+	@$(VENV_DAGSTER)/bin/python -m demo.free_ports "8765=the demo orders API" "3000=the Dagster UI"
 	$(VENV_DAGSTER)/bin/python -m demo.api --data data/inbox --token demo-token --quiet & \
 	api=$$!; trap 'kill $$api' EXIT; \
 	DAGSTER_HOME=$(DAGSTER_HOME) SOURCES__ORDERS__API_TOKEN=demo-token \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from project_env import ROOT
 
 from demo.api import OrdersServer, serve
 
@@ -238,3 +240,31 @@ def test_serve_runs_for_the_with_block(orders_data: Path) -> None:
 
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/orders", headers=AUTH, timeout=5)
+
+
+def test_make_dagster_stops_in_one_line_when_a_port_it_needs_is_taken() -> None:
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "demo.free_ports", f"{port}=the demo orders API"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"error: port {port} (the demo orders API) is taken on 127.0.0.1: stop what holds it "
+        "(ss -ltnp shows it), then run this again\n"
+    )
+    free = subprocess.run(
+        [sys.executable, "-m", "demo.free_ports", f"{port}=the demo orders API"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (free.returncode, free.stderr) == (0, "")
