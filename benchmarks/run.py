@@ -467,11 +467,9 @@ class Bench:
                 _write_new_events(path, added, first_id=10_000_000_000 + rep * added)
                 written.append(path)
                 runs = self.pipeline_steps(warehouse, url)
-                # the build step's row ends with the scope it chose, in parentheses
+                # the build step's line ends with the scope it chose, in parentheses
                 found = re.search(
-                    r"^\| build \| ok \| [\d.]+ \| .*\(([^()]+)\) \|$",
-                    runs["total"].output,
-                    re.MULTILINE,
+                    r"^build\s+ok\s+[\d.]+s\s+.*\(([^()]+)\)$", runs["total"].output, re.MULTILINE
                 )
                 scopes.append(found.group(1) if found else "?")
                 total.add(runs.pop("total"))
@@ -532,14 +530,12 @@ class Bench:
         return json.loads(run_child(command, env).output.strip().splitlines()[-1])
 
 
-def _step_results(summary: str) -> dict[str, tuple[str, float]]:
-    """step -> (status, seconds) from `python -m pipeline run`'s summary table."""
-    found = {}
-    for line in summary.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and re.fullmatch(r"[\d.]+", cells[2]):
-            found[cells[0]] = (cells[1], float(cells[2]))
-    return found
+def _step_results(output: str) -> dict[str, tuple[str, float]]:
+    """step -> (status, seconds) from `python -m pipeline run`'s line per step."""
+    return {
+        match[1]: (match[2], float(match[3]))
+        for match in re.finditer(r"^(\w+)\s+(ok|failed|skipped)\s+([\d.]+)s\b", output, re.M)
+    }
 
 
 def _source_rows(summary: str) -> dict[str, list[str]]:

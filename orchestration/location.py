@@ -5,7 +5,8 @@ import annotations` here: Dagster reads the parameters' type hints at definition
   keys dbt sources (`[source, table]`), so each staging model depends on them;
 - the dbt models and seeds from dbt's manifest (dagster-dbt), their tests as
   asset checks; models of undeclared sources left out as the pipeline does;
-- `quality_monitor` checks on the marts (blocking: an error alert stops publish);
+- `quality_monitor` checks on the marts (blocking: an error alert stops publish) and on
+  the raw tables (shown there, as the report shows them), dbt's source tests too;
 - `analytics`: the published file, downstream of every mart;
 - a job of everything, its schedule (`[pipeline] schedule`, cron, UTC) and one
   sensor per file source that requests a run when new files arrive.
@@ -45,7 +46,12 @@ from dagster import (
     multi_asset_check,
     sensor,
 )
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from pipeline.steps import make_context
 from warehouse.settings import warehouse_path
@@ -62,7 +68,11 @@ REJECTED_ROWS = AssetKey([BOOKKEEPING_SOURCE, "_rejected_rows"])
 
 
 class Translator(DagsterDbtTranslator):
-    """dagster-dbt's keys; groups by layer (staging, intermediate, marts, ...)."""
+    """dagster-dbt's keys; groups by layer (staging, intermediate, marts, ...). dbt's tests on
+    sources are checks of the source assets, so Dagster shows what the report shows."""
+
+    def __init__(self) -> None:
+        super().__init__(DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn") or []
@@ -106,17 +116,23 @@ def dbt_models(manifest: Path, exclude: str | None) -> AssetsDefinition:
     return dbt_models
 
 
-def monitor_checks(mart_relations: dict[AssetKey, str]) -> Any:
+def monitor_checks(
+    mart_relations: dict[AssetKey, str], source_relations: dict[AssetKey, str]
+) -> Any:
+    """The monitor's verdict on each mart (blocking: an error alert stops publish) and on
+    each source table (a warning or an error shown on the source, as in the report)."""
+    described = (
+        "python -m monitoring: thresholds, anomalies and dbt test results of this table "
+        "(error alerts fail, warnings warn)"
+    )
     specs = [
-        AssetCheckSpec(
-            MONITOR_CHECK,
-            asset=key,
-            blocking=True,
-            description="python -m monitoring: thresholds, anomalies and dbt test results of "
-            "this table (error alerts fail, warnings warn)",
-        )
+        AssetCheckSpec(MONITOR_CHECK, asset=key, blocking=True, description=described)
         for key in mart_relations
+    ] + [
+        AssetCheckSpec(MONITOR_CHECK, asset=key, blocking=False, description=described)
+        for key in source_relations
     ]
+    relations = {**mart_relations, **source_relations}
 
     @multi_asset_check(specs=specs, name=MONITOR_CHECK, can_subset=True)
     def quality_monitor(
@@ -126,7 +142,7 @@ def monitor_checks(mart_relations: dict[AssetKey, str]) -> Any:
         if not alerts and result.status != "ok":  # the monitor did not measure
             raise Failure(description=result.error)
         selected = {check.asset_key for check in context.selected_asset_check_keys}
-        for key, relation in mart_relations.items():
+        for key, relation in relations.items():
             if key not in selected:
                 continue
             mine = [a for a in alerts if a.get("model") == relation]
@@ -256,6 +272,9 @@ def build_definitions(
         for props, relation in project.marts(manifest)
         if (key := translator.get_asset_key(props)) in models.keys
     }
+    measured = {relation for _, relation in project.raw_tables(manifest)}  # the monitor's
+    raw = {AssetKey([s.name, table]): f"raw.{table}" for s in sources for table in s.tables}
+    source_relations = {key: relation for key, relation in raw.items() if relation in measured}
     rejected = AssetSpec(
         REJECTED_ROWS,
         group_name="sources",
@@ -269,7 +288,9 @@ def build_definitions(
             models,
             published_asset(list(mart_relations)),
         ],
-        asset_checks=[monitor_checks(mart_relations)] if mart_relations else [],
+        asset_checks=[monitor_checks(mart_relations, source_relations)]
+        if mart_relations or source_relations
+        else [],
         jobs=[job],
         schedules=[schedule],
         sensors=[new_files_sensor(s, sensor_interval) for s in sources if s.folder],

@@ -81,6 +81,15 @@ def marts(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     ]
 
 
+def raw_tables(manifest: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(manifest source, its relation `schema.table` as the monitor names it) of every raw table."""
+    return [
+        (props, f"{props['schema']}.{props.get('identifier') or props['name']}")
+        for props in manifest.get("sources", {}).values()
+        if props["schema"] == "raw"
+    ]
+
+
 class ScheduleError(ValueError):
     """`[pipeline] schedule` is no cron expression."""
 

@@ -245,7 +245,7 @@ def _backfill(
         print(f"resuming backfill {backfill_id}: {len(done)} of {len(windows)} slices done")
     for i, window in enumerate(windows, 1):
         if window[0] in done:
-            run.results.append(StepResult(f"slice {i}", "skipped", detail="done earlier"))
+            run.skip(f"slice {i}", detail="done earlier")
             continue
         name = f"slice {i}/{len(windows)}"
         result = run.step(name, lambda w=window: _slice(ctx, models, w, args.vars))

@@ -136,7 +136,11 @@ class PipelineRun:
         result.name = name
         result.seconds = time.monotonic() - started
         self.results.append(result)
-        shown = result.detail if result.status == "ok" else (result.error or result.detail)
+        shown = (
+            result.detail
+            if result.status == "ok"
+            else "; ".join(x for x in (result.error, result.detail) if x)
+        )
         print(console.step_line(name, result.status, result.seconds, redact(shown)), flush=True)
         if result.output.strip():
             print(redact(result.output.rstrip()), flush=True)
@@ -174,10 +178,13 @@ class PipelineRun:
             holds_lock=True,
         )
 
-    def skip(self, *names: str) -> None:
+    def skip(self, *names: str, detail: str = "") -> None:
+        """Steps that do not run, each said on its line like the others."""
         for name in names:
-            self.results.append(StepResult(name, "skipped"))
-            self.record.set_step(name, "skipped")
+            self.results.append(StepResult(name, "skipped", detail=detail))
+            if name in ledger.STEPS:
+                self.record.set_step(name, "skipped")
+            print(console.step_line(name, "skipped", 0.0, detail), flush=True)
 
     def _save(self) -> None:
         try:
