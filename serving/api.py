@@ -488,33 +488,39 @@ DOCS_POLICY = (
 
 
 def add_docs_pages(app: FastAPI) -> None:
-    """/docs (Swagger UI) and /redoc, offline."""
+    """/docs (Swagger UI) and /redoc, offline. Their links carry the server's root_path, as
+    FastAPI's own pages do, so they work behind a proxy that serves the API under a prefix."""
     app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
-    openapi = str(app.openapi_url)
+
+    def offline(page: HTMLResponse) -> HTMLResponse:
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
 
     @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
-        page = get_swagger_ui_html(
-            openapi_url=openapi,
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon.png",
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return offline(
+            get_swagger_ui_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+                swagger_favicon_url=f"{root}/docs-assets/favicon.png",
+            )
         )
-        page.headers["Content-Security-Policy"] = DOCS_POLICY
-        return page
 
     @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        page = get_redoc_html(
-            openapi_url=openapi,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url="/docs-assets/redoc.standalone.js",
-            redoc_favicon_url="/docs-assets/favicon.png",
-            with_google_fonts=False,
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return offline(
+            get_redoc_html(
+                openapi_url=f"{root}{app.openapi_url}",
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{root}/docs-assets/redoc.standalone.js",
+                redoc_favicon_url=f"{root}/docs-assets/favicon.png",
+                with_google_fonts=False,
+            )
         )
-        page.headers["Content-Security-Policy"] = DOCS_POLICY
-        return page
 
 
 def create_app(

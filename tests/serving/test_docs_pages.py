@@ -14,7 +14,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
 from serving_helpers import Server, start_server
+
+from serving.api import SnapshotStore, create_app
 
 pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None, reason="needs chromium (.ci/run installs it)"
@@ -95,3 +98,21 @@ def test_docs_and_redoc_render_their_operations_with_no_request_outside_the_api(
     redoc = rendered(f"{server.url}/redoc", port, tmp_path / "chromium-redoc")
     assert "One user's features" in redoc and "The run being served" in redoc
     assert proxy == []
+
+
+def test_docs_pages_link_under_the_prefix_a_proxy_serves_them_at() -> None:
+    """Behind a proxy at /features-api (root_path), every link of the pages carries it."""
+    app = create_app(SnapshotStore(Path("missing.duckdb")))
+    with TestClient(app, root_path="/features-api") as client:
+        for page, links in {
+            "/docs": (
+                "openapi.json",
+                "docs-assets/swagger-ui-bundle.js",
+                "docs-assets/swagger-ui.css",
+            ),
+            "/redoc": ("openapi.json", "docs-assets/redoc.standalone.js"),
+        }.items():
+            html = client.get(page).text
+            for link in links:
+                assert f"/features-api/{link}" in html, (page, link)
+        assert client.get("/features-api/docs-assets/swagger-ui.css").status_code == 200
