@@ -138,7 +138,7 @@ dagster: $(VENV_DAGSTER)/.installed
 	$(VENV_DAGSTER)/bin/python -m demo.api --data data/inbox --token demo-token --quiet & \
 	api=$$!; trap 'kill $$api' EXIT; \
 	DAGSTER_HOME=$(DAGSTER_HOME) SOURCES__ORDERS__API_TOKEN=demo-token \
-		$(VENV_DAGSTER)/bin/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
+		$(VENV_DAGSTER)/bin/dg dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
 
 ## make dagster-shot: docs/assets/dagster-asset-graph.png, the asset graph in headless Chromium
 .PHONY: dagster-shot

@@ -1,6 +1,6 @@
 """The pipeline as a Dagster code location (optional extra `.[dagster]`).
 
-`dagster dev -m orchestration.definitions` shows the configured project as
+`dg dev -m orchestration.definitions` shows the configured project as
 assets: one per declared source (loaded by `python -m ingestion`), the dbt
 models (tests as asset checks), the quality monitor as checks on the marts,
 and the published `analytics.duckdb`. A Dagster run is a pipeline run: it

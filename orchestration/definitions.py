@@ -1,4 +1,4 @@
-"""The code location Dagster loads: `dagster dev -m orchestration.definitions`."""
+"""The code location Dagster loads: `dg dev -m orchestration.definitions`."""
 
 from .location import build_definitions
 

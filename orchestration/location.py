@@ -50,14 +50,17 @@ from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
     DbtCliResource,
+    DbtProject,
     dbt_assets,
 )
+from dagster_shared.record import replace
 
 from pipeline.steps import make_context
 from warehouse.settings import warehouse_path
 from warehouse.sources import BOOKKEEPING_SOURCE
 
 from . import project
+from .metadata import describe_test, raw_table_rows
 from .project import Source
 from .resources import Warehouse
 
@@ -78,6 +81,21 @@ class Translator(DagsterDbtTranslator):
         fqn = dbt_resource_props.get("fqn") or []
         return fqn[1] if len(fqn) > 2 else dbt_resource_props.get("resource_type")
 
+    def get_asset_check_spec(
+        self,
+        asset_spec: AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> AssetCheckSpec | None:
+        """dagster-dbt's check, described: the test, its column and arguments. The name
+        stays dbt's: it is what `dbt build --select` takes and how dagster-dbt matches
+        the test's result to the check."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return replace(spec, description=describe_test(manifest["nodes"][unique_id]))
+
 
 def source_asset(source: Source) -> AssetsDefinition:
     specs = [
@@ -94,19 +112,28 @@ def source_asset(source: Source) -> AssetsDefinition:
     @multi_asset(name=f"ingest_{source.name}", specs=specs)
     def ingest(warehouse: Warehouse) -> Iterator[MaterializeResult]:
         result = warehouse.ingest(source.name)
-        metadata = {
-            "rows_loaded": result.data.get("rows_loaded"),
-            "rows_rejected": result.data.get("rows_rejected"),
-            "detail": result.detail,
-        }
+        rows = raw_table_rows(
+            warehouse.run.ctx.warehouse,
+            source.name,
+            source.tables,
+            result.data.get("dlt_load_ids") or [],
+        )
         for spec in specs:
-            yield MaterializeResult(asset_key=spec.key, metadata=metadata)
+            table = spec.key.path[-1]
+            yield MaterializeResult(
+                asset_key=spec.key, metadata={**rows.get(table, {}), "source run": result.detail}
+            )
 
     return ingest
 
 
-def dbt_models(manifest: Path, exclude: str | None) -> AssetsDefinition:
-    @dbt_assets(manifest=manifest, exclude=exclude, dagster_dbt_translator=Translator())
+def dbt_models(dbt_project: DbtProject, exclude: str | None) -> AssetsDefinition:
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        exclude=exclude,
+        dagster_dbt_translator=Translator(),
+    )
     def dbt_models(
         context: AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
     ) -> Iterator[Any]:
@@ -262,10 +289,11 @@ def build_definitions(
             "expected a cron expression such as '0 * * * *'"
         ) from None
     ctx = make_context(warehouse_path(), project_dir)
-    manifest_path = project.parse_manifest(ctx)
-    manifest = project.read_manifest(manifest_path)
+    dbt_project = project.dbt_project(ctx)
+    dbt_project.prepare_if_dev()
+    manifest = project.read_manifest(dbt_project.manifest_path)
     sources = project.sources(ctx, inbox)
-    models = dbt_models(manifest_path, project.dbt_exclude(project_dir))
+    models = dbt_models(dbt_project, project.dbt_exclude(project_dir))
     translator = Translator()
     mart_relations = {
         key: relation
@@ -298,11 +326,7 @@ def build_definitions(
             "warehouse": Warehouse(
                 project_dir=str(project_dir), inbox=inbox, api_url=api_url, dbt_vars=dbt_vars
             ),
-            "dbt": DbtCliResource(
-                project_dir=str(project_dir),
-                profiles_dir=ctx.env["DBT_PROFILES_DIR"],
-                dbt_executable=ctx.dbt,
-            ),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=ctx.dbt),
         },
         executor=in_process_executor,
     )

@@ -4,12 +4,16 @@ the run schedule. Nothing here knows the sample domain.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.scope import pipeline_setting
+from dagster_dbt import DbtProject, DbtProjectPreparer
+from dagster_shared.record import replace
+
+from pipeline.scope import pipeline_setting, project_fingerprint
 from pipeline.steps import Context, dbt_command, run_command
 from warehouse.sources import undeclared_dbt_sources
 
@@ -57,15 +61,61 @@ def dbt_exclude(project_dir: Path) -> str | None:
     return " ".join(f"source:{name}+" for name in names) or None
 
 
-def parse_manifest(ctx: Context) -> Path:
-    """`dbt parse` into its own target folder: the assets follow the models as they are now,
-    and a run's artifacts in the project's target folder are left alone."""
-    target = ctx.target_dir / "dagster"
-    command = dbt_command(ctx, "parse", "--quiet", "--target-path", str(target))
-    done = run_command(command, ctx, capture_stdout=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    return target / "manifest.json"
+MANIFEST_TARGET = Path("dagster")  # under the project's target folder: a run's artifacts stay
+
+
+def dbt_project(ctx: Context) -> DbtProject:
+    """The project as dagster-dbt's DbtProject, its manifest prepared by `Preparer`."""
+    project = DbtProject(
+        ctx.project_dir,
+        target_path=ctx.target_dir / MANIFEST_TARGET,
+        profiles_dir=ctx.env["DBT_PROFILES_DIR"],
+    )
+    return replace(project, preparer=Preparer(ctx))  # DbtProject is a frozen record
+
+
+class Preparer(DbtProjectPreparer):
+    """`dbt parse` when the manifest is missing or older than the project.
+
+    dagster-dbt's own preparer parses on every load under `dg dev` and never elsewhere,
+    and runs `dbt deps`. Here the tool's dbt package is linked, not installed, and parsing
+    is keyed on what the manifest depends on (the project's dbt files, the tool's
+    package, the profile and the dbt settings in the environment, which decide the
+    relations' names), so a load with nothing changed reads the manifest as it is, under
+    `dg dev` and in a deployment alike."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def prepare_if_dev(self, project: DbtProject) -> None:
+        stamp = stamp_path(project)
+        prepared = project.manifest_path.is_file() and stamp.is_file()
+        if not prepared or stamp.read_text(encoding="utf-8").strip() != manifest_state(self.ctx):
+            self.prepare(project)
+
+    def prepare(self, project: DbtProject) -> None:
+        state = manifest_state(self.ctx)
+        target = project.manifest_path.parent
+        command = dbt_command(self.ctx, "parse", "--quiet", "--target-path", str(target))
+        done = run_command(command, self.ctx, capture_stdout=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        stamp_path(project).write_text(state + "\n", encoding="utf-8")
+
+
+def stamp_path(project: DbtProject) -> Path:
+    return project.manifest_path.with_name("manifest.state")
+
+
+def manifest_state(ctx: Context) -> str:
+    """What the manifest depends on, as one digest."""
+    profiles = Path(ctx.env["DBT_PROFILES_DIR"]) / "profiles.yml"
+    settings = sorted((k, v) for k, v in ctx.env.items() if k.startswith(("DBT_", "WAREHOUSE_")))
+    digest = hashlib.sha256(project_fingerprint(ctx.project_dir, None).encode())
+    digest.update(json.dumps(settings).encode())
+    if profiles.is_file():
+        digest.update(profiles.read_bytes())
+    return digest.hexdigest()
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

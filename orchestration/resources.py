@@ -29,6 +29,8 @@ from pipeline.runner import PipelineRun
 from pipeline.steps import StepResult, dbt_outcome, make_context
 from warehouse.settings import warehouse_path
 
+from .metadata import with_table_metadata
+
 COMMAND = "dagster"
 
 
@@ -97,6 +99,7 @@ class Warehouse(ConfigurableResource):
         """dbt build of the selected models through dagster-dbt: its events, our gate."""
         run, ctx = self.run, self.run.ctx
         events: list[Any] = []
+        manifest: dict[str, Any] = {}
         run.record.check_kind = "full" if everything else "selected"
         # What `python -m pipeline run` records of a build, so that the next one builds
         # only what is new since this one did everything (pipeline/scope.py).
@@ -112,6 +115,7 @@ class Warehouse(ConfigurableResource):
                 args, context=context, target_path=ctx.target_dir, raise_on_error=False
             )
             events.extend(invocation.stream())
+            manifest.update(invocation.manifest)
             code = invocation.process.wait()
             if everything:
                 recorded.update(scope.state_now(ctx, self.dbt_vars))
@@ -120,7 +124,7 @@ class Warehouse(ConfigurableResource):
         result = run.step("build", action)
         run.record.dbt_invocation_id = result.data.get("dbt_invocation_id")
         run.record.detail["build_scope"] = recorded
-        yield from events
+        yield from with_table_metadata(events, ctx.warehouse, manifest)
         if result.status != "ok":
             raise failure(result, "build")
 

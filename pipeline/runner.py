@@ -270,6 +270,7 @@ class PipelineRun:
             result = steps.ingest(self.ctx, sources, inbox, api_url, full_refresh, self.debug)
             new_loads = [x for x in current_load_ids(self.ctx.warehouse) if x not in before]
             self.record.dlt_load_ids = [*self.record.dlt_load_ids, *new_loads]
+            result.data["dlt_load_ids"] = new_loads
             rows = result.data.get("rows_loaded")
             if rows is not None:
                 self.record.rows_loaded = (self.record.rows_loaded or 0) + rows

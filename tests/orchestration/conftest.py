@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster import DagsterInstance
 from dagster_sites import Site
 from project_env import SAMPLE_TOKEN, SITE_FILES, copy_state
 
@@ -39,12 +40,21 @@ def pipeline_site(inbox: Path, orders_api: str, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
+def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DAGSTER_HOME of the run in `dagster_site`: a webserver over it shows that run."""
+    home = tmp_path_factory.mktemp("dagster-home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+@pytest.fixture(scope="session")
 def dagster_site(
-    inbox: Path, orders_api: str, tmp_path_factory: pytest.TempPathFactory
+    inbox: Path, orders_api: str, dagster_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Site, Any]:
     """The sample after a Dagster run of every asset, and that run's result (do not modify)."""
     site = Site(tmp_path_factory.mktemp("dagster-run"), inbox)
-    return site, site.materialize(orders_api)
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        return site, site.materialize(orders_api, instance=instance)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Dagster test sites: a warehouse folder, its env, and the pipeline materialized in-process.
 
-`materialize` builds the code location the way `dagster dev` does (from the
+`materialize` builds the code location the way `dg dev` does (from the
 project and the environment), with the env of one site, and runs the job of
 every asset in this process on an ephemeral Dagster instance.
 """
@@ -66,12 +66,13 @@ class Site:
         api_url: str,
         env: dict[str, str] | None = None,
         selection: set[AssetKey] | None = None,
+        instance: DagsterInstance | None = None,
     ) -> ExecuteInProcessResult:
         """The job of every asset (or of `selection`), run in this process."""
         with self.environment(env):
             job = self.definitions(api_url).resolve_job_def(JOB)
             return job.execute_in_process(
-                instance=DagsterInstance.ephemeral(),
+                instance=instance or DagsterInstance.ephemeral(),
                 raise_on_error=False,
                 asset_selection=list(selection) if selection else None,
             )

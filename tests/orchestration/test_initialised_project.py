@@ -24,6 +24,7 @@ folder = "data/inbox/flights"
 key = "flight_id"
 """
 MART_SQL = "select flight_id, carrier from {{ ref('stg_flights__flights') }} where is_current\n"
+CARRIERS_SQL = "select distinct carrier from {{ ref('stg_flights__flights') }}\n"
 MART_YML = """version: 2
 models:
   - name: fct_flights
@@ -54,7 +55,7 @@ def test_the_location_loads_on_an_initialised_project(tmp_path: Path) -> None:
     (project / "models" / "marts" / "fct_flights.sql").write_text(MART_SQL)
     (project / "models" / "marts" / "_marts.yml").write_text(MART_YML)
 
-    # as `dagster dev -m orchestration.definitions` loads it from the project's folder
+    # as `dg dev -m orchestration.definitions` loads it from the project's folder
     validate = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "definitions", "validate"]
         + ["-m", "orchestration.definitions"],
@@ -66,18 +67,37 @@ def test_the_location_loads_on_an_initialised_project(tmp_path: Path) -> None:
     )
     assert validate.returncode == 0, validate.stdout[-3000:] + validate.stderr[-3000:]
 
-    cwd = Path.cwd()
-    os.chdir(project)
-    try:
-        with mock.patch.dict(os.environ, env, clear=True):
-            definitions = build_definitions(project)
-    finally:
-        os.chdir(cwd)
-    keys = set(definitions.resolve_all_asset_keys())
-    assert keys == {
+    def load() -> set[AssetKey]:
+        cwd = Path.cwd()
+        os.chdir(project)
+        try:
+            with mock.patch.dict(os.environ, env, clear=True):
+                return set(build_definitions(project).resolve_all_asset_keys())
+        finally:
+            os.chdir(cwd)
+
+    manifest = project / "target" / "dagster" / "manifest.json"
+    parsed = manifest.stat().st_mtime_ns
+    assert load() == {
         AssetKey(["flights", "flights"]),
         REJECTED_ROWS,
         AssetKey(["staging", "stg_flights__flights"]),
         AssetKey(["marts", "fct_flights"]),
         PUBLISHED,
     }
+    assert manifest.stat().st_mtime_ns == parsed  # prepared once: nothing changed since
+
+    # A new model: the next load (a new process, as a reload is) parses again and shows it.
+    (project / "models" / "marts" / "fct_carriers.sql").write_text(CARRIERS_SQL)
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "list"]
+        + ["-m", "orchestration.definitions"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
+    assert "marts/fct_carriers" in listed.stdout.split()
+    assert manifest.stat().st_mtime_ns != parsed

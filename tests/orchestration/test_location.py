@@ -12,12 +12,14 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context
-from dagster_sites import Site
+from dagster_sites import Site, sha256
 from project_env import ROOT
 
 pytestmark = [pytest.mark.dagster, pytest.mark.slow]
@@ -58,27 +60,33 @@ def asset_graph(url: str, timeout: float = 180) -> dict[tuple[str, ...], set[tup
         time.sleep(1)
 
 
-def test_the_webserver_shows_every_asset_and_the_source_edges(tmp_path: Path, inbox: Path) -> None:
-    site = Site(tmp_path / "site", inbox)
+@contextmanager
+def webserver(env: dict[str, str], home: Path, log: Path) -> Iterator[str]:
+    """`dagster-webserver` over the code location on 127.0.0.1, its history in `home`."""
     port = free_port()
-    env = {**site.env, "DAGSTER_HOME": str(tmp_path / "dagster")}
-    (tmp_path / "dagster").mkdir()
-    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     server = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("dagster-webserver")),
             *("-h", "127.0.0.1", "-p", str(port), "-m", "orchestration.definitions"),
         ],
         cwd=ROOT,
-        env=env,
+        env={**env, "DAGSTER_HOME": str(home)},
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "webserver.log", "w"),  # noqa: SIM115 - closed with the process
+        stderr=open(log, "w"),  # noqa: SIM115 - closed with the process
     )
     try:
-        graph = asset_graph(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_the_webserver_shows_every_asset_and_the_source_edges(tmp_path: Path, inbox: Path) -> None:
+    site = Site(tmp_path / "site", inbox)
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with webserver(site.env, tmp_path / "dagster", tmp_path / "webserver.log") as url:
+        graph = asset_graph(url)
 
     manifest = json.loads((site.root / "target" / "dagster" / "manifest.json").read_text())
     models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
@@ -166,3 +174,82 @@ def test_the_location_follows_the_declared_sources_and_the_schedule(
 
     with pytest.raises(ValueError, match=r"pipeline.schedule is 'hourly'.*cron expression"):
         site.definitions(env={"PIPELINE__SCHEDULE": "hourly"})
+
+
+RUN_SHOWN = """{ assetNodes {
+  assetKey { path }
+  assetChecksOrError { ... on AssetChecks { checks {
+    name description
+    executionForLatestMaterialization { status evaluation { severity } } } } }
+  assetMaterializations(limit: 1) { metadataEntries {
+    label
+    ... on IntMetadataEntry { intValue }
+    ... on TableSchemaMetadataEntry { schema { columns { name type description } } } } }
+} }"""
+
+
+def test_the_webserver_shows_a_runs_checks_and_rows_as_the_report_does(
+    dagster_site: tuple[Site, Any], dagster_home: Path, tmp_path: Path
+) -> None:
+    """After the run of every asset: each raw table has its dbt source tests and the
+    monitor's verdict as checks (raw.users warns, as in the report), and its own row
+    counts; each model its row count and columns; every check says what it checks."""
+    site, _ = dagster_site
+    manifest = site.root / "target" / "dagster" / "manifest.json"
+    parsed = sha256(manifest), manifest.stat().st_mtime_ns
+    with webserver(site.env, dagster_home, tmp_path / "webserver.log") as url:
+        asset_graph(url)  # the location has loaded
+        nodes = graphql(url, RUN_SHOWN)["data"]["assetNodes"]
+    assert (sha256(manifest), manifest.stat().st_mtime_ns) == parsed  # not parsed again
+    shown = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    manifest_nodes = json.loads(manifest.read_text())["nodes"]
+
+    def checks(key: str) -> dict[str, tuple[str, str | None]]:
+        found = shown[key]["assetChecksOrError"]["checks"]
+        assert all(c["description"] for c in found), key
+        return {
+            c["name"]: (
+                c["executionForLatestMaterialization"]["status"],
+                (c["executionForLatestMaterialization"]["evaluation"] or {}).get("severity"),
+            )
+            for c in found
+        }
+
+    def metadata(key: str) -> dict[str, Any]:
+        [materialization] = shown[key]["assetMaterializations"]
+        entries = materialization["metadataEntries"]
+        return {e["label"]: e.get("intValue", e.get("schema")) for e in entries}
+
+    users = checks("users/users")
+    assert users["quality_monitor"] == ("FAILED", "WARN")
+    assert users["ml_warehouse_source_not_empty_users_users_"] == ("SUCCEEDED", "ERROR")
+    duplicate = next(name for name in users if "duplicate_rate" in name)
+    assert users[duplicate] == ("FAILED", "WARN")
+    for source in ("orders", "events", "products"):
+        found = checks(f"{source}/{source}")
+        assert found["quality_monitor"] == ("SUCCEEDED", "WARN")
+        assert f"ml_warehouse_source_not_empty_{source}_{source}_" in found
+
+    for source in ("users", "orders", "events", "products"):
+        rows = metadata(f"{source}/{source}")
+        [(total,)] = site.query(f"select count(*) from raw.{source}")
+        [(rejected,)] = site.query(
+            f"select count(*) from raw._rejected_rows where resource = '{source}'"
+        )
+        assert (rows["dagster/row_count"], rows["rows_loaded"]) == (total, total), source
+        assert rows["rows_rejected"] == rejected, source
+    assert metadata("users/users")["rows_rejected"] > 0  # the sample's bad users rows
+
+    for mart in ("dim_users", "fct_orders", "user_features"):
+        rows = metadata(f"marts/{mart}")
+        assert site.query(f"select count(*) from marts.{mart}") == [(rows["dagster/row_count"],)]
+        built = site.query(
+            "select column_name, data_type from duckdb_columns() "
+            f"where schema_name = 'marts' and table_name = '{mart}' order by column_index"
+        )
+        node = manifest_nodes[f"model.ml_warehouse_demo.{mart}"]
+        documented = [(n, t, node["columns"][n]["description"]) for n, t in built]
+        schema = rows["dagster/column_schema"]["columns"]
+        assert [(c["name"], c["type"], c["description"]) for c in schema] == documented
+        assert all(description for _, _, description in documented)
+    assert checks("marts/dim_users")["quality_monitor"] == ("SUCCEEDED", "WARN")
