@@ -79,9 +79,9 @@ event_features as (
             cast(sum(case when category = '{{ category }}' then 1 else 0 end) as {{ dbt.type_bigint() }})
                 as event_count_{{ category }},
         {% endfor %}
-        avg(value) as value_mean,
-        stddev_samp(value) as value_std,
-        max(occurred_at) as last_event_at
+        max(occurred_at) as last_event_at,
+        {{ ml_warehouse.round_double('avg(value)') }} as value_mean,
+        {{ ml_warehouse.round_double('stddev_samp(value)') }} as value_std
 
     from activity_events
     group by user_id
@@ -93,7 +93,7 @@ order_features as (
     select
         user_id,
         cast(count(*) as {{ dbt.type_bigint() }}) as order_count,
-        sum(amount) as order_amount_total,
+        {{ ml_warehouse.round_double('sum(amount)') }} as order_amount_total,
         max(created_at) as last_order_at
 
     from activity_orders

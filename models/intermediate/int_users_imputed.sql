@@ -14,7 +14,7 @@ final as (
         *,
         coalesce(
             cast(age as {{ ml_warehouse.type_double() }}),
-            avg(cast(age as {{ ml_warehouse.type_double() }})) over ()
+            {{ ml_warehouse.round_double('avg(cast(age as ' ~ ml_warehouse.type_double() ~ ')) over ()') }}
         ) as age_imputed,
         age is null as is_age_imputed
 

@@ -20,19 +20,20 @@ COUNTS = ", ".join(f"count(*) filter (category = '{c}')" for c in CATEGORIES)
 
 
 def expected_features(analytics: Path, spine: list[tuple[int, str]]) -> list[dict[str, Any]]:
-    """Each row's features recomputed by hand from the marts' rows at or before its label_ts."""
+    """Each row's features recomputed by hand from the marts' rows at or before its label_ts
+    (means, deviations and sums to the 6 decimals their docs give)."""
     con = duckdb.connect(str(analytics), read_only=True)
     out = []
     try:
         for user_id, label_ts in spine:
             e = con.execute(
                 f"""select count(*), {COUNTS},
-                    avg(value), stddev_samp(value), date_diff('day', max(occurred_at), ?::timestamp)
+                    round(avg(value), 6), round(stddev_samp(value), 6), date_diff('day', max(occurred_at), ?::timestamp)
                 from marts.fct_events where user_id = ? and occurred_at <= ?::timestamp""",
                 [label_ts, user_id, label_ts],
             ).fetchone()
             o = con.execute(
-                """select count(*), coalesce(sum(amount), 0),
+                """select count(*), coalesce(round(sum(amount), 6), 0),
                     date_diff('day', max(created_at), ?::timestamp)
                 from marts.fct_orders where user_id = ? and created_at <= ?::timestamp""",
                 [label_ts, user_id, label_ts],

@@ -82,6 +82,29 @@ def test_the_published_file_explains_itself(published: Site) -> None:
     }
 
 
+# Doubles published as their source sent them; every other double is computed.
+AS_SENT = {("fct_events", "value"), ("fct_orders", "amount")}
+
+
+def test_computed_floats_are_published_as_their_docs_say(published: Site) -> None:
+    """Each computed double (mean, sum, quantile) says in its docs that it is rounded to 6
+    decimals, and is: no 4.0249999999999995 in a file or an API response."""
+    with duckdb.connect(str(published.analytics), read_only=True) as con:
+        doubles = con.execute(
+            "select table_name, column_name, comment from duckdb_columns()"
+            " where schema_name = 'marts' and data_type = 'DOUBLE' order by all"
+        ).fetchall()
+        computed = [(t, c, note) for t, c, note in doubles if (t, c) not in AS_SENT]
+        assert len(computed) >= 12
+        assert [(t, c) for t, c, note in computed if "Rounded to 6 decimals" not in note] == []
+        for table, column, _ in computed:
+            [(rows, unrounded)] = con.execute(
+                f'select count("{column}"), count(*) filter '
+                f'(where "{column}" <> round("{column}", 6)) from marts."{table}"'
+            ).fetchall()
+            assert rows > 0 and unrounded == 0, (table, column)
+
+
 def test_published_baseline_and_ledger(published: Site) -> None:
     """The clean run published every mart and wrote one complete ledger row."""
     (row,) = published.ledger()

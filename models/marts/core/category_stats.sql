@@ -12,8 +12,8 @@ final as (
 
     select
         category,
-        avg(value) as value_mean,
-        stddev_samp(value) as value_std,
+        {{ ml_warehouse.round_double('avg(value)') }} as value_mean,
+        {{ ml_warehouse.round_double('stddev_samp(value)') }} as value_std,
         cast(count(*) as {{ dbt.type_bigint() }}) as event_count,
         {{ ml_warehouse.iqr_bounds('value', prefix='value_') }}
 

@@ -218,6 +218,25 @@
 {%- endmacro %}
 
 {#
+    round_double(expression, decimals=var('float_decimals', 6)): a computed 8-byte float
+    (a mean, a sum, a quantile) rounded to `decimals` places, so that 4.025 is stored and
+    served as 4.025 and not as 4.0249999999999995. PostgreSQL rounds numerics only.
+#}
+{% macro round_double(expression, decimals=none) -%}
+    {%- set places = decimals if decimals is not none else var('float_decimals', 6) -%}
+    {{ return(adapter.dispatch('round_double', 'ml_warehouse')(expression, places)) }}
+{%- endmacro %}
+
+{% macro default__round_double(expression, decimals) -%}
+    round({{ expression }}, {{ decimals }})
+{%- endmacro %}
+
+{% macro postgres__round_double(expression, decimals) -%}
+    cast(round(cast({{ expression }} as numeric), {{ decimals }}) as double precision)
+{%- endmacro %}
+
+
+{#
     parse_date(expression, format) / parse_timestamp(expression, format, tz='UTC'):
     text written in a strptime `format` (`Jan 1 2000` is '%b %d %Y') as a date, or as
     the UTC instant of a wall time in `tz`; null when the text does not fit. The

@@ -49,11 +49,12 @@
 {% macro iqr_bounds(column, prefix='', factor=none) -%}
     {%- set q1 = ml_warehouse.percentile_cont(column, 0.25) -%}
     {%- set q3 = ml_warehouse.percentile_cont(column, 0.75) -%}
-    cast({{ q1 }} as {{ ml_warehouse.type_double() }}) as {{ prefix }}q1,
-    cast({{ q3 }} as {{ ml_warehouse.type_double() }}) as {{ prefix }}q3,
-    cast({{ q3 }} - {{ q1 }} as {{ ml_warehouse.type_double() }}) as {{ prefix }}iqr,
-    cast({{ ml_warehouse.iqr_lower_bound(q1, q3, factor) }} as {{ ml_warehouse.type_double() }}) as {{ prefix }}lower_bound,
-    cast({{ ml_warehouse.iqr_upper_bound(q1, q3, factor) }} as {{ ml_warehouse.type_double() }}) as {{ prefix }}upper_bound
+    {%- set double = ml_warehouse.type_double() -%}
+    {{ ml_warehouse.round_double('cast(' ~ q1 ~ ' as ' ~ double ~ ')') }} as {{ prefix }}q1,
+    {{ ml_warehouse.round_double('cast(' ~ q3 ~ ' as ' ~ double ~ ')') }} as {{ prefix }}q3,
+    {{ ml_warehouse.round_double('cast(' ~ q3 ~ ' - ' ~ q1 ~ ' as ' ~ double ~ ')') }} as {{ prefix }}iqr,
+    {{ ml_warehouse.round_double('cast(' ~ ml_warehouse.iqr_lower_bound(q1, q3, factor) ~ ' as ' ~ double ~ ')') }} as {{ prefix }}lower_bound,
+    {{ ml_warehouse.round_double('cast(' ~ ml_warehouse.iqr_upper_bound(q1, q3, factor) ~ ' as ' ~ double ~ ')') }} as {{ prefix }}upper_bound
 {%- endmacro %}
 
 
