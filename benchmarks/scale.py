@@ -121,50 +121,91 @@ def markdown(points: list[dict[str, Any]], judged: list[dict[str, Any]]) -> str:
 
 
 def svg_plot(points: list[dict[str, Any]]) -> str:
-    """Seconds per million events (full run) and the incremental share, against size (log x)."""
-    import math
-
-    width, height, pad = 640, 300, 50
-    xs = [math.log10(p["events"]) for p in points]
-    x_min, x_max = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-
-    def x(value: float) -> float:
-        return pad + (value - x_min) / (x_max - x_min) * (width - 2 * pad)
-
-    def line(values: list[float], color: str, label: str, row: int) -> str:
-        top = max(values) * 1.2 or 1.0
-        coords = [
-            (x(v), height - pad - value / top * (height - 2 * pad))
-            for v, value in zip(xs, values, strict=True)
-        ]
-        path = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in coords)
-        dots = "".join(
-            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{color}"/>'
-            f'<text x="{cx + 5:.1f}" y="{cy - 6:.1f}" font-size="11" fill="{color}">'
-            f"{value:.3g}</text>"
-            for (cx, cy), value in zip(coords, values, strict=True)
-        )
-        legend = f'<text x="{pad}" y="{18 * row}" font-size="12" fill="{color}">{label}</text>'
-        return f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>' + (
-            dots + legend
-        )
-
-    ticks = "".join(
-        f'<text x="{x(v):.1f}" y="{height - pad + 18}" font-size="11" text-anchor="middle">'
-        f"{p['events'] / 1e6:g}M</text>"
-        for v, p in zip(xs, points, strict=True)
-    )
+    """Two panels, one per unit, against the number of events (log scale): seconds per
+    million events of the full run, and the 1% incremental run's share of the full run."""
     per_event = [p["full"]["seconds_per_million_events"] for p in points]
     shares = [p["incremental"]["share_of_full"] for p in points]
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>'
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-        f'stroke="#888"/>{ticks}'
-        + line(per_event, "#1f77b4", "full run: seconds per million events", 1)
-        + line(shares, "#d62728", "1% incremental run: share of the full run", 2)
-        + "</svg>\n"
+    events = [p["events"] for p in points]
+    panels = [
+        panel(events, per_event, "Full run", "seconds per million events", "#1f77b4", "{:.1f}"),
+        panel(events, shares, "1% incremental run", "share of the full run", "#d62728", "{:.2f}"),
+    ]
+    width, height = PANEL_WIDTH * len(panels), PANEL_HEIGHT
+    placed = "".join(
+        f'<g transform="translate({PANEL_WIDTH * i},0)">{body}</g>' for i, body in enumerate(panels)
     )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" font-family="sans-serif" font-size="12">'
+        f'<rect width="100%" height="100%" fill="white"/>{placed}</svg>\n'
+    )
+
+
+PANEL_WIDTH, PANEL_HEIGHT = 420, 320
+MARGIN = {"left": 62, "right": 24, "top": 40, "bottom": 52}
+
+
+def panel(
+    events: list[int], values: list[float], title: str, unit: str, color: str, shown: str
+) -> str:
+    """One line plot with its title, both axes labelled, a y grid from 0 and each point's
+    value above it."""
+    import math
+
+    left, right = MARGIN["left"], PANEL_WIDTH - MARGIN["right"]
+    top, bottom = MARGIN["top"], PANEL_HEIGHT - MARGIN["bottom"]
+    logs = [math.log10(n) for n in events]
+    low, high = min(logs), max(logs) if max(logs) > min(logs) else min(logs) + 1
+    inset = (high - low) * 0.08  # the first and last points clear of the axes' labels
+    low, high = low - inset, high + inset
+    step = nice_step(max(values) / 4 or 1.0)
+    y_max = step * math.ceil(max(values) * 1.15 / step)
+
+    def x(log: float) -> float:
+        return left + (log - low) / (high - low) * (right - left)
+
+    def y(value: float) -> float:
+        return bottom - value / y_max * (bottom - top)
+
+    grid = "".join(
+        f'<line x1="{left}" x2="{right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e5e5e5"/>'
+        f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#555">'
+        f"{shown.format(v)}</text>"
+        for v in (step * i for i in range(round(y_max / step) + 1))
+    )
+    ticks = "".join(
+        f'<text x="{x(lg):.1f}" y="{bottom + 18}" text-anchor="middle" fill="#555">'
+        f"{n / 1e6:.3g}M</text>"
+        for lg, n in zip(logs, events, strict=True)
+    )
+    coords = [(x(lg), y(v)) for lg, v in zip(logs, values, strict=True)]
+    path = " ".join(f"{cx:.1f},{cy:.1f}" for cx, cy in coords)
+    dots = "".join(
+        f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{color}"/>'
+        f'<text x="{cx:.1f}" y="{cy - 9:.1f}" text-anchor="middle" fill="{color}" '
+        f'font-weight="bold">{shown.format(v)}</text>'
+        for (cx, cy), v in zip(coords, values, strict=True)
+    )
+    middle = (top + bottom) / 2
+    return (
+        f'<text x="{left}" y="{top - 18}" font-size="14" font-weight="bold">{title}</text>'
+        f"{grid}"
+        f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#888"/>'
+        f'<line x1="{left}" x2="{left}" y1="{top}" y2="{bottom}" stroke="#888"/>{ticks}'
+        f'<text x="{(left + right) / 2:.1f}" y="{PANEL_HEIGHT - 12}" text-anchor="middle">'
+        "events (log scale)</text>"
+        f'<text transform="translate(16,{middle:.1f}) rotate(-90)" text-anchor="middle">'
+        f"{unit}</text>"
+        f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>{dots}'
+    )
+
+
+def nice_step(rough: float) -> float:
+    """1, 2 or 5 times a power of ten, at least `rough`: grid lines at round values."""
+    import math
+
+    power = 10 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -178,6 +219,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temp dir)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="RESULTS",
+        help="measure nothing: draw a stored results file (its .svg beside it, or --out)",
+    )
+    parser.add_argument("--out", type=Path, help="where --plot writes the SVG")
     args = parser.parse_args(argv)
     try:
         args.events = [int(size) for size in args.events.split(",")]
@@ -190,6 +238,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.plot:
+        stored = json.loads(args.plot.read_text(encoding="utf-8"))
+        out = args.out or args.plot.with_suffix(".svg")
+        out.write_text(svg_plot(stored["points"]), encoding="utf-8")
+        print(f"wrote {out}")
+        return 0
     date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     results: dict[str, Any] = {"date": date, "machine": machine(), "points": []}
     with tempfile.TemporaryDirectory(prefix="ml-warehouse-scale-") as scratch:

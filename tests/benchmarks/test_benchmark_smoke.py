@@ -11,8 +11,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+
+from benchmarks import scale
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW_IDS = [
@@ -166,3 +169,36 @@ def test_scale_curve_at_two_small_sizes(tmp_path: Path) -> None:
     assert "| 10,100 |" in done.stdout
     assert path.with_suffix(".svg").read_text().startswith("<svg")
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+
+def test_the_scale_plot_labels_both_axes_of_each_unit_and_no_text_overlaps(
+    tmp_path: Path,
+) -> None:
+    """The docs' scale curve, redrawn from the stored results: a panel per unit, each with
+    a title and both axes labelled, and no two labels drawn over each other."""
+    stored = ROOT / "benchmarks" / "results" / "2026-12-04-scale.json"
+    out = tmp_path / "curve.svg"
+    assert scale.main(["--plot", str(stored), "--out", str(out)]) == 0
+    svg = ElementTree.fromstring(out.read_text())
+    panels = svg.findall("{http://www.w3.org/2000/svg}g")
+    assert len(panels) == 2
+    for group in panels:
+        texts = [t for t in group.iter("{http://www.w3.org/2000/svg}text")]
+        words = {t.text for t in texts}
+        assert "events (log scale)" in words
+        assert words & {"seconds per million events", "share of the full run"}
+        boxes = [  # ~7 px a character, 12 px high, anchored as drawn; axis titles aside
+            text_box(t) for t in texts if "rotate" not in t.get("transform", "")
+        ]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                apart = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+                assert apart, (a, b)
+
+
+def text_box(text: ElementTree.Element) -> tuple[float, float, float, float]:
+    width = 7.0 * len(text.text or "")
+    x, y = float(text.get("x", 0)), float(text.get("y", 0))
+    anchor = text.get("text-anchor", "start")
+    left = {"start": x, "middle": x - width / 2, "end": x - width}[anchor]
+    return left, y - 12, left + width, y
