@@ -140,10 +140,10 @@ dagster: $(VENV_DAGSTER)/.installed
 	DAGSTER_HOME=$(DAGSTER_HOME) SOURCES__ORDERS__API_TOKEN=demo-token \
 		$(VENV_DAGSTER)/bin/dg dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
 
-## make dagster-shot: docs/assets/dagster-asset-graph.png, the asset graph in headless Chromium
-.PHONY: dagster-shot
-dagster-shot: $(VENV_DAGSTER)/.installed
-	$(VENV_DAGSTER)/bin/python -m demo.dagster_shot
+## make screenshots: docs/assets/*.png after a make run (API docs, report, Dagster), in headless Chromium
+.PHONY: screenshots
+screenshots: venv $(VENV_DAGSTER)/.installed
+	$(VENV_DAGSTER)/bin/python -m demo.screenshots
 
 ## make test-dagster: every asset in-process vs python -m pipeline run, gates, lock, sensor, webserver
 test-dagster: $(VENV_DAGSTER)/.installed

@@ -278,10 +278,11 @@ def render(
     for i, m in enumerate(measurements):
         status = _status(m, alerts)
         passed = sum(x.status == "pass" for x in m.target.tests)
+        tested = f"{passed} of {len(m.target.tests)} passed" if m.target.tests else "none"
         out.append(
             f'<tr><td><a href="#model-{i}">{_e(m.target.name)}</a></td><td>{_e(m.target.kind)}'
             f'</td><td class="num">{_e(_num(m.value("row_count")))}</td>'
-            f'<td class="num">{passed} of {len(m.target.tests)} passed</td>'
+            f'<td class="num">{tested}</td>'
             f'<td><span class="badge {status}">{status}</span></td></tr>'
         )
     out.append("</tbody></table>")
