@@ -55,17 +55,21 @@ def test_the_location_loads_on_an_initialised_project(tmp_path: Path) -> None:
     (project / "models" / "marts" / "fct_flights.sql").write_text(MART_SQL)
     (project / "models" / "marts" / "_marts.yml").write_text(MART_YML)
 
-    # as `dg dev -m orchestration.definitions` loads it from the project's folder
-    validate = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate"]
-        + ["-m", "orchestration.definitions"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert validate.returncode == 0, validate.stdout[-3000:] + validate.stderr[-3000:]
+    def dagster(*command: str) -> str:
+        """The dagster CLI on the location, from the project's folder as `dg dev` loads it."""
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("dagster")), *command]
+            + ["-m", "orchestration.definitions"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    dagster("definitions", "validate")
 
     def load() -> set[AssetKey]:
         cwd = Path.cwd()
@@ -89,15 +93,5 @@ def test_the_location_loads_on_an_initialised_project(tmp_path: Path) -> None:
 
     # A new model: the next load (a new process, as a reload is) parses again and shows it.
     (project / "models" / "marts" / "fct_carriers.sql").write_text(CARRIERS_SQL)
-    listed = subprocess.run(
-        [str(Path(sys.executable).with_name("dagster")), "asset", "list"]
-        + ["-m", "orchestration.definitions"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
-    assert "marts/fct_carriers" in listed.stdout.split()
+    assert "marts/fct_carriers" in dagster("asset", "list").split()
     assert manifest.stat().st_mtime_ns != parsed
