@@ -28,7 +28,8 @@ def expected_features(analytics: Path, spine: list[tuple[int, str]]) -> list[dic
         for user_id, label_ts in spine:
             e = con.execute(
                 f"""select count(*), {COUNTS},
-                    round(avg(value), 6), round(stddev_samp(value), 6), date_diff('day', max(occurred_at), ?::timestamp)
+                    round(avg(value), 6), round(stddev_samp(value), 6),
+                    date_diff('day', max(occurred_at), ?::timestamp)
                 from marts.fct_events where user_id = ? and occurred_at <= ?::timestamp""",
                 [label_ts, user_id, label_ts],
             ).fetchone()
