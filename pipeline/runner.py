@@ -120,11 +120,12 @@ class PipelineRun:
         self.lock.release()
 
     def step(self, name: str, action: Callable[[], StepResult]) -> StepResult:
-        """Run one step with the ledger and the lock file saying where we are."""
-        self.lock.update(step=name)
+        """Run one step with the ledger and the lock file saying where we are (the ledger
+        first: whoever sees the step in the lock file finds it in the ledger too)."""
         self.record.current_step = name
         self.record.set_step(name if name in ledger.STEPS else "build", "running")
         self._save()
+        self.lock.update(step=name)
         started = time.monotonic()
         try:
             with console.progress(name) if not self.ctx.verbose else nullcontext():

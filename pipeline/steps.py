@@ -157,11 +157,15 @@ def tail(text: str, lines: int = 30) -> str:
 
 
 def test_pause(step: str) -> None:
-    """Test hook: PIPELINE_TEST_PAUSE="publish:30" sleeps inside that step (to kill it there)."""
+    """Test hook: PIPELINE_TEST_PAUSE="publish:30" sleeps inside that step (to kill it there),
+    first writing the step's name to the file PIPELINE_TEST_PAUSED names, if set, so that a
+    test waits for the pause and not for a guess at how long the step takes."""
     spec = os.environ.get("PIPELINE_TEST_PAUSE", "")
     for item in spec.split(","):
         name, _, seconds = item.partition(":")
         if name.strip() == step and seconds:
+            if announce := os.environ.get("PIPELINE_TEST_PAUSED"):
+                Path(announce).write_text(step, encoding="utf-8")
             time.sleep(float(seconds))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,10 @@ from demo.api import serve
 
 pytestmark = pytest.mark.slow
 
-# (step, seconds into it before the kill); publish is paused after writing its temp file.
-# Ordered so that each killed run can reach its step: publish needs marts that passed the monitor.
-KILLS = [("ingest", 1.0), ("monitor", 0.3), ("publish", 0.5), ("build", 2.0)]
+# Each run is killed as soon as the lock file names the step (the ledger has it by then);
+# publish once its pause hook says its temp file is written. Ordered so that each killed
+# run can reach its step: publish needs marts that passed the monitor.
+KILLS = ["ingest", "monitor", "publish", "build"]
 # Publish is the same code whatever was built: reach it with a small build.
 SMALL = ("--sources", "products", "--select", "stg_products__products")
 
@@ -27,9 +27,10 @@ def test_kill_9_in_each_step_then_a_run_completes(
     root = tmp_path / "site"
     copy_state(published.root, root, ("target",))  # dbt's partial parse only: no data
     site = Site(root, published.inbox, site_env(root))
-    pause = {"PIPELINE_TEST_PAUSE": "publish:300"}
+    paused = tmp_path / "paused"
+    pause = {"PIPELINE_TEST_PAUSE": "publish:600", "PIPELINE_TEST_PAUSED": str(paused)}
     with serve(site.inbox, token=SAMPLE_TOKEN) as url:
-        for step, delay in KILLS:
+        for step in KILLS:
             small = SMALL if step == "publish" else ()
             run = site.start(*site.run_args(url, *small), env=pause)
             running.append(run)
@@ -37,10 +38,11 @@ def test_kill_9_in_each_step_then_a_run_completes(
                 lambda run=run, step=step: (
                     site.holder().get("pid") == run.pid and site.holder().get("step") == step
                 ),
-                180,
+                600,
                 f"step {step}",
             )
-            time.sleep(delay)
+            if step == "publish":
+                wait_for(paused.exists, 600, "publish to pause with its temp file written")
             assert run.poll() is None, f"the run ended before the kill in {step}"
             kill9(run)
             assert not site.analytics.exists()  # nothing half-published
@@ -52,7 +54,7 @@ def test_kill_9_in_each_step_then_a_run_completes(
     assert "marked 1 dead run(s) abandoned" in final.stderr  # each run marks its predecessor
     rows = site.ledger()
     assert [r["status"] for r in rows] == ["abandoned"] * 4 + ["succeeded"]
-    for row, (step, _) in zip(rows, KILLS, strict=False):
+    for row, step in zip(rows, KILLS, strict=False):
         assert row["error"] == f"the run died (killed or crashed) during step {step}"
         assert row[f"{step}_status"] == "running" and row["published"] is False
     assert not list(root.glob(".analytics.duckdb.*"))
