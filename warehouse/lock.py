@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,13 @@ def busy_message(holder: dict[str, Any], warehouse: Path) -> str:
         f"another run (PID {pid}, started at {started}{extra}) holds the warehouse "
         f"{warehouse}; wait for it to finish or pass --wait SECONDS"
     )
+
+
+def waiting_message(holder: dict[str, Any], warehouse: Path, wait: float) -> str:
+    """The one line a command prints when it starts to wait for the warehouse."""
+    pid = holder.get("pid", "?")
+    extra = "".join(f", {x}" for x in (holder.get("command"), holder.get("step")) if x)
+    return f"waiting up to {wait:g} s for the run holding {warehouse} (PID {pid}{extra})"
 
 
 def holder_info(command: str, step: str) -> dict[str, Any]:
@@ -117,12 +125,14 @@ class WarehouseLock:
         return {LOCK_FD_ENV: str(self._fd)} if self._fd is not None else {}
 
     def acquire(self, wait: float, info: dict[str, Any], poll: float = 0.2) -> None:
-        """Take the lock, waiting up to `wait` seconds; raise LockBusy naming the holder."""
+        """Take the lock, waiting up to `wait` seconds; raise LockBusy naming the holder.
+        A wait that begins says so once on stderr, naming the holder."""
         if self._inherit():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + max(wait, 0.0)
+        told = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -135,6 +145,10 @@ class WarehouseLock:
                 if now >= deadline + grace:
                     os.close(fd)
                     raise LockBusy(self.path, holder, self.warehouse) from None
+                if holder is not None and not told:
+                    message = waiting_message(holder, self.warehouse, wait)
+                    print(message, file=sys.stderr, flush=True)
+                    told = True
                 time.sleep(poll)
         self._fd = fd
         self._info = dict(info)

@@ -96,15 +96,23 @@ def test_ingestion_and_monitor_write_only_under_the_lock(tmp_path: Path) -> None
         assert not site.warehouse.exists()
         assert not (tmp_path / ".dlt-pipelines").exists()  # dlt's folder untouched too
         waiting = subprocess.Popen(
-            [*ingest, "--wait", "60"], cwd=ROOT, env=site.env, stdout=subprocess.PIPE, text=True
+            [*ingest, "--wait", "600"],
+            cwd=ROOT,
+            env=site.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        time.sleep(1.0)
-        assert waiting.poll() is None  # still waiting for the holder
+        assert waiting.stderr is not None
+        told = waiting.stderr.readline()  # it says it waits, then waits for the holder
+        assert told.startswith(f"waiting up to 600 s for the run holding {site.warehouse}")
+        assert f"(PID {holder.pid}, holder)" in told
+        assert waiting.poll() is None
     finally:
         holder.kill()
         holder.wait()
-    out, _ = waiting.communicate(timeout=120)
-    assert waiting.returncode == 0, out
+    out, errors = waiting.communicate(timeout=600)
+    assert waiting.returncode == 0, out + told + errors
     assert "| users | ok | 1 | 1 | 0 |" in out
     assert read_holder(site.lock) is None  # released when it ended
 
