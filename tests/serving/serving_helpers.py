@@ -14,8 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -123,25 +124,49 @@ def free_port() -> int:
 
 @dataclass
 class Server:
+    """`python -m pipeline serve` in a child process; its output is read as it comes (a
+    full pipe would stall the server), so a test can wait for a line."""
+
     process: subprocess.Popen[str]
     url: str
     analytics: Path
     token: str | None
+    lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=600, **kwargs)
+
+    def wait_for_log(self, text: str, timeout: float = 300) -> None:
+        """Until the server has logged `text` (a deadline far beyond the expected time)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in list(self.lines)):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"the server did not log {text!r}:\n{''.join(self.lines)}")
+            time.sleep(0.02)
 
     def stop(self) -> str:
         """SIGINT (uvicorn's graceful stop); returns what the server logged."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=600)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        out, err = self.process.communicate(timeout=15)
-        return out + err
+                self.process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=600)
+        return "".join(self.lines)
 
 
 def start_server(analytics: Path, token: str | None = None, poll: float = 0.05) -> Server:
@@ -156,11 +181,11 @@ def start_server(analytics: Path, token: str | None = None, poll: float = 0.05) 
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     server = Server(process, f"http://127.0.0.1:{port}", analytics, token)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a safety net: it answers in seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited {process.returncode}:\n{server.stop()}")
@@ -170,4 +195,4 @@ def start_server(analytics: Path, token: str | None = None, poll: float = 0.05) 
         except httpx.TransportError:
             time.sleep(0.1)
     log = server.stop()
-    raise AssertionError(f"server did not answer on {server.url} within 60 s:\n{log}")
+    raise AssertionError(f"server did not answer on {server.url} within 300 s:\n{log}")

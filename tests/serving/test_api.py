@@ -166,9 +166,9 @@ def test_bearer_token(tmp_path: Path, servers: list[Server]) -> None:
     analytics = write_analytics(tmp_path / "analytics.duckdb", "run-t", 10)
     server = start_server(analytics, token="s3cret-token")
     servers.append(server)
-    anonymous = httpx.Client(base_url=server.url, timeout=30)
-    wrong = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": "Bearer no"})
-    basic = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": "Basic eA=="})
+    anonymous = httpx.Client(base_url=server.url, timeout=600)
+    wrong = httpx.Client(base_url=server.url, timeout=600, headers={"Authorization": "Bearer no"})
+    basic = httpx.Client(base_url=server.url, timeout=600, headers={"Authorization": "Basic eA=="})
     with anonymous, wrong, basic, server.client() as right:
         for client in (anonymous, wrong, basic):
             for response in (

