@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from leftovers import become_subreaper, stop_leftovers
 from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
 from demo.api import serve
@@ -29,6 +30,19 @@ dbt_package.link(ROOT)
 
 # tests/orchestration needs the dagster extra (`make test-dagster` installs .venv-dagster).
 collect_ignore = [] if importlib.util.find_spec("dagster") else ["orchestration"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left() -> Iterator[None]:
+    """After the last test (of this worker) no process it started is running; set up first,
+    so torn down after every other session fixture has stopped its servers."""
+    become_subreaper()
+    yield
+    left = stop_leftovers()
+    assert not left, "processes the tests left running (now killed):\n" + "\n".join(
+        f"  {pid}: {command}" for pid, command in left.items()
+    )
+
 
 SAMPLE_USERS = 300
 SAMPLE_SEED = 7
