@@ -48,7 +48,7 @@ def run_script(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess,
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return done, results

@@ -350,7 +350,7 @@ def test_cli_runs(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -365,7 +365,7 @@ def test_cli_rejects_bad_arguments(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
         check=False,
     )
     assert result.returncode != 0

@@ -245,7 +245,7 @@ def test_subprocess_run_and_history(project: Project, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "| marts.counts | 20 | 1 |" in result.stdout
@@ -257,7 +257,7 @@ def test_subprocess_run_and_history(project: Project, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     assert history.returncode == 0, history.stderr
     assert "| marts.counts | row_count |  | 1 |" in history.stdout
@@ -267,7 +267,7 @@ def test_subprocess_run_and_history(project: Project, tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     assert missing.returncode == 2
     assert missing.stderr.strip().endswith("run `dbt build` first")

@@ -36,4 +36,4 @@ def running() -> Iterator[list[subprocess.Popen[str]]]:
     for p in processes:
         if p.poll() is None:
             p.kill()
-            p.communicate(timeout=60)
+            p.communicate(timeout=600)

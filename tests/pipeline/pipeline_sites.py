@@ -179,4 +179,4 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 
 def kill9(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    process.communicate(timeout=600)

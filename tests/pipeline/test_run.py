@@ -187,7 +187,7 @@ def test_reader_and_run_never_block_each_other(published: Site, tmp_path: Path) 
     old_count, old_run = reader.stdout.readline().split()
     done = site.run()  # the reader holds its read-only connection the whole time
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out, _ = reader.communicate("next\n", timeout=60)
+    out, _ = reader.communicate("next\n", timeout=600)
     assert reader.returncode == 0
     same, after = out.splitlines()
     assert same == f"{old_count} {old_run}"
@@ -205,8 +205,8 @@ def test_two_runs_started_together(site: Site, running: list[subprocess.Popen[st
         second = site.pipeline(*site.run_args(url, *small))
         third = site.start(*site.run_args(url, *small, "--wait", "300"))
         running.append(third)
-        first_out, first_err = first.communicate(timeout=300)
-        third_out, third_err = third.communicate(timeout=300)
+        first_out, first_err = first.communicate(timeout=1800)
+        third_out, third_err = third.communicate(timeout=1800)
     assert second.returncode == 1
     assert second.stderr.startswith(f"error: another run (PID {first.pid}, started at ")
     assert "holds the warehouse" in second.stderr and "--wait SECONDS" in second.stderr

@@ -68,7 +68,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     client.close()
     yield url
     process.terminate()
-    process.wait(timeout=10)
+    process.wait(timeout=600)
 
 
 @pytest.fixture

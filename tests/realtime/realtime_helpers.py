@@ -110,11 +110,11 @@ class Follower:
             parsed.append(row)
         return parsed
 
-    def wait_until(self, predicate: Any, timeout: float = 30) -> None:
+    def wait_until(self, predicate: Any, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self.batches()):
             if self.process.poll() is not None:
-                self._reader.join(timeout=5)
+                self._reader.join(timeout=600)
                 if predicate(self.batches()):
                     return
                 raise AssertionError(
@@ -125,17 +125,17 @@ class Follower:
                 raise AssertionError(f"timed out; batches so far: {self.lines}\n{self.stderr()}")
             time.sleep(0.05)
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 600) -> int:
         """SIGTERM, then wait: the loop finishes its batch and exits 0."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5)
+        self._reader.join(timeout=600)
         return code
 
-    def wait(self, timeout: float = 60) -> int:
+    def wait(self, timeout: float = 600) -> int:
         code = self.process.wait(timeout=timeout)
-        self._reader.join(timeout=5)
+        self._reader.join(timeout=600)
         return code
 
     def stderr(self) -> str:

@@ -191,7 +191,7 @@ def test_producer_faster_than_consumer_lag_reported_and_drained(stream: Stream) 
     produced = stream.produce(4000, "f-", rate=8_000)  # ~8x what 500-event batches keep up with
     assert produced["entries"] == 4000
 
-    follower.wait_until(lambda batches: sum(b["read"] for b in batches) == 4000, timeout=45)
+    follower.wait_until(lambda batches: sum(b["read"] for b in batches) == 4000, timeout=600)
     follower.wait_until(lambda batches: batches[-1]["lag"] == 0)
     assert follower.stop() == 0
     batches = [b for b in follower.batches() if b["read"]]

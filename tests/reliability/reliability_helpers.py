@@ -150,7 +150,7 @@ def signal_at(
     wait_for(lambda: marker() or process.poll() is not None, 300, what)
     assert process.poll() is None, f"the process ended before {what}"
     process.send_signal(sig)
-    out, err = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 

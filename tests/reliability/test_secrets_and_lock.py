@@ -82,7 +82,7 @@ def test_locked_warehouse_fails_clearly_then_the_next_run_succeeds(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         locked = warehouse.run(*args)
     finally:
-        holder.communicate("release\n", timeout=30)  # the holder closes and exits
+        holder.communicate("release\n", timeout=600)  # the holder closes and exits
     assert locked.returncode == 1
     assert locked.stderr.startswith(f"error: warehouse {warehouse.path} is locked by PID ")
     assert f"PID {holder.pid}" in locked.stderr and "Traceback" not in locked.stderr

@@ -53,7 +53,7 @@ class Installed:
 
     def __init__(self, venv: Path) -> None:
         self.venv = venv
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=600)
 
     def env(self) -> dict[str, str]:
         kept = {

@@ -70,7 +70,7 @@ def _run_without(
         env=warehouse_env(tmp_path, PYTHONPATH=shadow, **env),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 

@@ -45,7 +45,7 @@ def build_wheel(
         [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation"]
         + ["--quiet", "-w", str(out)],
         check=True,
-        timeout=300,
+        timeout=1800,
     )
     (wheel,) = out.glob("*.whl")
     return wheel
