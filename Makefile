@@ -23,9 +23,21 @@ $(VENV)/.installed: pyproject.toml
 run: venv
 	$(PY) -m demo
 
-## make test: lint, the docs (--strict), then every test (what CI runs), one worker per core
+## make test: lint, the docs (--strict), then every test (what CI runs first), one worker per core
 test: lint docs
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist worksteal
+
+## make test-loaded: make test's tests with two CPU-bound processes beside them: none may fail
+## because the machine is busy (they wait for events, not for time)
+.PHONY: test-loaded
+test-loaded: venv
+	@$(PY) -c 'while True: pass' & one=$$!; $(PY) -c 'while True: pass' & two=$$!; \
+	trap 'kill $$one $$two' EXIT; $(PY) -m pytest -n auto --dist worksteal
+
+## make test-bench: the benchmark scripts end to end at 10k rows and two small scale sizes
+.PHONY: test-bench
+test-bench: venv
+	$(PY) -m pytest tests/benchmarks -m bench
 
 ## make test-stress: two ingestions and a pipeline run started together, 20 times (~10 min)
 .PHONY: test-stress

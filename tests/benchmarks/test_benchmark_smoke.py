@@ -63,6 +63,7 @@ def run_benchmark(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProc
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> None:
     done, report = run_benchmark(tmp_path)
     assert [row["id"] for row in report["table"]] == ROW_IDS
@@ -155,6 +156,7 @@ def test_the_10m_memory_target_is_judged_in_megabytes() -> None:
     assert stream_rss_row(1100.0)["met"] is False
 
 
+@pytest.mark.bench
 def test_scale_curve_at_two_small_sizes(tmp_path: Path) -> None:
     """`python -m benchmarks.scale`: a full and a 1% run per size, the table, JSON and plot."""
     done, results = run_script(tmp_path, "-m", "benchmarks.scale", "--events", "5000,10000")
