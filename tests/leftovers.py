@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+# Helpers of the Python interpreter itself (started by a library's first use of
+# multiprocessing), which end when the interpreter does: not something a test started.
+INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
 def become_subreaper() -> bool:
@@ -50,6 +53,15 @@ def descendants(root: int) -> dict[int, str]:
     return found
 
 
+def started_processes() -> dict[int, str]:
+    """The processes below this one that the tests started (the interpreter's own aside)."""
+    return {
+        pid: command
+        for pid, command in descendants(os.getpid()).items()
+        if not any(helper in command for helper in INTERPRETER_HELPERS)
+    }
+
+
 def command_line(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -62,7 +74,7 @@ def stop_leftovers(grace: float = 30) -> dict[int, str]:
     """What is still running below this process once `grace` seconds have let exiting
     processes go; those are killed. Empty when the tests stopped everything they started."""
     deadline = time.monotonic() + grace
-    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
+    while (left := started_processes()) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):

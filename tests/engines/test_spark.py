@@ -51,6 +51,16 @@ def spark(spark_build: dict[str, str]) -> Iterator[Any]:
     )
     yield session
     session.stop()
+    # pyspark's JVM outlives a stopped session (until this process exits): stop it too,
+    # so that no process a test started outlives the tests (tests/leftovers.py).
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        gateway.shutdown()
+        gateway.proc.terminate()
+        gateway.proc.wait(timeout=600)
+        SparkContext._gateway = SparkContext._jvm = None
 
 
 @pytest.fixture(scope="module")
