@@ -201,48 +201,36 @@ models:
 def test_tables_of_models_that_no_longer_exist_are_not_published_and_prune_drops_them(
     tmp_path: Path,
 ) -> None:
-    """A renamed mart, then a source no longer declared: their tables stay in the warehouse,
+    """A renamed mart and a source no longer declared: their tables stay in the warehouse,
     are left out of the published file with a warning, and prune drops exactly them."""
-    project = Project.create(tmp_path / "p", CONFIG.split("[sources.readings]")[0], with_dbt=True)
-    inbox = project.root / "inbox" / "flights"
-    inbox.mkdir(parents=True)
-    (inbox / "flights-2024-01.csv").write_text(export(1))
+    flights_only = CONFIG.split("[sources.readings]")[0]
+    project = Project.create(tmp_path / "p", flights_only + CARRIERS, with_dbt=True)
+    inbox = project.root / "inbox"
+    (inbox / "flights").mkdir(parents=True)
+    (inbox / "flights" / "flights-2024-01.csv").write_text(export(1))
+    (inbox / "carriers").mkdir()
+    (inbox / "carriers" / "c.csv").write_text("code,name\nAA,American\n")
     assert project.run("python", "-m", "ingestion").returncode == 0
-    assert project.run("python", "-m", "ingestion", "scaffold", "flights").returncode == 0
+    for source in ("flights", "carriers"):
+        assert project.run("python", "-m", "ingestion", "scaffold", source).returncode == 0
     mart(project, "fct_flights")
-    first = project.run("python", "-m", "pipeline", "run")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert published_tables(project) == [("marts", "fct_flights")]
-
-    mart(project, "fct_departures")  # renamed: fct_flights stays in the warehouse
-    renamed = project.run("python", "-m", "pipeline", "run")
-    assert renamed.returncode == 0, renamed.stdout[-3000:] + renamed.stderr[-3000:]
-    assert published_tables(project) == [("marts", "fct_departures")]
-    assert (
-        "warning: not published, no model of this project builds them: marts.fct_flights; "
-        "drop them with: python -m pipeline prune"
-    ) in renamed.stderr
-    assert project.query("select count(*) from marts.fct_flights") == [(FLIGHTS_PER_MONTH,)]
-
-    # a second source with its mart, published; then no longer declared: its tables stay
-    config = project.root / ".dlt" / "config.toml"
-    flights_only = config.read_text()
-    config.write_text(flights_only + CARRIERS)
-    (project.root / "inbox" / "carriers").mkdir()
-    (project.root / "inbox" / "carriers" / "c.csv").write_text("code,name\nAA,American\n")
-    assert project.run("python", "-m", "ingestion", "carriers").returncode == 0
-    assert project.run("python", "-m", "ingestion", "scaffold", "carriers").returncode == 0
     (project.root / "models" / "marts" / "carriers").mkdir()
     (project.root / "models" / "marts" / "carriers" / "fct_carriers.sql").write_text(CARRIERS_SQL)
     (project.root / "models" / "marts" / "carriers" / "_carriers.yml").write_text(CARRIERS_YML)
-    both = project.run("python", "-m", "pipeline", "run")
-    assert both.returncode == 0, both.stdout[-3000:] + both.stderr[-3000:]
-    assert published_tables(project) == [("marts", "fct_carriers"), ("marts", "fct_departures")]
-    config.write_text(flights_only)
-    undeclared = project.run("python", "-m", "pipeline", "run")
-    assert undeclared.returncode == 0, undeclared.stdout[-3000:] + undeclared.stderr[-3000:]
+    first = project.run("python", "-m", "pipeline", "run")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert published_tables(project) == [("marts", "fct_carriers"), ("marts", "fct_flights")]
+
+    mart(project, "fct_departures")  # renamed: fct_flights stays in the warehouse
+    (project.root / ".dlt" / "config.toml").write_text(flights_only)  # carriers' models stay
+    changed = project.run("python", "-m", "pipeline", "run")
+    assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
     assert published_tables(project) == [("marts", "fct_departures")]
-    assert "builds them: marts.fct_carriers, marts.fct_flights; drop" in undeclared.stderr
+    assert (
+        "warning: not published, no model of this project builds them: "
+        "marts.fct_carriers, marts.fct_flights; drop them with: python -m pipeline prune"
+    ) in changed.stderr
+    assert project.query("select count(*) from marts.fct_flights") == [(FLIGHTS_PER_MONTH,)]
 
     listed = project.run("python", "-m", "pipeline", "prune", "--dry-run")
     leftovers = "marts.fct_carriers, marts.fct_flights, staging.stg_carriers__carriers"
