@@ -7,12 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
 from pipeline_sites import Site, clone
 
 from pipeline.publish import publication
+from pipeline.scope import CadenceError, full_check_cadence, full_check_due
 
 pytestmark = pytest.mark.slow
 
@@ -154,12 +156,42 @@ def test_the_full_check_runs_when_due(published: Site, tmp_path: Path) -> None:
         "--full-check; no new rows in raw",
     )
 
-    done = site.run(env={"PIPELINE__FULL_CHECK": "always"})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert last_run(site)["check_kind"] == "full"
-
     done = site.run(env={"PIPELINE__FULL_CHECK": "monthly"})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: pipeline.full_check is 'monthly'; expected one of always, hourly, daily, weekly"
     ]
+
+
+def test_a_full_check_is_due_at_the_first_run_of_each_period_of_its_cadence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # a Sunday
+    due = {
+        cadence: [
+            full_check_due(cadence, last, at)
+            for last in (None, at - timedelta(minutes=20), at - timedelta(minutes=40),
+                         at - timedelta(days=1), at - timedelta(days=7))
+        ]
+        for cadence in ("always", "hourly", "daily", "weekly")
+    }  # fmt: skip
+    assert due == {
+        "always": [True, True, True, True, True],
+        "hourly": [True, False, True, True, True],
+        "daily": [True, False, False, True, True],
+        "weekly": [True, False, False, False, True],
+    }
+    # periods are UTC's: 01:10 in Kolkata on 2 March is still 1 March in UTC
+    kolkata = datetime(2026, 3, 2, 1, 10, tzinfo=ZoneInfo("Asia/Kolkata"))
+    assert not full_check_due("daily", datetime(2026, 3, 1, 12, tzinfo=UTC), kolkata)
+
+    config = tmp_path / "config.toml"
+    config.write_text('[pipeline]\nfull_check = "hourly"\n')
+    monkeypatch.delenv("PIPELINE__FULL_CHECK", raising=False)
+    assert full_check_cadence(config) == "hourly"
+    assert full_check_cadence(tmp_path / "missing.toml") == "daily"
+    monkeypatch.setenv("PIPELINE__FULL_CHECK", "always")
+    assert full_check_cadence(config) == "always"
+    monkeypatch.setenv("PIPELINE__FULL_CHECK", "monthly")
+    with pytest.raises(CadenceError, match="expected one of always, hourly, daily, weekly"):
+        full_check_cadence(config)
