@@ -9,16 +9,17 @@ subprocess on real files, so later tests read a warehouse made the product's way
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from leftovers import become_subreaper, stop_leftovers
-from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
+from project_env import LOADED_FILES, ROOT, SAMPLE_TOKEN, built_once, copy_state, warehouse_env
 
 from demo.api import serve
 from demo.generator import generate
@@ -91,26 +92,38 @@ class Sample:
 
 
 def make_sample(root: Path) -> Sample:
+    generate(root / "inbox", users=SAMPLE_USERS, seed=SAMPLE_SEED, segment_size=SAMPLE_SEGMENT_SIZE)
+    return make_sample_at(root)
+
+
+def make_sample_at(root: Path) -> Sample:
+    """The sample generated in `root` (its manifest as the generator wrote it)."""
     inbox = root / "inbox"
-    manifest = generate(
-        inbox, users=SAMPLE_USERS, seed=SAMPLE_SEED, segment_size=SAMPLE_SEGMENT_SIZE
-    )
+    manifest = json.loads((inbox / "manifest.json").read_text())
     return Sample(inbox, root / "warehouse.duckdb", manifest, warehouse_env(root))
 
 
 @pytest.fixture(scope="session")
-def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sample]:
-    """The sample, ingested once into a fresh warehouse (do not modify it in tests)."""
-    sample = make_sample(tmp_path_factory.mktemp("sample"))
-    sample.ingest()
-    yield sample
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    """The sample, ingested once per test run into a fresh warehouse (do not modify it)."""
+    folder = built_once(tmp_path_factory, "sample", lambda root: make_sample(root).ingest())
+    return make_sample_at(folder)
 
 
 @pytest.fixture(scope="session")
-def built_warehouse(sample_warehouse: Sample) -> Sample:
-    """The ingested sample after `dbt build` (do not modify it in tests)."""
-    sample_warehouse.run("dbt", "build")
-    return sample_warehouse
+def built_warehouse(sample_warehouse: Sample, tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    """A copy of the ingested sample after `dbt build` (do not modify it)."""
+
+    def build(root: Path) -> None:
+        copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
+        built(root).run("dbt", "build")
+
+    def built(root: Path) -> Sample:
+        return replace(
+            sample_warehouse, warehouse=root / "warehouse.duckdb", env=warehouse_env(root)
+        )
+
+    return built(built_once(tmp_path_factory, "built", build))
 
 
 @pytest.fixture

@@ -7,9 +7,13 @@ other module uses (pytest puts tests/ on sys.path for tests/conftest.py).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_TOKEN = "sample-token-5b2f"  # the demo orders API's token for the session's sample
@@ -51,3 +55,21 @@ def copy_state(source: Path, dest: Path, names: tuple[str, ...]) -> None:
             shutil.copytree(path, dest / name, copy_function=shutil.copy2)
         elif path.exists():
             shutil.copy2(path, dest / name)
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder `name`, made by `build(folder)` once per test run and shared by every
+    pytest-xdist worker: the first worker to ask builds it under a file lock, the others
+    wait for it. Tests only read such a folder (or copy it): every worker sees it."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's folder, above each worker's own
+    folder, built = base / name, base / f"{name}.built"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or its holder dies)
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder

@@ -9,18 +9,22 @@ from typing import Any
 
 import pytest
 from pipeline_sites import Site, clone, site_env
-from project_env import LOADED_FILES, copy_state
+from project_env import LOADED_FILES, built_once, copy_state
 
 
 @pytest.fixture(scope="session")
 def published(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Site:
     """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
-    root = tmp_path_factory.mktemp("published")
-    copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
-    site = Site(root, sample_warehouse.inbox, site_env(root))
-    done = site.run()
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return site
+
+    def site_at(root: Path) -> Site:
+        return Site(root, sample_warehouse.inbox, site_env(root))
+
+    def build(root: Path) -> None:
+        copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
+        done = site_at(root).run()
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    return site_at(built_once(tmp_path_factory, "published", build))
 
 
 @pytest.fixture
