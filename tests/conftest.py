@@ -33,6 +33,13 @@ dbt_package.link(ROOT)
 collect_ignore = [] if importlib.util.find_spec("dagster") else ["orchestration"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tests first (in their order): handed out one by one to the
+    workers (`--dist load`), they end the run on short tests, not on one long test
+    while the other worker sits idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left() -> Iterator[None]:
     """After the last test (of this worker) no process it started is running; set up first,
