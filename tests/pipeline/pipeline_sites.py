@@ -168,11 +168,25 @@ def _stable(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in row)
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_for(
+    predicate: Any,
+    timeout: float,
+    what: str,
+    process: subprocess.Popen[str] | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Poll until `predicate()` holds. The timeout is a safety net; a `process` that ends
+    first fails the wait at once (it can no longer get there), with its output."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(
+                f"{what}: the process ended first (exit {process.returncode})\n"
+                f"{out[-3000:]}\n{err[-3000:]}"
+            )
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 

@@ -43,7 +43,7 @@ def test_backfill_equals_full_refresh_and_resumes(
 
     first = site.start("backfill", *RANGE, "--no-publish")
     running.append(first)
-    wait_for(lambda: site.holder().get("step") == "slice 2/2", 600, "slice 2")
+    wait_for(lambda: site.holder().get("step") == "slice 2/2", 600, "slice 2", first)
     kill9(first)
 
     second = site.pipeline("backfill", *RANGE, "--no-publish")

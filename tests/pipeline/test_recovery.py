@@ -40,9 +40,10 @@ def test_kill_9_in_each_step_then_a_run_completes(
                 ),
                 600,
                 f"step {step}",
+                run,
             )
             if step == "publish":
-                wait_for(paused.exists, 600, "publish to pause with its temp file written")
+                wait_for(paused.exists, 600, "publish to pause with its temp file written", run)
             assert run.poll() is None, f"the run ended before the kill in {step}"
             kill9(run)
             assert not site.analytics.exists()  # nothing half-published

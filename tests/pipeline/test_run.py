@@ -201,7 +201,7 @@ def test_two_runs_started_together(site: Site, running: list[subprocess.Popen[st
     with serve(site.inbox, token=SAMPLE_TOKEN) as url:
         first = site.start(*site.run_args(url, *small))
         running.append(first)
-        wait_for(lambda: site.holder().get("pid") == first.pid, 30, "the first run's lock")
+        wait_for(lambda: site.holder().get("pid") == first.pid, 600, "the first run's lock", first)
         second = site.pipeline(*site.run_args(url, *small))
         third = site.start(*site.run_args(url, *small, "--wait", "300"))
         running.append(third)
