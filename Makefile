@@ -39,6 +39,12 @@ test-loaded: venv
 test-bench: venv
 	$(PY) -m pytest tests/benchmarks -m bench
 
+## make test-package: the tool's wheel installed into a fresh virtualenv outside the repository,
+## a project of its own made by init, run, then upgraded (~1 min)
+.PHONY: test-package
+test-package: venv
+	$(PY) -m pytest tests/structure -m package
+
 ## make test-stress: two ingestions and a pipeline run started together, 20 times (~10 min)
 .PHONY: test-stress
 test-stress: venv

@@ -18,7 +18,9 @@ import duckdb
 import pytest
 from wheels import build_wheel
 
-pytestmark = pytest.mark.slow
+# Installs every dependency into a fresh virtualenv (most of its minute): CI runs it
+# beside make test, as `make test-package`.
+pytestmark = pytest.mark.package
 
 CONFIG = """
 [sources.flights]
