@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 from leftovers import become_subreaper, stop_leftovers
-from project_env import LOADED_FILES, ROOT, SAMPLE_TOKEN, built_once, copy_state, warehouse_env
+from project_env import (
+    LOADED_FILES,
+    PII_HASH_KEY,
+    ROOT,
+    SAMPLE_TOKEN,
+    VARS,
+    built_once,
+    copy_state,
+    warehouse_env,
+)
 
 from demo.api import serve
 from demo.generator import generate
@@ -131,6 +140,26 @@ def built_warehouse(sample_warehouse: Sample, tmp_path_factory: pytest.TempPathF
         )
 
     return built(built_once(tmp_path_factory, "built", build))
+
+
+@pytest.fixture(scope="session")
+def published_sample(sample_warehouse: Sample, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the ingested sample after one clean `python -m pipeline run`, with the
+    tests' masking key and as-of (do not modify): the pipeline and security tests' baseline."""
+
+    def build(root: Path) -> None:
+        copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
+        env = warehouse_env(root, PII_HASH_KEY=PII_HASH_KEY)
+        for name in ("ANALYTICS_PATH", "ANALYTICS_ENCRYPTION_KEY", "ANALYTICS_FILE_MODE"):
+            env.pop(name, None)
+        inbox = str(sample_warehouse.inbox)
+        with serve(sample_warehouse.inbox, token=SAMPLE_TOKEN) as url:
+            replace(sample_warehouse, env=env).run(
+                *("python", "-m", "pipeline", "run", "--inbox", inbox, "--api-url", url),
+                *("--vars", VARS),
+            )
+
+    return built_once(tmp_path_factory, "published", build)
 
 
 @pytest.fixture

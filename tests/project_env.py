@@ -17,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_TOKEN = "sample-token-5b2f"  # the demo orders API's token for the session's sample
+PII_HASH_KEY = "tests-pii-hash-key"  # publish masks PII with it (privacy/masking.py)
+# A fixed as-of keeps user_features identical between runs (else it is the run's start).
+VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
 # What copy_state copies: a loaded warehouse (the file and dlt's state), and a whole
 # site (plus dbt's target, for partial parsing, and the published file).
 LOADED_FILES = ("warehouse.duckdb", ".dlt-pipelines")

@@ -62,10 +62,11 @@ def test_locked_warehouse_names_the_holder_and_writes_nothing(
         [
             sys.executable,
             "-c",
-            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-            "print('ready', flush=True); time.sleep(60)",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+            "print('ready', flush=True); sys.stdin.read()",  # holds until killed
             warehouse,
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -191,17 +191,18 @@ def test_stored_activity_follows_features_as_of_both_ways(
         "select * exclude (events_loaded_through, events_loaded_through_rows)"
         " from intermediate.int_user_activity order by all"
     )
-    for as_of in ("2026-01-04T12:00:00Z", AS_OF_FAR):
+    back = "2026-01-04T12:00:00Z"
+    dbt_run([*models, "--full-refresh"], rebuilt, {"features_as_of": back})
+    # back, then forward again: each time a full computation's rows (forward, at the full
+    # build's as-of, that is full_build itself)
+    for as_of, full in ((back, rebuilt), (AS_OF_FAR, full_build)):
         dbt_run(models, stepped, {"features_as_of": as_of})
         results = json.loads((dbt_workdir / "target" / "run_results.json").read_text())
         code = {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
         assert "changed_users" in code["int_user_activity"]  # the incremental path
         assert "activity_events" not in code["user_features"]  # it read the stored rows
-        dbt_run([*models, "--full-refresh"], rebuilt, {"features_as_of": as_of})
-        assert rows_equal(query(stepped, features), query(rebuilt, features)), as_of
-        assert rows_equal(query(stepped, activity), query(rebuilt, activity)), as_of
-    # back at the first builds' time: the same rows as the full build
-    assert rows_equal(query(stepped, features), query(full_build, features))
+        assert rows_equal(query(stepped, features), query(full, features)), as_of
+        assert rows_equal(query(stepped, activity), query(full, activity)), as_of
 
 
 def test_point_in_time_features_ignore_the_future(

@@ -284,10 +284,11 @@ def test_locked_warehouse_is_one_clear_line(
         [
             sys.executable,
             "-c",
-            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-            "print('ready', flush=True); time.sleep(30)",
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+            "print('ready', flush=True); sys.stdin.read()",  # holds until killed
             str(project.warehouse),
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,22 +9,12 @@ from typing import Any
 
 import pytest
 from pipeline_sites import Site, clone, site_env
-from project_env import LOADED_FILES, built_once, copy_state
 
 
 @pytest.fixture(scope="session")
-def published(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Site:
+def published(published_sample: Path, sample_warehouse: Any) -> Site:
     """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
-
-    def site_at(root: Path) -> Site:
-        return Site(root, sample_warehouse.inbox, site_env(root))
-
-    def build(root: Path) -> None:
-        copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
-        done = site_at(root).run()
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    return site_at(built_once(tmp_path_factory, "published", build))
+    return Site(published_sample, sample_warehouse.inbox, site_env(published_sample))
 
 
 @pytest.fixture

@@ -20,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from project_env import ROOT, SAMPLE_TOKEN, SITE_FILES, copy_state, warehouse_env
+from project_env import (
+    PII_HASH_KEY,
+    ROOT,
+    SAMPLE_TOKEN,
+    SITE_FILES,
+    VARS,
+    copy_state,
+    warehouse_env,
+)
 
 from demo.api import serve
 from privacy import masking
-
-PII_HASH_KEY = "pipeline-tests-pii-key"  # publish masks PII with it (privacy/masking.py)
-
-# A fixed as-of keeps user_features identical between runs (else it is the run's start).
-VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
 
 
 @dataclass(frozen=True)

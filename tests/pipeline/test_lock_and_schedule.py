@@ -15,13 +15,13 @@ from project_env import ROOT
 from warehouse.lock import LockBusy, WarehouseLock, read_holder
 
 HOLDER = """
-import sys, time
+import sys
 from pathlib import Path
 from warehouse.lock import WarehouseLock
 lock = WarehouseLock(Path(sys.argv[1]))
 lock.acquire(0, {"pid": __import__("os").getpid(), "command": "holder", "started_at": "T0"})
 print("locked", flush=True)
-time.sleep(120)
+sys.stdin.read()  # holds the lock until killed
 """
 
 
@@ -29,6 +29,7 @@ def start_holder(warehouse: Path) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(warehouse)],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -1,7 +1,7 @@
 """`python -m pipeline run` twice on the same inputs changes no mart; a failing test blocks all.
 
-One site (the session's ingested sample, copied) is published once; the same
-inputs again must give byte-for-byte the same mart contents, and a failing
+One site (a copy of the session's published sample) is run again on the same
+inputs: the published marts must keep byte-for-byte the same contents, and a failing
 upstream dbt test must skip what is downstream, raise a monitor alert and
 publish nothing.
 """
@@ -11,19 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from project_env import PII_HASH_KEY, SITE_FILES, VARS, copy_state
 from reliability_helpers import TOKEN, Warehouse, make_warehouse
 
 from demo.api import serve
 
 pytestmark = pytest.mark.slow
-
-VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
 
 
 def mart_checksums(path: Path) -> dict[str, tuple[int, str]]:
@@ -58,17 +56,11 @@ def pipeline_run(site: Warehouse, inbox: Path, *args: str) -> Any:
 
 
 def test_same_inputs_twice_then_a_failing_test_publishes_nothing(
-    sample_warehouse: Any, tmp_path: Path
+    sample_warehouse: Any, published_sample: Path, tmp_path: Path
 ) -> None:
-    site = make_warehouse(tmp_path / "site")
-    shutil.copy2(sample_warehouse.warehouse, site.path)
-    shutil.copytree(
-        sample_warehouse.warehouse.parent / ".dlt-pipelines", site.root / ".dlt-pipelines"
-    )
+    site = make_warehouse(tmp_path / "site", PII_HASH_KEY=PII_HASH_KEY)
+    copy_state(published_sample, site.root, SITE_FILES)
     analytics = site.root / "analytics.duckdb"
-
-    first = pipeline_run(site, sample_warehouse.inbox)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     published = mart_checksums(analytics)
     assert set(published) >= {"dim_users", "fct_events", "fct_orders", "user_features"}
 

@@ -11,26 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from project_env import LOADED_FILES, SITE_FILES, built_once, copy_state
-from security_site import VARS, Secured, secured_env
+from project_env import SITE_FILES, copy_state
+from security_site import Secured, secured_env
 
 
 @pytest.fixture(scope="session")
-def secured(sample_warehouse: Any, tmp_path_factory: pytest.TempPathFactory) -> Secured:
+def secured(published_sample: Path, sample_warehouse: Any) -> Secured:
     """The ingested sample after one clean `python -m pipeline run` (do not modify)."""
-
-    def site_at(root: Path) -> Secured:
-        return Secured(root, sample_warehouse.inbox, secured_env(root))
-
-    def build(root: Path) -> None:
-        copy_state(sample_warehouse.warehouse.parent, root, LOADED_FILES)
-        site = site_at(root)
-        done = site.run(
-            "-m", "pipeline", "run", "--inbox", str(site.inbox), "--vars", VARS, api=True
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    return site_at(built_once(tmp_path_factory, "secured", build))
+    return Secured(published_sample, sample_warehouse.inbox, secured_env(published_sample))
 
 
 @pytest.fixture

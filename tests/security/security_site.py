@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from project_env import PII_HASH_KEY as HASH_KEY
 from project_env import ROOT, SAMPLE_TOKEN, warehouse_env
 
 from demo.api import serve
-
-HASH_KEY = "pii-test-key-7f3a9c"
-VARS = '{features_as_of: "2026-02-02T00:00:00Z"}'
 
 
 @dataclass(frozen=True)
