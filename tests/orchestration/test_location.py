@@ -43,7 +43,7 @@ def graphql(url: str, query: str) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def asset_graph(url: str, timeout: float = 180) -> dict[tuple[str, ...], set[tuple[str, ...]]]:
+def asset_graph(url: str, timeout: float = 600) -> dict[tuple[str, ...], set[tuple[str, ...]]]:
     """{asset key: its upstream keys} once the code location has loaded."""
     deadline = time.monotonic() + timeout
     while True:

@@ -59,7 +59,7 @@ class Stream:
 
 
 def run_command(
-    *command: str, env: dict[str, str], check: bool = True, timeout: float = 120
+    *command: str, env: dict[str, str], check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     if command[0] == "python":
         command = (sys.executable, *command[1:])
