@@ -15,6 +15,7 @@ Open it with `open_analytics()`, which applies the key when one is configured.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -165,7 +166,7 @@ def publish(
         stale.unlink(missing_ok=True)
     temp = analytics.parent / f".{analytics.name}.{run_id}.tmp"
     try:
-        provenance = [run_id, dbt_invocation_id, dlt_load_ids, check_kind]
+        provenance = [run_id, dbt_invocation_id, dlt_load_ids, check_kind, settings(key)]
         tables, masked, leftovers = _write(warehouse, temp, provenance, rules, key, marts)
         test_pause("publish")
         masking.restrict(temp)
@@ -271,7 +272,7 @@ def _write(
         con.execute(
             f"""create table {META_SCHEMA}.publication as select
                 ?::varchar as run_id, ?::varchar as dbt_invocation_id,
-                ?::varchar[] as dlt_load_ids, ?::varchar as check_kind,
+                ?::varchar[] as dlt_load_ids, ?::varchar as check_kind, ?::varchar as settings,
                 ?::timestamptz as published_at, ?::json as tables, ?::json as pii_masking,
                 ?::varchar as encrypted_with""",
             [
@@ -286,6 +287,18 @@ def _write(
     finally:
         con.close()
     return counts, masked, leftovers
+
+
+def settings(key: bytes) -> str:
+    """A digest of what a publish writes with besides the data (the masking key, the
+    encryption key, the file mode): a file written under other settings is not current."""
+    digest = hashlib.sha256(b"ml-warehouse publish settings\0" + key)
+    digest.update(f"\0{masking.encryption_key() or ''}\0{masking.file_mode():o}".encode())
+    return digest.hexdigest()
+
+
+def current_settings(warehouse: Path) -> str:
+    return settings(masking.warehouse_hash_key(warehouse)[0])
 
 
 def publication(analytics: Path) -> dict[str, object] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from privacy import PrivacyError
 from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
@@ -28,7 +29,7 @@ from warehouse.settings import CHECK_SINCE_ENV, locked_warehouse_message
 from warehouse.sources import undeclared_dbt_sources
 
 from . import console, ledger, scope, steps
-from .publish import PublishError, project_marts, publish
+from .publish import PublishError, current_settings, project_marts, publication, publish
 from .steps import Context, StepResult, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -272,6 +273,11 @@ class PipelineRun:
             new_loads = [x for x in current_load_ids(self.ctx.warehouse) if x not in before]
             self.record.dlt_load_ids = [*self.record.dlt_load_ids, *new_loads]
             result.data["dlt_load_ids"] = new_loads
+            # per source: ok, nothing new (no dlt pipeline ran), failed, ...
+            self.record.detail["ingest"] = {
+                **self.record.detail.get("ingest", {}),
+                **result.data.get("sources", {}),
+            }
             rows = result.data.get("rows_loaded")
             if rows is not None:
                 self.record.rows_loaded = (self.record.rows_loaded or 0) + rows
@@ -407,7 +413,46 @@ def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
     if error := gate(build):
         run.skip("monitor", "publish")
         return run.finish(error)
+    if previous := passed_as_is(run, ctx):
+        # nothing new: the last run's monitor passed on exactly this warehouse
+        run.skip("monitor", detail=f"nothing new since run {previous[:8]}, which passed it")
+        if not options.publish or published_as_is(run, ctx):
+            run.skip("publish", detail=f"{ctx.analytics} is current" if options.publish else "")
+            return run.finish(None)
+        return run.finish(gate(run.publish_step()))
     return monitor_and_publish(run, ctx, options)
+
+
+def passed_as_is(run: PipelineRun, ctx: Context) -> str | None:
+    """The id of the last run, when it succeeded and nothing changed since: this run loaded
+    nothing and rebuilt nothing (no new rows, same project, no full check due)."""
+    if run.record.check_kind != "none" or run.record.dlt_load_ids:
+        return None
+    con = duckdb.connect(str(ctx.warehouse), read_only=True)
+    try:
+        where = "run_id <> ? and status <> ?"
+        previous = ledger.last_runs(con, limit=1, where=where, params=[run.run_id, ledger.RUNNING])
+    finally:
+        con.close()
+    if not previous or previous[0]["command"] not in ("run", "publish"):
+        return None  # a backfill or an erasure since: measure again
+    return previous[0]["run_id"] if previous[0]["status"] == ledger.SUCCEEDED else None
+
+
+def published_as_is(run: PipelineRun, ctx: Context) -> bool:
+    """Whether the analytics file holds what a publish would write now: the same dbt
+    invocation over the same dlt loads."""
+    try:
+        published = publication(ctx.analytics)
+        now = current_settings(ctx.warehouse)
+    except (duckdb.Error, OSError, PrivacyError):
+        return False
+    return bool(
+        published
+        and published.get("settings") == now
+        and published.get("dbt_invocation_id") == run.record.dbt_invocation_id
+        and list(published.get("dlt_load_ids") or []) == current_load_ids(ctx.warehouse)
+    )
 
 
 def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:

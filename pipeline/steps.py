@@ -172,24 +172,13 @@ def test_pause(step: str) -> None:
 # --- ingest -------------------------------------------------------------------------------
 
 
-def parse_ingest_summary(stdout: str, column: str = "loaded") -> int | None:
-    """A column of `python -m ingestion`'s summary table (rows loaded, rejected), summed."""
-    lines = [line.strip() for line in stdout.splitlines() if line.strip().startswith("|")]
-    for i, line in enumerate(lines):
-        header = [c.strip() for c in line.strip("|").split("|")]
-        if "source" in header and column in header:
-            index = header.index(column)
-            total = 0
-            for row in lines[i + 2 :]:
-                cells = [c.strip() for c in row.strip("|").split("|")]
-                if len(cells) != len(header):
-                    break
-                try:
-                    total += int(cells[index])
-                except ValueError:
-                    return None
-            return total
-    return None
+def read_ingest_summary(path: Path) -> list[dict[str, Any]] | None:
+    """The sources of `python -m ingestion --summary-json`: a dict per source (None if the
+    child wrote none: it died, or failed before any source)."""
+    try:
+        return list(json.loads(path.read_text(encoding="utf-8"))["sources"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def ingest(
@@ -201,7 +190,9 @@ def ingest(
     debug: bool,
 ) -> StepResult:
     result = StepResult("ingest")
-    command = [ctx.python, "-m", "ingestion", *sources]
+    summary = ctx.target_dir / "ingest_summary.json"
+    summary.unlink(missing_ok=True)
+    command = [ctx.python, "-m", "ingestion", *sources, "--summary-json", str(summary)]
     if inbox:
         command += ["--inbox", inbox]
     if api_url:
@@ -216,8 +207,12 @@ def ingest(
     if ctx.verbose:
         print(done.stdout, end="", flush=True)  # the ingestion summary table (already redacted)
     result.exit_code = done.returncode
-    result.data["rows_loaded"] = parse_ingest_summary(done.stdout)
-    result.data["rows_rejected"] = parse_ingest_summary(done.stdout, "rejected")
+    reports = read_ingest_summary(summary)
+    if reports is not None:
+        result.data["rows_loaded"] = sum(r["rows_loaded"] for r in reports)
+        result.data["rows_rejected"] = sum(r["rows_rejected"] for r in reports)
+        result.data["sources"] = {r["name"]: r["status"] for r in reports}
+        result.data["dlt_pipelines"] = [r["name"] for r in reports if r["dlt_pipeline"]]
     if done.returncode != 0:
         result.status = "failed"
         result.error = f"python -m ingestion exited {done.returncode} (see its errors)"

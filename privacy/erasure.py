@@ -26,6 +26,7 @@ ERASE_SKIP = {
     ("monitoring", "privacy_keys"),
     ("monitoring", "pipeline_runs"),
     ("monitoring", "pipeline_backfill_batches"),
+    ("raw", "_source_inputs"),  # what each file source last read: folders and digests
 }
 
 

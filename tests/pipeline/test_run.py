@@ -75,6 +75,7 @@ def test_the_published_file_explains_itself(published: Site) -> None:
         "dbt_invocation_id": "VARCHAR",
         "dlt_load_ids": "VARCHAR[]",
         "check_kind": "VARCHAR",
+        "settings": "VARCHAR",
         "published_at": "TIMESTAMP WITH TIME ZONE",
         "tables": "JSON",
         "pii_masking": "JSON",

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
-from pipeline_sites import Site, clone
+from pipeline_sites import VARS, Site, clone, sha256
 
 from pipeline.publish import publication
 from pipeline.scope import CadenceError, full_check_cadence, full_check_due
@@ -195,3 +195,46 @@ def test_a_full_check_is_due_at_the_first_run_of_each_period_of_its_cadence(
     monkeypatch.setenv("PIPELINE__FULL_CHECK", "monthly")
     with pytest.raises(CadenceError, match="expected one of always, hourly, daily, weekly"):
         full_check_cadence(config)
+
+
+def test_a_run_with_nothing_new_starts_no_dlt_pipeline_and_no_dbt_process(
+    published: Site, tmp_path: Path
+) -> None:
+    """What the run records says so: its ingest ran no dlt pipeline (each file source's
+    folder is as its last load left it), no dbt invocation and no monitor; the published
+    file, current, is left as it is. A missing published file is written again."""
+    site = clone(published, tmp_path / "site")
+    site.full_check_done_now()
+    before = site.ledger()[-1]
+    results = site.root / "target" / "run_results.json"
+    kept = (results.stat().st_mtime_ns, sha256(site.analytics))
+    args = ("run", "--sources", "users", "events", "--inbox", str(site.inbox), "--vars", VARS)
+
+    done = site.pipeline(*args)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = last_run(site)
+    assert json.loads(run["detail"])["ingest"] == {"users": "nothing new", "events": "nothing new"}
+    assert (run["dlt_load_ids"], run["rows_loaded"], run["check_kind"]) == ([], 0, "none")
+    assert run["dbt_invocation_id"] == before["dbt_invocation_id"]
+    steps = [run[f"{step}_status"] for step in ("ingest", "build", "monitor", "publish")]
+    assert steps == ["ok", "ok", "skipped", "skipped"]
+    audit = query(
+        site,
+        f"select command, detail from monitoring.audit_log where run_id = '{run['run_id']}'",
+    )
+    assert sorted(command for command, _ in audit) == ["ingest", "run"]  # no build, no monitor
+    (ingest,) = [json.loads(detail) for command, detail in audit if command == "ingest"]
+    assert {name: source["dlt_pipeline"] for name, source in ingest.items()} == {
+        "users": False,
+        "events": False,
+    }
+    assert (results.stat().st_mtime_ns, sha256(site.analytics)) == kept
+    assert f"{site.analytics} is current" in done.stdout
+
+    site.analytics.unlink()
+    done = site.pipeline(*args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    steps = [last_run(site)[f"{step}_status"] for step in ("build", "monitor", "publish")]
+    assert steps == ["ok", "skipped", "ok"]
+    assert publication(site.analytics)["dbt_invocation_id"] == before["dbt_invocation_id"]

@@ -16,8 +16,9 @@ import duckdb
 import pytest
 
 from demo.api import start_server
-from ingestion.cli import parse_args, run_source
+from ingestion.cli import parse_args
 from ingestion.kinds import source_options
+from ingestion.load import run_source
 
 TOKEN = "api-faults-token-91c2"
 ORDERS = 25

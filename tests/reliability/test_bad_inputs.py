@@ -16,7 +16,8 @@ import duckdb
 import pytest
 from project_env import NO_REJECTS_GATE
 
-from ingestion.cli import parse_args, run_source
+from ingestion.cli import parse_args
+from ingestion.load import run_source
 
 HEADER = "user_id,name,email,age,country,signup_at,updated_at"
 TS = "2026-01-01T00:00:00Z,2026-01-02T00:00:00Z"

@@ -1,0 +1,152 @@
+"""A file source whose folder is as its last load left it is not run: no dlt pipeline starts
+(ingestion/unchanged.py). Whatever changed (a new file, a touched one, the declaration),
+or a load that did not pass, runs it again, and what it loads is exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from tests.conftest import Sample
+from tests.project_env import LOADED_FILES, ROOT, copy_state, warehouse_env
+
+SOURCES = ("users", "events")
+
+
+class Site:
+    """A copy of the ingested sample (warehouse and the users and events folders)."""
+
+    def __init__(self, sample: Sample, root: Path) -> None:
+        copy_state(sample.warehouse.parent, root, LOADED_FILES)
+        self.inbox = root / "inbox"
+        for name in SOURCES:
+            shutil.copytree(sample.inbox / name, self.inbox / name, copy_function=shutil.copy2)
+        self.warehouse = root / "warehouse.duckdb"
+        self.summary = root / "summary.json"
+        self.env = warehouse_env(root)
+
+    def ingest(self, **env: str) -> dict[str, dict[str, Any]]:
+        """`python -m ingestion users events`; each source's row of --summary-json."""
+        done = subprocess.run(
+            [sys.executable, "-m", "ingestion", *SOURCES, "--inbox", str(self.inbox)]
+            + ["--summary-json", str(self.summary)],
+            cwd=ROOT,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        document = json.loads(self.summary.read_text())
+        assert document["exit_code"] == done.returncode
+        return {source["name"]: source for source in document["sources"]}
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(self.warehouse), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    def loads(self) -> int:
+        return self.query("select count(*) from raw._dlt_loads")[0][0]
+
+
+def statuses(reports: dict[str, dict[str, Any]]) -> dict[str, tuple[str, bool, int]]:
+    return {name: (r["status"], r["dlt_pipeline"], r["rows_loaded"]) for name, r in reports.items()}
+
+
+@pytest.fixture
+def site(sample_warehouse: Sample, tmp_path: Path) -> Site:
+    site = Site(sample_warehouse, tmp_path)
+    # another inbox folder than the sample's: both run once through dlt, load nothing new
+    assert statuses(site.ingest()) == {"users": ("ok", True, 0), "events": ("ok", True, 0)}
+    return site
+
+
+def test_nothing_new_starts_no_dlt_pipeline_and_writes_nothing(site: Site) -> None:
+    loads, records = site.loads(), site.query("select * from raw._source_inputs order by 1")
+    assert [r[0] for r in records] == ["events", "users"]
+    pipelines = site.warehouse.parent / ".dlt-pipelines"
+    before = sorted((p, p.stat().st_mtime_ns) for p in pipelines.rglob("*"))
+
+    reports = site.ingest()
+
+    expected = ("nothing new", False, 0)
+    assert statuses(reports) == {"users": expected, "events": expected}
+    assert site.loads() == loads
+    assert site.query("select * from raw._source_inputs order by 1") == records
+    # dlt's working folders are as they were: no pipeline was made, let alone run
+    assert sorted((p, p.stat().st_mtime_ns) for p in pipelines.rglob("*")) == before
+
+
+def test_a_new_file_runs_its_source_only_and_loads_it_once(site: Site) -> None:
+    events = site.query("select count(*) from raw.events")[0][0]
+    segment = site.inbox / "events" / "events-999999.jsonl"
+    lines = [
+        {"event_id": f"new-{i}", "user_id": "1", "category": "click", "value": "1.5"}
+        | {"occurred_at": "2026-12-06T10:00:00Z"}
+        for i in range(7)
+    ]
+    segment.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    expected = {"users": ("nothing new", False, 0), "events": ("ok", True, 7)}
+    assert statuses(site.ingest()) == expected
+    assert statuses(site.ingest())["events"] == ("nothing new", False, 0)
+    assert site.query("select count(*) from raw.events")[0][0] == events + 7
+
+
+def test_a_touched_file_runs_its_source_which_loads_nothing(site: Site) -> None:
+    users = site.query("select count(*) from raw.users")[0][0]
+    export = sorted((site.inbox / "users").iterdir())[0]
+    stat = export.stat()
+    os.utime(export, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+    assert statuses(site.ingest())["users"] == ("ok", True, 0)  # same bytes: nothing loaded
+    assert statuses(site.ingest())["users"] == ("nothing new", False, 0)
+    assert site.query("select count(*) from raw.users")[0][0] == users
+
+
+def test_a_changed_declaration_runs_the_source(site: Site) -> None:
+    override = {"SOURCES__USERS__NULL_VALUES": '["NA"]'}
+    assert statuses(site.ingest(**override))["users"][:2] == ("ok", True)
+    assert statuses(site.ingest(**override))["users"] == ("nothing new", False, 0)
+    assert statuses(site.ingest())["users"][:2] == ("ok", True)  # and back
+
+
+def test_a_source_that_failed_is_run_again(site: Site) -> None:
+    bad = site.inbox / "users" / "users-zzz.csv"
+    bad.write_text("user_id,name,email\n" + "".join(f"x{i}\n" for i in range(5)))
+    gate = {"SOURCES__USERS__MAX_REJECTED_RATE": "0.01"}
+
+    first = site.ingest(**gate)["users"]
+    assert (first["status"], first["dlt_pipeline"]) == ("failed", True)
+    assert "max_rejected_rate" in first["error"]
+    assert site.query("select count(*) from raw._source_inputs where source = 'users'") == [(0,)]
+    # no record of a failed load: never "nothing new"; dlt finds the file loaded (the gate
+    # judges one run's rejects), and then the source is recorded
+    assert statuses(site.ingest(**gate))["users"] == ("ok", True, 0)
+    assert statuses(site.ingest(**gate))["users"] == ("nothing new", False, 0)
+
+
+def test_full_refresh_always_runs(site: Site) -> None:
+    reports = site.ingest()
+    assert statuses(reports)["users"][0] == "nothing new"
+    done = subprocess.run(
+        [sys.executable, "-m", "ingestion", "users", "--inbox", str(site.inbox), "--full-refresh"]
+        + ["--summary-json", str(site.summary)],
+        cwd=ROOT,
+        env=site.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    (users,) = json.loads(site.summary.read_text())["sources"]
+    assert (users["status"], users["dlt_pipeline"]) == ("ok", True)
+    assert users["rows_loaded"] == site.query("select count(*) from raw.users")[0][0] > 0
