@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -178,17 +178,23 @@ def run(inbox: Path, out: Path, users_only: bool = False) -> dict[str, int]:
     return {"dim_users": len(users), "fct_events": len(events), "category_stats": len(stats)}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    transforms: Callable[[Path, Path, bool], dict[str, int]] = run,
+    engine: str = "pandas",
+) -> int:
+    """The command line of a reference: its `transforms` on --inbox, the marts to --out,
+    their row counts and seconds as one JSON line."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.pandas_reference",
-        description="The warehouse's user and event transforms in pandas (benchmark baseline).",
+        prog=f"python -m benchmarks.{engine}_reference",
+        description=f"The warehouse's user and event transforms in {engine} (benchmark baseline).",
     )
     parser.add_argument("--inbox", type=Path, required=True, help="folder with users/, events/")
     parser.add_argument("--out", type=Path, required=True, help="folder for the Parquet marts")
     parser.add_argument("--users-only", action="store_true", help="only dim_users")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    counts = run(args.inbox, args.out, args.users_only)
+    counts = transforms(args.inbox, args.out, args.users_only)
     print(json.dumps({**counts, "seconds": round(time.perf_counter() - started, 3)}))
     return 0
 

@@ -28,6 +28,7 @@ ROW_IDS = [
     "users_time",
     "users_rss",
     "pipeline_time",
+    "pipeline_floor",
     "pipeline_rss",
     "incremental",
     "incremental_fixed",
@@ -89,8 +90,8 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     for key, baselines in {
         "csv_ingest": ("ours", "duckdb", "dlt", "pandas"),
         "stream_ingest": ("ours", "duckdb", "dlt"),
-        "users_chain": ("ours", "pandas"),
-        "pipeline": ("ours", "pandas"),
+        "users_chain": ("ours", "pandas", "duckdb"),
+        "pipeline": ("ours", "pandas", "duckdb"),
         "incremental": ("ours",),
     }.items():
         for name in baselines:
@@ -102,6 +103,10 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     (by_source,) = report["pipeline"]["ingest_seconds_by_source"]
     assert set(by_source) == {"users", "orders", "events", "products"}
     assert report["incremental"]["rows_added"] == 101
+    # every pipeline row says how far it is from the DuckDB-only reference
+    for row in report["table"]:
+        if row["id"] in ("users_time", "pipeline_time", "incremental", "nothing_new"):
+            assert "× the DuckDB-only reference (" in row["note"], row
     # the re-run rebuilds what the new events reach, not the users chain, and tests their rows
     [scope] = report["incremental"]["build_scope"]
     assert scope.startswith("new rows in events.events; tests scoped to rows after ")
@@ -167,6 +172,7 @@ def test_scale_curve_at_two_small_sizes(tmp_path: Path) -> None:
         assert point["incremental"]["rows_added"] == point["events"] // 100
         assert point["incremental"]["share_of_full"] > 0
         assert point["incremental"]["build_scope"][0].startswith("new rows in events.events")
+        assert point["full"]["floor_ratio"] > 0 and point["full"]["duckdb_reference_seconds"] > 0
     assert [t["met"] in (True, False) for t in report["targets"]] == [True, True, True]
     assert "| 10,100 |" in done.stdout
     assert path.with_suffix(".svg").read_text().startswith("<svg")
