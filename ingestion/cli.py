@@ -292,7 +292,10 @@ def _main(
     )
     running = [name for name in names if name not in quiet]
     if running:
-        if code := checked_declarations():  # every declaration, before anything loads
+        # Every declaration, before anything loads. A source that was not run found the
+        # declarations as its last load did (its record's digest covers every source's
+        # declaration and the tool's code), when they passed this check: it would again.
+        if not quiet and (code := checked_declarations()):
             return code
         if problem := check_warehouse_writable(warehouse_path(), running):
             print(f"error: {problem}", file=sys.stderr)

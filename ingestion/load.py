@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import shutil
 import sys
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import duckdb
 
 from privacy import suppression
-from warehouse.settings import locked_warehouse_message, warehouse_destination, warehouse_path
+from warehouse.settings import (
+    RAW_DATASET,
+    locked_warehouse_message,
+    warehouse_destination,
+    warehouse_path,
+)
 from warehouse.sources import declared_sources
 
 from . import unchanged
@@ -178,31 +185,31 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
 
 @dataclass(frozen=True)
 class Inputs:
-    """What a file source reads, taken before its load: recorded once it loaded, so the
-    next run can skip it when nothing changed (ingestion/unchanged.py)."""
+    """What a source reads, taken before its load: recorded once it loaded, so the next run
+    can skip it when nothing changed (ingestion/unchanged.py)."""
 
     name: str
     digest: str
-    folder: Path
-    listing: str
+    probe: dict[str, Any]
+    state: str
     tables: list[str]
 
     @classmethod
     def before_load(cls, source: Declared, args: argparse.Namespace) -> Inputs | None:
-        """None when the source does not read a folder, or the warehouse is not DuckDB."""
-        watch = getattr(kind_module(source.kind), "watched", None)
+        """None when the kind cannot say where new data shows, or the warehouse is not
+        DuckDB: the source then runs at every run."""
+        ask = getattr(kind_module(source.kind), "probe", None)
         inbox = Flag(Path(args.inbox), f"--inbox {args.inbox}") if args.inbox else None
-        watched = watch(source.name, source.options, inbox) if watch else None
-        if watched is None or warehouse_destination() != "duckdb":
+        probe = ask(source.name, source.options, inbox) if ask else None
+        if probe is None or warehouse_destination() != "duckdb":
             return None
-        folder = Path(watched[0])
-        listing = unchanged.listing_digest(folder)
-        if listing is None:
+        state = unchanged.probed_state(probe)
+        if state is None:
             return None
         declaration = declared_sources()[source.name]
         digest = unchanged.inputs_digest(source.name, declaration, args.inbox)
         tables = [table.name for table in raw_tables(source.name)]
-        return cls(source.name, digest, folder, listing, tables)
+        return cls(source.name, digest, probe, state, tables)
 
     def record(self, pipeline: dlt.Pipeline, ignored: list[str]) -> None:
         """After the load committed: a record that cannot be written only costs the next
@@ -210,7 +217,7 @@ class Inputs:
         try:
             with pipeline.sql_client() as client:
                 unchanged.record(
-                    client, self.name, self.digest, self.folder, self.listing, self.tables, ignored
+                    client, self.name, self.digest, self.probe, self.state, self.tables, ignored
                 )
         except Exception:  # noqa: BLE001 - see above
             logging.getLogger(__name__).debug(
@@ -287,10 +294,32 @@ def state_from_warehouse(pipeline: dlt.Pipeline, name: str) -> dlt.Pipeline:
     the warehouse, not from what dlt keeps beside it: dlt's working folder is removed
     and state and schema restored from the last load the warehouse committed. A deleted
     or replaced warehouse file is then loaded again from the inputs, exactly once."""
+    if holds_warehouse_state(pipeline):
+        return pipeline  # restoring it would change nothing (and costs dlt a second or so)
     shutil.rmtree(pipeline.working_dir, ignore_errors=True)
     pipeline = make_pipeline(name)
     pipeline.sync_destination()
     return pipeline
+
+
+def holds_warehouse_state(pipeline: dlt.Pipeline) -> bool:
+    """Whether dlt's working folder holds the very state the warehouse committed last (the
+    state of the newest completed load, the one dlt would restore): same version, same
+    hash. A load that failed, a warehouse replaced or deleted, answer no."""
+    if warehouse_destination() != "duckdb":
+        return False
+    try:
+        local = json.loads(Path(pipeline.working_dir, "state.json").read_text(encoding="utf-8"))
+        with duckdb.connect(str(warehouse_path()), read_only=True) as con:
+            committed = con.execute(
+                f"select s.version, s.version_hash from {RAW_DATASET}._dlt_pipeline_state s"
+                f" join {RAW_DATASET}._dlt_loads l on l.load_id = s._dlt_load_id"
+                " where s.pipeline_name = ? and l.status = 0 order by l.load_id desc limit 1",
+                [pipeline.pipeline_name],
+            ).fetchone()
+    except (OSError, ValueError, duckdb.Error):
+        return False
+    return committed == (local.get("_state_version"), local.get("_version_hash"))
 
 
 def keep_stored_types(pipeline: dlt.Pipeline, source: Any) -> None:

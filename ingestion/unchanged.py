@@ -1,22 +1,26 @@
-"""Which file sources have nothing new, answered from the warehouse before dlt is imported.
+"""Which sources have nothing new, answered from the warehouse before dlt is imported.
 
-After a file source loaded, the run records in `raw._source_inputs` what it
-read: a digest of everything that decides that (the source's declaration in
-.dlt/config.toml and secrets.toml, every `SOURCES__*` variable, --inbox, the working
-directory, the tool's code), the folder it read, a
-digest of that folder's listing (name, size and mtime of every file) taken
-before the load started, the raw tables it writes, and the folder's files that
-match no pattern (the summary lists them at every run). The next run skips the
-source when all of it is as recorded and the tables are there: no dlt
-pipeline starts for it. Anything else runs the source as always, and dlt and
-the kind decide what is new (a touched file with the same bytes loads nothing
-and is recorded again).
+After a source loaded, the run records in `raw._source_inputs` what it read: a
+digest of everything that decides that (the source's declaration in
+.dlt/config.toml and secrets.toml, every `SOURCES__*` variable, --inbox, the
+working directory, the tool's code), where its new data would show (`probe`)
+and a digest of what was there before the load started (`state`), the raw
+tables it writes, and the folder's files that match no pattern (the summary
+lists them at every run). What is probed, by kind:
+- a folder (csv, jsonl from files): the name, size and mtime of every file;
+- a `sql_table` source whose every table has a cursor, at a URL without a
+  password: per table, the newest cursor value, the rows holding it and the
+  rows without one (there must be none: those are read at every run).
+The next run skips the source when all of it is as recorded and the tables
+are there: no dlt pipeline starts for it. Anything else runs the source as
+always, and dlt and the kind decide what is new (a touched file with the same
+bytes loads nothing and is recorded again).
 
 The record of a source is deleted before it runs and written after it loaded
 (the listing from before the load), so an interrupted or failed run leaves
 none, and a file that arrived during the load is read by the next run. Only
-the DuckDB warehouse keeps records; a stream, an API or a database is always
-asked (their new data is not in a folder).
+the DuckDB warehouse keeps records; a stream, an API, a table without a cursor
+and a database behind a password are always asked.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ TABLE = f"{RAW_DATASET}._source_inputs"
 DDL = f"""create table if not exists {TABLE} (
     source varchar primary key,
     inputs varchar not null,
-    folder varchar not null,
-    listing varchar not null,
+    probe varchar not null,
+    state varchar not null,
     tables varchar[] not null,
     ignored varchar[] not null,
     recorded_at timestamptz not null default current_timestamp
@@ -85,6 +89,50 @@ def listing_digest(folder: Path) -> str | None:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
+def probed_state(probe: dict[str, Any]) -> str | None:
+    """A digest of what `probe` (recorded by the load path) shows now; None when it cannot
+    say (a missing folder, an unreachable database, rows without a cursor)."""
+    if "folder" in probe:
+        return listing_digest(Path(probe["folder"]))
+    if "url" in probe:
+        try:
+            counts = cursor_counts(probe["url"], probe["tables"])
+        except Exception:  # noqa: BLE001 - any failure: the source runs and says what it is
+            return None
+        if any(without for _, _, without in counts):
+            return None
+        return hashlib.sha256(json.dumps(counts, default=str).encode()).hexdigest()
+    return None
+
+
+def cursor_counts(url: str, tables: list[list[str]]) -> list[tuple[Any, int, int]]:
+    """Per [table, cursor]: (its newest cursor value, the rows holding it, the rows without
+    one). A SQLite file is read with the standard library, opened read-only."""
+    queries = []
+    for table, cursor in tables:
+        t, c = (f'"{name.replace(chr(34), chr(34) * 2)}"' for name in (table, cursor))
+        queries.append(
+            f"select m, (select count(*) from {t} where {c} = m),"
+            f" (select count(*) from {t} where {c} is null) from (select max({c}) as m from {t})"
+        )
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as con:
+            return [tuple(con.execute(query).fetchone()) for query in queries]
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as con:
+            return [tuple(con.exec_driver_sql(query).fetchone()) for query in queries]
+    finally:
+        engine.dispose()
+
+
 def nothing_new(
     warehouse: Path,
     declared: dict[str, dict[str, Any]],
@@ -101,7 +149,7 @@ def nothing_new(
         return {}
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            query = f"select source, inputs, folder, listing, tables, ignored from {TABLE}"
+            query = f"select source, inputs, probe, state, tables, ignored from {TABLE}"
             rows = con.execute(query)
             records = {row[0]: row[1:] for row in rows.fetchall()}
             present = {
@@ -117,11 +165,11 @@ def nothing_new(
     for name in names:
         if name not in records or name not in declared:
             continue
-        inputs, folder, listing, tables, ignored = records[name]
+        inputs, probe, state, tables, ignored = records[name]
         if (
             set(tables) <= present
             and inputs == inputs_digest(name, declared[name], inbox)
-            and listing == listing_digest(Path(folder))
+            and state == probed_state(json.loads(probe))
         ):
             skipped[name] = list(ignored)
     return skipped
@@ -138,20 +186,20 @@ def record(
     client: Any,
     name: str,
     inputs: str,
-    folder: Path,
-    listing: str,
+    probe: dict[str, Any],
+    state: str,
     tables: list[str],
     ignored: list[str],
 ) -> None:
     """Write the record of a source that loaded (through dlt's client on the warehouse)."""
     client.execute_sql(DDL)
     client.execute_sql(
-        f"insert or replace into {TABLE} (source, inputs, folder, listing, tables, ignored) "
+        f"insert or replace into {TABLE} (source, inputs, probe, state, tables, ignored) "
         "values (%s, %s, %s, %s, %s, %s)",
         name,
         inputs,
-        str(folder.resolve()),
-        listing,
+        json.dumps(probe),
+        state,
         tables,
         ignored,
     )

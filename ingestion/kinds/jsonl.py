@@ -121,6 +121,13 @@ def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str
     return (options["folder"], options["glob"]) if options.get("folder") else None
 
 
+def probe(name: str, options: dict[str, Any], inbox: Flag | None) -> dict[str, Any] | None:
+    """Where new data would show, for a run that asks before starting dlt
+    (ingestion/unchanged.py): the folder."""
+    folder = watched(name, options, inbox)
+    return {"folder": str(Path(folder[0]).resolve())} if folder else None
+
+
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
     """One raw table, `table` (default the source's name), one row per key (the first
     record sent), or per line when the records have no key."""

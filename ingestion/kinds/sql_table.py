@@ -12,7 +12,8 @@ from typing import Any
 
 import dlt
 from dlt.sources.sql_database import sql_table
-from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchTableError
 
 from .common import (
     Flag,
@@ -102,6 +103,21 @@ def with_flags(
         return options
     file_name = Path(credentials.removeprefix("sqlite:///")).name
     return {**options, "credentials": f"sqlite:///{inbox.root / name / file_name}"}
+
+
+def probe(name: str, options: dict[str, Any], inbox: Flag | None) -> dict[str, Any] | None:
+    """Where new rows would show, for a run that asks before starting dlt
+    (ingestion/unchanged.py): each table's cursor. None (always run) when a table has no
+    cursor (it is read whole) or the URL holds a password (the record keeps the URL)."""
+    url = options.get("credentials") or ""
+    tables = options.get("tables") or []
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        return None
+    if password or not tables or not all(entry.get("cursor") for entry in tables):
+        return None
+    return {"url": url, "tables": [[entry["table"], entry["cursor"]] for entry in tables]}
 
 
 def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:

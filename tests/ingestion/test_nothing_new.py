@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,15 @@ from typing import Any
 import duckdb
 import pytest
 
+from ingestion import unchanged
 from tests.conftest import Sample
 from tests.project_env import LOADED_FILES, ROOT, copy_state, warehouse_env
 
-SOURCES = ("users", "events")
+SOURCES = ("users", "events", "products")
 
 
 class Site:
-    """A copy of the ingested sample (warehouse and the users and events folders)."""
+    """A copy of the ingested sample (warehouse, the users and events folders, products.db)."""
 
     def __init__(self, sample: Sample, root: Path) -> None:
         copy_state(sample.warehouse.parent, root, LOADED_FILES)
@@ -65,20 +67,21 @@ def statuses(reports: dict[str, dict[str, Any]]) -> dict[str, tuple[str, bool, i
 def site(sample_warehouse: Sample, tmp_path: Path) -> Site:
     site = Site(sample_warehouse, tmp_path)
     # another inbox folder than the sample's: both run once through dlt, load nothing new
-    assert statuses(site.ingest()) == {"users": ("ok", True, 0), "events": ("ok", True, 0)}
+    ran = ("ok", True, 0)
+    assert statuses(site.ingest()) == {"users": ran, "events": ran, "products": ran}
     return site
 
 
 def test_nothing_new_starts_no_dlt_pipeline_and_writes_nothing(site: Site) -> None:
     loads, records = site.loads(), site.query("select * from raw._source_inputs order by 1")
-    assert [r[0] for r in records] == ["events", "users"]
+    assert [r[0] for r in records] == ["events", "products", "users"]
     pipelines = site.warehouse.parent / ".dlt-pipelines"
     before = sorted((p, p.stat().st_mtime_ns) for p in pipelines.rglob("*"))
 
     reports = site.ingest()
 
     expected = ("nothing new", False, 0)
-    assert statuses(reports) == {"users": expected, "events": expected}
+    assert statuses(reports) == {"users": expected, "events": expected, "products": expected}
     assert site.loads() == loads
     assert site.query("select * from raw._source_inputs order by 1") == records
     # dlt's working folders are as they were: no pipeline was made, let alone run
@@ -95,8 +98,8 @@ def test_a_new_file_runs_its_source_only_and_loads_it_once(site: Site) -> None:
     ]
     segment.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
-    expected = {"users": ("nothing new", False, 0), "events": ("ok", True, 7)}
-    assert statuses(site.ingest()) == expected
+    quiet = ("nothing new", False, 0)
+    assert statuses(site.ingest()) == {"users": quiet, "events": ("ok", True, 7), "products": quiet}
     assert statuses(site.ingest())["events"] == ("nothing new", False, 0)
     assert site.query("select count(*) from raw.events")[0][0] == events + 7
 
@@ -150,3 +153,36 @@ def test_full_refresh_always_runs(site: Site) -> None:
     (users,) = json.loads(site.summary.read_text())["sources"]
     assert (users["status"], users["dlt_pipeline"]) == ("ok", True)
     assert users["rows_loaded"] == site.query("select count(*) from raw.users")[0][0] > 0
+
+
+NEWEST = "2030-01-01 00:00:00.000000"  # written as the sample's products.db writes its times
+
+
+def test_a_table_with_a_newer_cursor_runs_its_source(site: Site) -> None:
+    database = site.inbox / "products" / "products.db"
+    with sqlite3.connect(database) as con:
+        con.execute("insert into products values (9001, 'New Lamp', 'home', 12.5, ?)", [NEWEST])
+    assert statuses(site.ingest())["products"] == ("ok", True, 1)
+    assert statuses(site.ingest())["products"] == ("nothing new", False, 0)
+    with sqlite3.connect(database) as con:  # one more row at the newest cursor value
+        con.execute("insert into products values (9002, 'New Desk', 'home', 80.0, ?)", [NEWEST])
+    assert statuses(site.ingest())["products"] == ("ok", True, 1)
+    assert site.query("select count(*) from raw.products where product_id >= 9001") == [(2,)]
+
+
+def test_rows_without_a_cursor_are_asked_for_at_every_run(tmp_path: Path) -> None:
+    """A database cannot say whether rows without a cursor value changed: no shortcut."""
+    database = tmp_path / "t.db"
+    with sqlite3.connect(database) as con:
+        con.execute("create table t (id integer, updated_at text)")
+        con.execute("insert into t values (1, '2026-01-01'), (2, '2026-01-02')")
+    probe = {"url": f"sqlite:///{database}", "tables": [["t", "updated_at"]]}
+    state = unchanged.probed_state(probe)
+    assert state is not None and unchanged.probed_state(probe) == state
+    with sqlite3.connect(database) as con:
+        con.execute("insert into t values (3, '2026-01-02')")  # at the newest value
+    assert unchanged.probed_state(probe) not in (None, state)
+    with sqlite3.connect(database) as con:
+        con.execute("insert into t values (4, null)")
+    assert unchanged.probed_state(probe) is None
+    assert unchanged.probed_state({"url": "sqlite:////no/such.db", "tables": [["t", "u"]]}) is None
