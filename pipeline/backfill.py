@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from . import ledger
-from .runner import EXIT_FAILED, PipelineRun, RunOptions, gate, monitor_and_publish
+from .runner import PipelineRun, RunOptions, gate, monitor_and_publish
 from .steps import Context, StepResult, dbt_command, dbt_step, run_command
 
 DEFAULT_SELECTOR = "tag:backfill config.incremental_strategy:microbatch"
@@ -186,17 +186,8 @@ def command_backfill(args: argparse.Namespace, ctx: Context, arguments: Sequence
         return 2
     windows = slices(start, end, size)
     run = PipelineRun("backfill", arguments, ctx, args.wait, args.debug)
-    problem = run.begin()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"backfill {run.run_id}: {stamp(start)} .. {stamp(end)} in {len(windows)} slice(s)")
-    try:
-        return _backfill(run, ctx, args, windows, start, end)
-    except KeyboardInterrupt:
-        return run.interrupted()
-    except RuntimeError as exc:
-        return run.finish(str(exc))
+    banner = f"backfill {{run_id}}: {stamp(start)} .. {stamp(end)} in {len(windows)} slice(s)"
+    return run.life(lambda: _backfill(run, ctx, args, windows, start, end), banner)
 
 
 def _backfill(

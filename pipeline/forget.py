@@ -23,7 +23,6 @@ from privacy import PrivacyError, erasure
 from . import steps
 from .runner import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     PipelineRun,
     gate,
@@ -44,18 +43,8 @@ def command_forget(args: argparse.Namespace, ctx: Context) -> int:
     if args.vars:
         shown += ["--vars", args.vars]
     run = PipelineRun("forget", shown, ctx, args.wait, args.debug)
-    problem = run.begin()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"pipeline forget {run.run_id}: erasing {len(ids)} user(s) from {ctx.warehouse}")
-    try:
-        return _steps(run, ctx, ids, args)
-    except KeyboardInterrupt:
-        run.interrupted()
-        return EXIT_INTERRUPTED
-    except RuntimeError as exc:
-        return run.finish(str(exc))
+    banner = f"pipeline forget {{run_id}}: erasing {len(ids)} user(s) from {ctx.warehouse}"
+    return run.life(lambda: _steps(run, ctx, ids, args), banner)
 
 
 def _steps(run: PipelineRun, ctx: Context, ids: list[str], args: argparse.Namespace) -> int:

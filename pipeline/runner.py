@@ -115,6 +115,24 @@ class PipelineRun:
             print(f"note: marked {len(abandoned)} dead run(s) abandoned: {short}", file=sys.stderr)
         return None
 
+    def life(self, body: Callable[[], int], banner: str = "") -> int:
+        """The whole of a run: take the lock and write the `running` row, print `banner`
+        (`{run_id}` stands for the run's id), run `body`, which ends with `finish`; an
+        interrupt or a ledger that cannot be written between steps finishes the run too.
+        The exit code."""
+        problem = self.begin()
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_FAILED
+        if banner:
+            print(banner.replace("{run_id}", self.run_id), flush=True)
+        try:
+            return body()
+        except KeyboardInterrupt:
+            return self.interrupted()
+        except RuntimeError as exc:  # the ledger could not be written between steps
+            return self.finish(str(exc))
+
     def _release(self) -> None:
         for name in self.lock.child_env():
             del self.ctx.env[name]
@@ -389,17 +407,8 @@ def gate(result: StepResult) -> str | None:
 def run_pipeline(ctx: Context, options: RunOptions, arguments: Sequence[str]) -> int:
     """ingest -> dbt build -> monitor -> publish, stopping at the first failed gate."""
     run = PipelineRun("run", arguments, ctx, options.wait, options.debug)
-    problem = run.begin()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"pipeline run {run.run_id} (warehouse {ctx.warehouse})", flush=True)
-    try:
-        return _run_steps(run, ctx, options)
-    except KeyboardInterrupt:
-        return run.interrupted()
-    except RuntimeError as exc:  # the ledger could not be written between steps
-        return run.finish(str(exc))
+    banner = f"pipeline run {{run_id}} (warehouse {ctx.warehouse})"
+    return run.life(lambda: _run_steps(run, ctx, options), banner)
 
 
 def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
@@ -506,18 +515,13 @@ def monitor_and_publish(run: PipelineRun, ctx: Context, options: RunOptions) -> 
 def publish_only(ctx: Context, options: RunOptions, arguments: Sequence[str]) -> int:
     """`publish`: the last dbt invocation must have passed, then monitor, then publish."""
     run = PipelineRun("publish", arguments, ctx, options.wait, options.debug)
-    problem = run.begin()
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_FAILED
-    try:
+
+    def steps() -> int:
         run.skip("ingest")
         build = run.last_build_step()
         if error := gate(build):
             run.skip("monitor", "publish")
             return run.finish(error)
         return monitor_and_publish(run, ctx, options)
-    except KeyboardInterrupt:
-        return run.interrupted()
-    except RuntimeError as exc:
-        return run.finish(str(exc))
+
+    return run.life(steps)
