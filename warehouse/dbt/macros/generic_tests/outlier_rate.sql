@@ -10,6 +10,11 @@
     the number of outliers when over the threshold, else 0. No non-null
     values (empty table, all-null column) has no rate and passes; a column of
     one repeated value has IQR 0 and no outliers.
+
+    The observed values are read twice (quartiles, then the count), as a
+    subquery each time rather than one CTE: an engine that materializes a CTE
+    read twice (DuckDB) would hold every value of the column in memory (at 30M
+    events past dbt's 1GB limit).
 #}
 {% test outlier_rate(model, column_name, factor=none, threshold=none, group_by=none) %}
 {{ config(severity='warn', fail_calc='coalesce(max(failures), 0)') }}
@@ -29,18 +34,16 @@
         ~ ' or (observed.' ~ key ~ ' is null and fences.' ~ key ~ ' is null))'
     ) -%}
 {%- endfor -%}
+{%- set observed -%}
+    (
+        select
+            {{ group_select | join('') }}cast({{ column_name }} as {{ ml_warehouse.type_double() }}) as observed_value
+        from {{ model }}
+        where {{ column_name }} is not null
+    )
+{%- endset %}
 
 with
-
-observed as (
-
-    select
-        {{ group_select | join('') }}cast({{ column_name }} as {{ ml_warehouse.type_double() }}) as observed_value
-
-    from {{ model }}
-    where {{ column_name }} is not null
-
-),
 
 quartiles as (
 
@@ -48,7 +51,7 @@ quartiles as (
         {{ group_keys | join('') }}{{ ml_warehouse.percentile_cont('observed_value', 0.25) }} as q1,
         {{ ml_warehouse.percentile_cont('observed_value', 0.75) }} as q3
 
-    from observed
+    from {{ observed }} as observed
     {{ ('group by ' ~ group_keys | join('') | trim | trim(',')) if groups }}
 
 ),
@@ -76,7 +79,7 @@ counted as (
             end
         ), 0) as outlier_count
 
-    from observed
+    from {{ observed }} as observed
     inner join fences
         on {{ group_match | join(' and ') if groups else '1 = 1' }}
 
