@@ -434,8 +434,11 @@ def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
 
 def passed_as_is(run: PipelineRun, ctx: Context) -> str | None:
     """The id of the last run, when it succeeded and nothing changed since: this run loaded
-    nothing and rebuilt nothing (no new rows, same project, no full check due)."""
-    if run.record.check_kind != "none" or run.record.dlt_load_ids:
+    no row (a load of dlt's state alone, after a loaded file was moved away, adds none)
+    and rebuilt nothing (no new rows, same project, no full check due)."""
+    ingested = next((r.data for r in run.results if r.name == "ingest"), {})
+    loaded = (ingested.get("rows_loaded"), ingested.get("rows_rejected"))
+    if run.record.check_kind != "none" or loaded != (0, 0):
         return None
     con = duckdb.connect(str(ctx.warehouse), read_only=True)
     try:

@@ -238,3 +238,27 @@ def test_a_run_with_nothing_new_starts_no_dlt_pipeline_and_no_dbt_process(
     steps = [last_run(site)[f"{step}_status"] for step in ("build", "monitor", "publish")]
     assert steps == ["ok", "skipped", "ok"]
     assert publication(site.analytics)["dbt_invocation_id"] == before["dbt_invocation_id"]
+
+
+def test_a_source_run_that_loads_no_row_keeps_the_shortcut(published: Site, tmp_path: Path) -> None:
+    """The inbox moved, then a loaded export archived away: the file sources run (their
+    folders changed), load no row, and the run still owes the monitor nothing."""
+    site = clone(published, tmp_path / "site", with_inbox=True)
+    site.full_check_done_now()
+    sources = ("users", "events", "products")
+    args = ("run", "--sources", *sources, "--inbox", str(site.inbox), "--vars", VARS)
+
+    for change in ("another inbox", "an export moved away"):
+        if change == "an export moved away":
+            export = sorted((site.inbox / "users").glob("*.csv"))[0]
+            export.rename(tmp_path / export.name)
+        done = site.pipeline(*args)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        run = last_run(site)
+        ingest = json.loads(run["detail"])["ingest"]
+        assert ingest["users"] == "ok", change  # a dlt pipeline ran for it
+        assert (run["rows_loaded"], run["check_kind"], run["monitor_status"]) == (
+            0,
+            "none",
+            "skipped",
+        ), change
