@@ -261,11 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out}")
         return 0
     date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    results: dict[str, Any] = {"date": date, "machine": machine(), "points": []}
+    results: dict[str, Any] = {"date": date, "machine": machine(), "points": [], "failed": []}
     with tempfile.TemporaryDirectory(prefix="ml-warehouse-scale-") as scratch:
         for size in args.events:
             print(f"bench-scale: {size:,} events ...", file=sys.stderr, flush=True)
-            point = measure(size, (args.work or Path(scratch)) / f"events-{size}")
+            try:
+                point = measure(size, (args.work or Path(scratch)) / f"events-{size}")
+            except RuntimeError as exc:  # a run that failed is a result too: say why, go on
+                reason = str(exc).strip().splitlines()[-1][:300]
+                results["failed"].append({"events": size, "error": reason})
+                print(f"bench-scale: {size:,} events failed: {reason}", file=sys.stderr)
+                continue
             results["points"].append(point)
             print(
                 f"bench-scale: {size:,} events: full {point['full']['seconds']:.1f} s, "
@@ -275,12 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             )
     results["targets"] = verdicts(results["points"])
     print(markdown(results["points"], results["targets"]))
+    for failed in results["failed"]:
+        print(f"\n{failed['events']:,} events: the run failed: {failed['error']}")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"{date[:10]}-scale.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     out.with_suffix(".svg").write_text(svg_plot(results["points"]), encoding="utf-8")
     print(f"wrote {out} and {out.with_suffix('.svg').name}")
-    return 0
+    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":
