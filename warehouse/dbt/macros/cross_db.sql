@@ -200,6 +200,68 @@
 {%- endmacro %}
 
 
+{#
+    The quartiles (continuous, as percentile_cont) of `observed_value` in the
+    relation `observed`, per the columns `keys` (none: one row): a select of
+    the keys, q1 and q3. DuckDB's quantile_cont keeps every value of a group in
+    memory, which cannot spill (at 30M values past a 1GB limit); there they come
+    from a count per distinct value instead, whose aggregate and window spill:
+    the value at each position is the first whose running count passes it, and
+    q = v(floor(p)) * (1 - d) + v(ceil(p)) * d, d = p - floor(p), p = q * (n - 1),
+    quantile_cont's interpolation (the two may differ in a double's last bit).
+#}
+{% macro grouped_quartiles(observed, keys) -%}
+    {{ return(adapter.dispatch('grouped_quartiles', 'ml_warehouse')(observed, keys)) }}
+{%- endmacro %}
+
+{% macro duckdb__grouped_quartiles(observed, keys) -%}
+    {%- set listed = keys | join(', ') -%}
+    {%- set partition = 'partition by ' ~ listed if keys else '' -%}
+    with
+
+    value_counts as (
+        select {{ listed ~ ', ' if keys }}observed_value, count(*) as value_count
+        from {{ observed }} as observed
+        group by {{ listed ~ ', ' if keys }}observed_value
+    ),
+
+    positioned as (
+        select
+            {{ listed ~ ', ' if keys }}observed_value,
+            sum(value_count) over (
+                {{ partition }} order by observed_value rows between unbounded preceding and current row
+            ) as counted_through,
+            sum(value_count) over ({{ partition }}) as total
+        from value_counts
+    ),
+
+    picked as (
+        select
+            {{ listed ~ ', ' if keys }}max(0.25 * (total - 1)) as p1,
+            max(0.75 * (total - 1)) as p3,
+            min(case when counted_through > floor(0.25 * (total - 1)) then observed_value end) as q1_low,
+            min(case when counted_through > ceil(0.25 * (total - 1)) then observed_value end) as q1_high,
+            min(case when counted_through > floor(0.75 * (total - 1)) then observed_value end) as q3_low,
+            min(case when counted_through > ceil(0.75 * (total - 1)) then observed_value end) as q3_high
+        from positioned
+        {{ 'group by ' ~ listed if keys }}
+    )
+
+    select
+        {{ listed ~ ', ' if keys }}q1_low * (1 - (p1 - floor(p1))) + q1_high * (p1 - floor(p1)) as q1,
+        q3_low * (1 - (p3 - floor(p3))) + q3_high * (p3 - floor(p3)) as q3
+    from picked
+{%- endmacro %}
+
+{% macro default__grouped_quartiles(observed, keys) -%}
+    select
+        {{ keys | join(', ') ~ ', ' if keys }}{{ ml_warehouse.percentile_cont('observed_value', 0.25) }} as q1,
+        {{ ml_warehouse.percentile_cont('observed_value', 0.75) }} as q3
+    from {{ observed }} as observed
+    {{ 'group by ' ~ keys | join(', ') if keys }}
+{%- endmacro %}
+
+
 {# 8-byte float: dbt.type_float() is a 4-byte FLOAT on DuckDB. #}
 {% macro type_double() -%}
     {{ return(adapter.dispatch('type_double', 'ml_warehouse')()) }}

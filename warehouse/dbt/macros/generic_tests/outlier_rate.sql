@@ -13,8 +13,9 @@
 
     The observed values are read twice (quartiles, then the count), as a
     subquery each time rather than one CTE: an engine that materializes a CTE
-    read twice (DuckDB) would hold every value of the column in memory (at 30M
-    events past dbt's 1GB limit).
+    read twice (DuckDB) would hold every value of the column in memory; the
+    quartiles are macro grouped_quartiles (on DuckDB from value counts: at 30M
+    events quantile_cont's states alone outgrew dbt's 1GB limit).
 #}
 {% test outlier_rate(model, column_name, factor=none, threshold=none, group_by=none) %}
 {{ config(severity='warn', fail_calc='coalesce(max(failures), 0)') }}
@@ -24,11 +25,12 @@
     {%- set group_by = ml_warehouse.quality_meta(ml_warehouse.quality_column_node(ml_warehouse.quality_node(model), column_name)).get('outlier_group_by') -%}
 {%- endif -%}
 {%- set groups = ([group_by] if group_by is string else group_by) if group_by else [] -%}
-{%- set group_select, group_keys, group_match = [], [], [] -%}
+{%- set group_select, group_keys, group_names, group_match = [], [], [], [] -%}
 {%- for group in groups -%}
     {%- set key = 'group_' ~ loop.index -%}
     {%- do group_select.append(group ~ ' as ' ~ key ~ ', ') -%}
     {%- do group_keys.append(key ~ ', ') -%}
+    {%- do group_names.append(key) -%}
     {%- do group_match.append(
         '(observed.' ~ key ~ ' = fences.' ~ key
         ~ ' or (observed.' ~ key ~ ' is null and fences.' ~ key ~ ' is null))'
@@ -47,12 +49,7 @@ with
 
 quartiles as (
 
-    select
-        {{ group_keys | join('') }}{{ ml_warehouse.percentile_cont('observed_value', 0.25) }} as q1,
-        {{ ml_warehouse.percentile_cont('observed_value', 0.75) }} as q3
-
-    from {{ observed }} as observed
-    {{ ('group by ' ~ group_keys | join('') | trim | trim(',')) if groups }}
+    {{ ml_warehouse.grouped_quartiles(observed, group_names) }}
 
 ),
 
