@@ -262,3 +262,23 @@ def test_a_source_run_that_loads_no_row_keeps_the_shortcut(published: Site, tmp_
             "none",
             "skipped",
         ), change
+
+
+def test_after_a_run_that_failed_nothing_new_is_checked_again(
+    published: Site, tmp_path: Path
+) -> None:
+    """Its monitor's verdict does not stand for this warehouse: the monitor runs."""
+    site = clone(published, tmp_path / "site")
+    site.full_check_done_now()
+    with duckdb.connect(str(site.warehouse)) as con:  # the last run failed, say at its monitor
+        con.execute(
+            "update monitoring.pipeline_runs set status = 'failed', monitor_status = 'failed'"
+            " where run_id = (select run_id from monitoring.pipeline_runs"
+            " order by started_at desc limit 1)"
+        )
+    sources = ("users", "events", "products")
+    done = site.pipeline("run", "--sources", *sources, "--inbox", str(site.inbox), "--vars", VARS)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run = last_run(site)
+    assert json.loads(run["detail"])["ingest"] == dict.fromkeys(sources, "nothing new")
+    assert (run["check_kind"], run["monitor_status"]) == ("none", "ok")
