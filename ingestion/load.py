@@ -31,7 +31,7 @@ from warehouse.sources import declared_sources
 
 from . import unchanged
 from .destination import make_pipeline
-from .kinds import follows, kind_function, kind_module, raw_tables, source_options
+from .kinds import follows, kind_function, kind_module, source_options
 from .kinds.common import Flag, stored_name, tables_present
 from .rejected import REJECTED_TABLE, drop_replaced_rejects, keep_on_refresh
 from .summary import SourceReport
@@ -208,7 +208,8 @@ class Inputs:
             return None
         declaration = declared_sources()[source.name]
         digest = unchanged.inputs_digest(source.name, declaration, args.inbox)
-        tables = [table.name for table in raw_tables(source.name)]
+        # from the options already resolved, not resolved again through dlt's config
+        tables = [t.name for t in kind_module(source.kind).raw_tables(source.name, source.options)]
         return cls(source.name, digest, probe, state, tables)
 
     def record(self, pipeline: dlt.Pipeline, ignored: list[str]) -> None:
