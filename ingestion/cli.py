@@ -225,12 +225,15 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
 def checked_declarations() -> int | None:
     """Every declared source's options checked (dlt resolves them): EXIT_USAGE with the
     problem said, or None."""
+    from warehouse.fresh import FreshSpecError, fresh_spec
+
     from .kinds import check_declarations
     from .kinds.common import SourceConfigError
 
     try:
         check_declarations()
-    except (SourceDeclarationError, SourceConfigError) as error:
+        fresh_spec()
+    except (SourceDeclarationError, SourceConfigError, FreshSpecError) as error:
         print(redact(f"error: {error}"), file=sys.stderr)
         return EXIT_USAGE
     return None
@@ -405,7 +408,8 @@ def format_batch(number: int, report: SourceReport, lag: int | None) -> str:
     return (
         f"batch {number}: {report.status} read {report.rows_read} loaded {report.rows_loaded} "
         f"rejected {report.rows_rejected} collapsed {report.rows_collapsed} acked {report.acked} "
-        f"lag {'-' if lag is None else lag} {report.seconds:.2f} s"
+        + ("" if report.fresh_events is None else f"fresh {report.fresh_events} ")
+        + f"lag {'-' if lag is None else lag} {report.seconds:.2f} s"
     )
 
 
@@ -462,7 +466,11 @@ def follow(
     with Interrupt(after_batch=True) as stop:
         try:
             while not stop.signum:
-                busy = lock.take(0.0, _holder_command(arguments), "ingest")
+                busy = (
+                    "a pipeline command waits for the warehouse: it goes first"
+                    if lock.others_waiting()
+                    else lock.take(0.0, _holder_command(arguments), "ingest")
+                )
                 if busy:
                     if not waiting:  # once per wait, not once per poll
                         print(f"waiting: {busy}", file=sys.stderr)

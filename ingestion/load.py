@@ -20,9 +20,11 @@ from typing import Any
 import dlt
 import duckdb
 
-from privacy import suppression
+from privacy import masking, suppression
+from warehouse import fresh
 from warehouse.settings import (
     RAW_DATASET,
+    analytics_path,
     locked_warehouse_message,
     warehouse_destination,
     warehouse_path,
@@ -155,6 +157,7 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
             report.rows_loaded += loaded
             report.rows_rejected += rejected
         report.suppressed = sum(erased.dropped.values()) if erased else 0
+        report.fresh_events = sync_fresh(pipeline, name)
         if backend is not None:
             report.acked = backend.acknowledge()
         gate = refused_files(report) or rejects_gate(
@@ -181,6 +184,35 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
             erased.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def sync_fresh(pipeline: dlt.Pipeline, name: str) -> int | None:
+    """The speed layer's events after a load of its source (warehouse/fresh.py): written
+    before the broker's ack, so a crash in between only makes the next sync do it.
+    None when `name` does not feed it."""
+    spec = fresh.fresh_spec()
+    if spec is None or spec.source != name or warehouse_destination() != "duckdb":
+        return None
+    analytics = analytics_path(warehouse_path())
+    store = fresh.store_path(analytics)
+    with pipeline.sql_client() as client:
+        con = client.native_connection
+        if not store.exists():
+            if not analytics.exists():
+                return None  # nothing published yet: the first publish holds every event
+            published = duckdb.connect()
+            try:
+                masking.attach(
+                    published, analytics.resolve(), "pub", True, masking.encryption_key()
+                )
+                published.execute("use pub")
+                snapshot = fresh.describe(published, con, spec)
+            finally:
+                published.close()
+            if snapshot is None:
+                return None
+            fresh.start(store, spec, snapshot)
+        return fresh.sync(con, spec, store).events
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ class SourceReport:
     files_ignored: list[str] = field(default_factory=list)  # in the folder, matching no pattern
     files_refused: list[str] = field(default_factory=list)  # changed where they may only grow
     dlt_pipeline: bool = True  # whether a dlt pipeline ran for it (not for nothing new)
+    fresh_events: int | None = None  # events written to the speed layer (warehouse/fresh.py)
 
 
 def format_summary(reports: list[SourceReport]) -> str:

@@ -19,6 +19,7 @@ import argparse
 import sys
 
 from privacy import PrivacyError, erasure
+from warehouse import fresh
 
 from . import steps
 from .runner import (
@@ -51,9 +52,13 @@ def _steps(run: PipelineRun, ctx: Context, ids: list[str], args: argparse.Namesp
     def erase() -> StepResult:
         done = erasure.erase(ctx.warehouse, ids, audit_id=run.run_id)
         files = erasure.purge_load_packages(ctx.warehouse)
+        spec = fresh.fresh_spec()
+        numeric = [int(i) for i in ids if i.lstrip("-").isdigit()]
+        fresh_rows = fresh.forget(fresh.store_path(ctx.analytics), spec, numeric) if spec else 0
         detail = (
             f"{len(ids)} user(s), {done.emails} email(s): {done.total:,} rows deleted "
             f"from {len(done.rows_deleted)} tables, suppressed; {files} dlt load files purged"
+            + (f"; {fresh_rows} speed-layer events" if fresh_rows else "")
         )
         record = {
             "users": done.users,
@@ -61,6 +66,7 @@ def _steps(run: PipelineRun, ctx: Context, ids: list[str], args: argparse.Namesp
             "rows_deleted": done.rows_deleted,
             "suppression_digests": done.digests,
             "dlt_load_files_purged": files,
+            "fresh_events_deleted": fresh_rows,
         }
         return StepResult("erase", "ok", detail=detail, data={"audit": record})
 

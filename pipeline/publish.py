@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from privacy import PrivacyError, masking
+from warehouse import fresh
 from warehouse.sql import literal, quote
 
 from .steps import test_pause
@@ -177,6 +178,27 @@ def publish(
         for leftover in (temp, temp.with_name(temp.name + ".wal")):
             leftover.unlink(missing_ok=True)
     return Published(analytics, tables, masked, masking.encryption_key() is not None, leftovers)
+
+
+def refresh_fresh(warehouse: Path, analytics: Path) -> int | None:
+    """After a publish: the speed layer (warehouse/fresh.py) drops what the snapshot before
+    this one holds, or starts against this one; the events dropped (None: no speed layer)."""
+    spec = fresh.fresh_spec()
+    if spec is None:
+        return None
+    published = open_analytics(analytics)
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            snapshot = fresh.describe(published, con, spec)
+    finally:
+        published.close()
+    if snapshot is None:
+        return None
+    store = fresh.store_path(analytics)
+    if not store.exists():
+        fresh.start(store, spec, snapshot)
+        return 0
+    return fresh.published(store, spec, snapshot)
 
 
 def open_analytics(

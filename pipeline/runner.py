@@ -9,6 +9,7 @@ anywhere leaves it exactly as it was.
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import time
 import traceback
@@ -24,12 +25,20 @@ import duckdb
 from privacy import PrivacyError
 from warehouse import audit
 from warehouse.audit import redact
+from warehouse.fresh import FreshSpecError
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
 from warehouse.settings import CHECK_SINCE_ENV, locked_warehouse_message
 from warehouse.sources import undeclared_dbt_sources
 
 from . import console, ledger, scope, steps
-from .publish import PublishError, current_settings, project_marts, publication, publish
+from .publish import (
+    PublishError,
+    current_settings,
+    project_marts,
+    publication,
+    publish,
+    refresh_fresh,
+)
 from .steps import Context, StepResult, one_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -360,6 +369,11 @@ class PipelineRun:
             except (PublishError, duckdb.Error, OSError) as exc:
                 return StepResult("publish", "failed", error=one_line(f"publish: {exc}"))
             self.record.published = True
+            try:  # the file is out: a speed layer that cannot be tidied only keeps more rows
+                dropped = refresh_fresh(self.ctx.warehouse, self.ctx.analytics)
+            except (FreshSpecError, duckdb.Error, sqlite3.Error, OSError) as exc:
+                dropped = None
+                print(f"warning: speed layer not tidied after publish: {exc}", file=sys.stderr)
             rows = sum(done.tables.values())
             actions = list(done.masked.values())
             pii = ", ".join(f"{actions.count(a)} {a}ed" for a in ("hash", "redact") if a in actions)
@@ -370,6 +384,7 @@ class PipelineRun:
                 "pii": done.masked,
                 "encrypted": done.encrypted,
                 "leftovers": done.leftovers,
+                "fresh_events_dropped": dropped,
             }
             result = StepResult("publish", "ok", detail=detail, data=data)
             if done.leftovers:

@@ -53,6 +53,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from privacy import masking
+from warehouse import fresh
+from warehouse.sql import quote, registered
 
 SCHEMA = "marts"
 TABLE = "user_features"
@@ -121,6 +123,37 @@ class ColumnReader:
 
 
 @dataclass(frozen=True)
+class FreshBase:
+    """What the speed layer adds to: the snapshot's exact aggregates per user (aligned with
+    its sorted ids), and which events it holds (its loads, its as-of)."""
+
+    spec: fresh.FreshSpec
+    state: dict[str, np.ndarray]  # s<i>_<part> -> one value per snapshot row
+    loads: frozenset[str]
+    as_of: int  # epoch microseconds
+    published_at: int
+
+    def base(self, i: int, feature: fresh.Feature, position: int) -> fresh.Aggregate:
+        state = self.state
+        if feature.aggregate == "count":
+            return fresh.Aggregate(n=float(state[f"s{i}_n"][position]))
+        if feature.aggregate == "days_since_last":
+            latest = int(state[f"s{i}_max"][position])
+            return fresh.Aggregate(latest=None if latest == NO_TIME else latest)
+        return fresh.Aggregate(
+            float(state[f"s{i}_n"][position]),
+            float(state[f"s{i}_mean"][position]),
+            float(state[f"s{i}_m2"][position]),
+        )
+
+    def held_by_snapshot(self, event: tuple[Any, ...]) -> bool:
+        return event[fresh.EVENT_LOAD] in self.loads and event[fresh.EVENT_TIME] <= self.as_of
+
+
+NO_TIME = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One published run's user_features, sorted by user_id, held in memory."""
 
@@ -133,6 +166,7 @@ class Snapshot:
     ids: np.ndarray
     identity: tuple[int, ...]
     loaded_at: datetime
+    fresh: FreshBase | None = None
 
     @property
     def row_count(self) -> int:
@@ -162,8 +196,11 @@ def file_identity(path: Path) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def load_snapshot(path: Path, identity: tuple[int, ...]) -> Snapshot:
-    """Read the published file once, read-only, through a fresh in-memory database."""
+def load_snapshot(
+    path: Path, identity: tuple[int, ...], spec: fresh.FreshSpec | None = None
+) -> Snapshot:
+    """Read the published file once, read-only, through a fresh in-memory database (with
+    the speed layer's base when `spec` is given)."""
     con = duckdb.connect(":memory:")
     try:
         con.execute("set TimeZone = 'UTC'")
@@ -194,6 +231,12 @@ def load_snapshot(path: Path, identity: tuple[int, ...]) -> Snapshot:
         as_of = None
         if "features_as_of" in table.column_names:
             as_of = con.execute(f"select max(features_as_of) from pub.{SCHEMA}.{TABLE}").fetchall()
+        base = None
+        if spec is not None and as_of and as_of[0][0] is not None and publication:
+            try:
+                base = _fresh_base(con, spec, table[KEY], as_of[0][0], publication)
+            except duckdb.Error as exc:  # e.g. no events mart: serve the snapshot alone
+                log.warning("speed layer off for this snapshot: %s", str(exc).splitlines()[0])
         con.execute("detach pub")
     finally:
         con.close()
@@ -217,15 +260,53 @@ def load_snapshot(path: Path, identity: tuple[int, ...]) -> Snapshot:
         ids=ids,
         identity=identity,
         loaded_at=datetime.now(UTC),
+        fresh=base,
+    )
+
+
+def _fresh_base(
+    con: duckdb.DuckDBPyConnection,
+    spec: fresh.FreshSpec,
+    ids: pa.ChunkedArray,
+    as_of: datetime,
+    publication: dict[str, Any],
+) -> FreshBase:
+    """The events mart's exact aggregates per user at the snapshot's as-of, in the order of
+    the snapshot's (sorted) ids; zeros for a user without events."""
+    mart = f"pub.{SCHEMA}.{quote(spec.events_mart)}"
+    literal = f"cast('{as_of.isoformat(sep=' ')}' as timestamp)"
+    with registered(con, "served_ids", pa.table({"key": ids})):
+        state = con.sql(
+            f"with state as ({spec.state_sql(mart, literal)}) "
+            "select state.* exclude (key) from served_ids left join state using (key) "
+            "order by served_ids.key"
+        ).to_arrow_table()
+    arrays = {}
+    for name in state.column_names:
+        column = state[name]
+        if name.endswith("_max"):
+            arrays[name] = column.fill_null(NO_TIME).to_numpy()
+        else:
+            arrays[name] = column.cast(pa.float64()).fill_null(0.0).to_numpy()
+    return FreshBase(
+        spec=spec,
+        state=arrays,
+        loads=frozenset(publication.get("dlt_load_ids") or []),
+        as_of=fresh.micros(as_of),
+        published_at=fresh.micros(publication["published_at"]),
     )
 
 
 class SnapshotStore:
     """The snapshot being served, and the thread that swaps in each new publish."""
 
-    def __init__(self, path: Path, poll_seconds: float = 0.5) -> None:
+    def __init__(
+        self, path: Path, poll_seconds: float = 0.5, spec: fresh.FreshSpec | None = None
+    ) -> None:
         self.path = path
         self.poll_seconds = poll_seconds
+        self.spec = spec  # the speed layer's declaration (None: the snapshot alone)
+        self.fresh = fresh.Reader(fresh.store_path(path)) if spec is not None else None
         self.current: Snapshot | None = None
         self.last_error: str | None = None
         self._failed: tuple[int, ...] | None = None
@@ -244,7 +325,7 @@ class SnapshotStore:
                 return False
             try:
                 # Identity is taken before the read: a publish in between only costs a reload.
-                snapshot = load_snapshot(self.path, identity)
+                snapshot = load_snapshot(self.path, identity, self.spec)
             except (duckdb.Error, OSError, SnapshotError) as exc:
                 self._failed = identity
                 self.last_error = str(exc).splitlines()[0]
@@ -273,6 +354,57 @@ class SnapshotStore:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.fresh is not None:
+            self.fresh.close()
+
+    def merge_fresh(
+        self, snapshot: Snapshot, user_ids: list[int], positions: np.ndarray, rows: list[Any]
+    ) -> Freshness | None:
+        """Add each found user's events the snapshot does not hold (the speed layer) to its
+        row, in place; None when there is no speed layer to ask."""
+        base = snapshot.fresh
+        if base is None or self.fresh is None:
+            return None
+        found = self.fresh.rows(
+            [u for u, p in zip(user_ids, positions.tolist(), strict=True) if p >= 0]
+        )
+        through = found.fresh_through
+        info = Freshness(
+            snapshot_as_of=_utc(fresh.from_micros(base.as_of)),
+            fresh_through=_utc(fresh.from_micros(through)) if through is not None else None,
+            events_merged=[0] * len(rows),
+            held_ids=sorted(found.held),
+        )
+        if found.dropped_snapshot is not None and found.dropped_snapshot > base.published_at:
+            # the store no longer holds what this (older) snapshot lacks: answer from it alone
+            info.fresh_through = None
+            return info
+        if through is None or through <= base.as_of:
+            return info
+        as_of = fresh.from_micros(through)
+        spec = base.spec
+        for i, (user, position, row) in enumerate(
+            zip(user_ids, positions.tolist(), rows, strict=True)
+        ):
+            if position < 0 or row is None or user in found.held:
+                continue
+            events = [
+                e
+                for e in found.events.get(user, ())
+                if e[fresh.EVENT_TIME] <= through and not base.held_by_snapshot(e)
+            ]
+            if not events:
+                continue
+            for f, feature in enumerate(spec.features):
+                if feature.name not in row:
+                    continue
+                added = fresh.event_state(feature, (e[fresh.EVENT_INPUTS + f] for e in events))
+                merged = base.base(f, feature, position).merge(added)
+                row[feature.name] = fresh.finish(feature, merged, as_of, spec.decimals)
+            if "features_as_of" in row:
+                row["features_as_of"] = as_of
+            info.events_merged[i] = len(events)
+        return info
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -339,6 +471,41 @@ class FeatureRow(BaseModel):
     features: dict[str, FeatureValue] = Field(
         description="The user's row of marts.user_features (names and types: GET /metadata)."
     )
+    fresh: FreshnessOne | None = Field(
+        None, description="With a speed layer: what it added to the published row."
+    )
+
+
+FRESH_GATES = (
+    "the merged events passed ingestion's checks and the staging's row rules only; "
+    "table-level quality gates run at the next build"
+)
+
+
+class Freshness(BaseModel):
+    """What the speed layer added (docs/serving.md)."""
+
+    snapshot_as_of: datetime | None = Field(description="features_as_of of the published row.")
+    fresh_through: datetime | None = Field(
+        description="Merged rows are as of this instant (their features_as_of): every event "
+        "committed by then is in. Null: nothing could be merged."
+    )
+    events_merged: list[int] = Field(
+        description="Per row, events added to the published row (0: the row as published)."
+    )
+    held_ids: list[int] = Field(
+        description="Users answered as published because an event of theirs can only be "
+        "counted by the next build (its id normalises to an older event's)."
+    )
+    gated: Literal[False] = Field(False, description=FRESH_GATES)
+
+
+class FreshnessOne(BaseModel):
+    snapshot_as_of: datetime | None
+    fresh_through: datetime | None
+    events_merged: int
+    held: bool
+    gated: Literal[False] = Field(False, description=FRESH_GATES)
 
 
 class BatchRequest(BaseModel):
@@ -357,6 +524,9 @@ class BatchResponse(BaseModel):
         description="One entry per requested id, in request order; null for an unknown id."
     )
     unknown_ids: list[int] = Field(description="Requested ids with no row, first-seen order.")
+    fresh: Freshness | None = Field(
+        None, description="With a speed layer: what it added to the published rows."
+    )
 
 
 class Health(BaseModel):
@@ -643,10 +813,19 @@ def create_app(
         position = int(current.positions([user_id])[0])
         if position < 0:
             return _json({"detail": f"unknown user_id {user_id}"}, current.run_id, 404)
-        row = current.rows(np.array([position]))[0]
-        return _json(
-            {"run_id": current.run_id, "user_id": user_id, "features": row}, current.run_id
-        )
+        positions = np.array([position])
+        row = current.rows(positions)[0]
+        body: dict[str, Any] = {"run_id": current.run_id, "user_id": user_id, "features": row}
+        added = store.merge_fresh(current, [user_id], positions, [row])
+        if added is not None:
+            body["fresh"] = {
+                "snapshot_as_of": added.snapshot_as_of,
+                "fresh_through": added.fresh_through,
+                "events_merged": added.events_merged[0],
+                "held": user_id in added.held_ids,
+                "gated": False,
+            }
+        return _json(body, current.run_id)
 
     @app.post(
         "/features",
@@ -672,9 +851,11 @@ def create_app(
             taken = iter(found)
             rows = [next(taken) if k else None for k in known.tolist()]
             unknown = list(dict.fromkeys(np.asarray(request.user_ids)[~known].tolist()))
-        return _json(
-            {"run_id": current.run_id, "rows": rows, "unknown_ids": unknown}, current.run_id
-        )
+        body: dict[str, Any] = {"run_id": current.run_id, "rows": rows, "unknown_ids": unknown}
+        added = store.merge_fresh(current, request.user_ids, positions, rows)
+        if added is not None:
+            body["fresh"] = added.model_dump()
+        return _json(body, current.run_id)
 
     app.add_middleware(BodyLimit)
     return app
@@ -684,7 +865,8 @@ def app_from_env() -> FastAPI:
     """uvicorn factory: each worker process builds its app from the environment."""
     analytics = Path(os.environ[ENV_ANALYTICS])
     project_dir = Path(os.environ.get(ENV_PROJECT, "."))
-    store = SnapshotStore(analytics, float(os.environ.get(ENV_POLL, "0.5")))
+    spec = fresh.fresh_spec(project_dir / ".dlt" / "config.toml")
+    store = SnapshotStore(analytics, float(os.environ.get(ENV_POLL, "0.5")), spec)
     return create_app(store, os.environ.get(TOKEN_ENV) or None, model_docs(project_dir))
 
 

@@ -11,6 +11,9 @@ flock on the same open file is granted to them at once. The kernel drops the
 lock when the holder dies (even by `kill -9`), so a stale lock can never
 outlive its run; the file's content (holder PID, command, start time, current step) is
 only for messages, status and tests, never trusted as the lock itself.
+A command that has to wait holds a shared flock on `<warehouse>.lock.queue`
+meanwhile, so `--follow`, which takes the lock for one short batch after
+another, sees it and lets it in instead of winning every race.
 """
 
 from __future__ import annotations
@@ -133,26 +136,52 @@ class WarehouseLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + max(wait, 0.0)
         told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                now = time.monotonic()
-                holder = read_holder(self.path)
-                # A shared holder (`status` reading the ledger) writes nothing and is brief.
-                grace = SHARED_GRACE if holder is None else 0.0
-                if now >= deadline + grace:
-                    os.close(fd)
-                    raise LockBusy(self.path, holder, self.warehouse) from None
-                if holder is not None and not told:
-                    message = waiting_message(holder, self.warehouse, wait)
-                    print(message, file=sys.stderr, flush=True)
-                    told = True
-                time.sleep(poll)
+        queue: int | None = None  # while waiting: a shared flock on the queue file
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    now = time.monotonic()
+                    holder = read_holder(self.path)
+                    # A shared holder (`status` reading the ledger) writes nothing, is brief.
+                    grace = SHARED_GRACE if holder is None else 0.0
+                    if now >= deadline + grace:
+                        os.close(fd)
+                        raise LockBusy(self.path, holder, self.warehouse) from None
+                    if queue is None:
+                        queue = os.open(self._queue_path(), os.O_RDWR | os.O_CREAT, 0o644)
+                        fcntl.flock(queue, fcntl.LOCK_SH)
+                    if holder is not None and not told:
+                        message = waiting_message(holder, self.warehouse, wait)
+                        print(message, file=sys.stderr, flush=True)
+                        told = True
+                    time.sleep(poll)
+        finally:
+            if queue is not None:
+                os.close(queue)
         self._fd = fd
         self._info = dict(info)
         self._write()
+
+    def _queue_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".queue")
+
+    def others_waiting(self) -> bool:
+        """Whether another command waits for the lock: one that takes it between short
+        turns (`--follow`'s batches) lets it go first instead of winning every race."""
+        try:
+            fd = os.open(self._queue_path(), os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
 
     def take(self, wait: float, command: str, step: str) -> str | None:
         """`acquire` for a command of ours: None once held, else the one-line reason."""

@@ -67,7 +67,8 @@
 {#
     The point in time features are computed for: var features_as_of (ISO 8601,
     `Z` or offset allowed) or, by default, the run's start (run_started_at).
-    Returns a UTC timestamp literal.
+    Returns a UTC timestamp literal, to the microsecond (the speed layer answers as
+    of such an instant, and a build as of it must count the same events).
 #}
 {% macro features_as_of() -%}
     {%- set as_of = var('features_as_of', none) -%}
@@ -81,5 +82,6 @@
             {%- set as_of_utc = parsed -%}
         {%- endif -%}
     {%- endif -%}
-    cast('{{ as_of_utc.strftime("%Y-%m-%d %H:%M:%S") }}' as {{ dbt.type_timestamp() }})
+    {%- set fraction = ('.%06d' % as_of_utc.microsecond) if as_of_utc.microsecond else '' %}
+    cast('{{ as_of_utc.strftime("%Y-%m-%d %H:%M:%S") ~ fraction }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
