@@ -91,6 +91,11 @@ bench-10m: venv
 bench-users: venv
 	$(PY) benchmarks/run.py --rows 3000000 --repeat 1 --only users
 
+## make bench-fresh: the speed layer, XADD -> first API answer counting the event, at 1k and 10k/s
+.PHONY: bench-fresh
+bench-fresh: venv
+	$(PY) -m benchmarks.fresh --json benchmarks/results/$$(date -u +%F)-fresh.json
+
 ## make bench-scale: full + 1% incremental runs at 1M, 3M, 10M, 30M events (~15 min, 10 GB disk)
 .PHONY: bench-scale
 bench-scale: venv

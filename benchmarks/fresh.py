@@ -119,7 +119,13 @@ def start_api(analytics: Path, env: dict[str, str]) -> tuple[subprocess.Popen[by
 
 
 def trace(
-    client: redis.Redis, stream: str, port: int, user: int, stop: threading.Event, out: Samples
+    client: redis.Redis,
+    stream: str,
+    port: int,
+    user: int,
+    tag: str,
+    stop: threading.Event,
+    out: Samples,
 ) -> None:
     """One tracer: an event of `user`, then ask until the API counts it; again until stop."""
     api = Api(port)
@@ -130,7 +136,7 @@ def trace(
             n += 1
             now = datetime.now(UTC)
             line = {
-                "event_id": f"trace-{user}-{n}",
+                "event_id": f"trace-{tag}-{user}-{n}",  # a new id each scenario
                 "user_id": user,
                 "category": "click",
                 "value": 1.0,
@@ -163,7 +169,8 @@ def load(port: int, users: list[int], stop: threading.Event, out: Samples) -> No
 
 def served_users(analytics: Path) -> list[int]:
     with duckdb.connect(str(analytics), read_only=True) as con:
-        return [r[0] for r in con.execute("select user_id from marts.user_features order by 1")]
+        rows = con.execute("select user_id from marts.user_features order by 1").fetchall()
+    return [r[0] for r in rows]
 
 
 def scenario(
@@ -175,7 +182,7 @@ def scenario(
     latencies, lookups = Samples(), Samples()
     tracer_users = users[-TRACERS:]
     threads = [
-        threading.Thread(target=trace, args=(client, stream, port, u, stop, latencies))
+        threading.Thread(target=trace, args=(client, stream, port, u, str(rate), stop, latencies))
         for u in tracer_users
     ]
     threads.append(threading.Thread(target=load, args=(port, users, stop, lookups)))
@@ -264,7 +271,14 @@ def main(argv: list[str] | None = None) -> int:
             consumer.wait_for(lambda batches: len(batches) >= 1, timeout=300)
             rates = [int(r) for r in args.rates.split(",") if r]
             users = served_users(work / "analytics.duckdb")
-            rows = [scenario(url, stream, port, users, r, args.duration) for r in rates]
+            rows = []
+            for rate in rates:
+                seen = len(consumer.batches)
+                rows.append(scenario(url, stream, port, users, rate, args.duration))
+                batches = consumer.batches[seen:]
+                rows[-1]["batches"] = len(batches)
+                rows[-1]["failed_batches"] = sum(b["status"] != "ok" for b in batches)
+                rows[-1]["max_lag"] = max((b.get("lag") or 0 for b in batches), default=0)
         finally:
             if consumer is not None:
                 consumer.stop()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import tomllib
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,6 +55,7 @@ from warehouse.sql import quote
 
 AGGREGATES = ("count", "sum", "mean", "std", "days_since_last")
 STORE_SUFFIX = ".fresh.sqlite"
+STORE_MODE = 0o640  # as the published file's default (ANALYTICS_FILE_MODE); its WAL follows
 # Columns of raw's stream rows that order the copies of one event (ingestion's lineage).
 LINEAGE_ORDER = "_loaded_at desc, _segment desc, _line desc"
 
@@ -249,6 +251,8 @@ def _create(con: sqlite3.Connection, spec: FreshSpec) -> None:
 def writing(path: Path, spec: FreshSpec) -> Iterator[sqlite3.Connection]:
     """The store open for one write transaction (created on first use)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():  # events are data: not readable by everyone (SQLite would 0644)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, STORE_MODE))
     with closing(_connect(path)) as con:
         con.execute("begin immediate")
         try:

@@ -210,3 +210,23 @@ def text_box(text: ElementTree.Element) -> tuple[float, float, float, float]:
     anchor = text.get("text-anchor", "start")
     left = {"start": x, "middle": x - width / 2, "end": x - width}[anchor]
     return left, y - 12, left + width, y
+
+
+@pytest.mark.bench
+def test_the_speed_layer_benchmark_measures_xadd_to_answer(tmp_path: Path) -> None:
+    """`benchmarks/fresh.py --smoke`: tracer events measured from XADD to the API's answer,
+    and the API's own lookups under the stream, each with its target."""
+    out = tmp_path / "fresh.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fresh", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["rate"] == 1000 and row["samples"] > 0 and row["api_requests"] > 0
+    assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+    assert row["p95_target_ms"] == 2000
+    assert "| 1,000/s |" in done.stdout

@@ -62,6 +62,48 @@ def test_lock_names_its_holder_waits_and_dies_with_it(tmp_path: Path) -> None:
     assert read_holder(lock.path) is None
 
 
+def test_a_command_waiting_for_the_lock_is_seen_by_the_holder_until_it_has_it(
+    tmp_path: Path,
+) -> None:
+    """--follow takes the lock for one batch after another: it asks `others_waiting` first,
+    so a run waiting with --wait gets its turn instead of losing every race."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    follower = WarehouseLock(warehouse)
+    assert not follower.others_waiting()  # no queue file yet
+    follower.acquire(0, {"pid": 1, "command": "follow"})
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", WAITER, str(warehouse)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert waiter.stderr is not None
+        assert waiter.stderr.readline().startswith("waiting up to 600 s")  # it queued
+        assert follower.others_waiting()
+        follower.release()
+        assert waiter.stdout is not None and waiter.stdout.readline().strip() == "locked"
+        assert not follower.others_waiting()  # it holds the lock: it waits no more
+        assert follower.take(0.0, "follow", "ingest") is not None
+    finally:
+        waiter.kill()
+        waiter.wait()
+    assert follower.take(0.0, "follow", "ingest") is None
+
+
+WAITER = """
+import sys
+from pathlib import Path
+from warehouse.lock import WarehouseLock
+lock = WarehouseLock(Path(sys.argv[1]))
+lock.acquire(600, {"pid": 2, "command": "run"})
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
 def test_run_exits_at_once_when_the_lock_is_held(tmp_path: Path) -> None:
     site = Site(tmp_path, tmp_path / "inbox", site_env(tmp_path))
     holder = start_holder(site.warehouse)
