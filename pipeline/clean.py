@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from warehouse import audit
+from warehouse import audit, fresh
 from warehouse.lock import WarehouseLock
 from warehouse.settings import pipelines_dir
 from warehouse.sources import undeclared_dbt_sources
@@ -88,7 +88,14 @@ def command_reset(args: argparse.Namespace, ctx: Context, arguments: list[str]) 
     wal = ctx.warehouse.with_name(ctx.warehouse.name + ".wal")
     paths = [
         p
-        for p in (ctx.warehouse, wal, state, ctx.analytics, *temp_files(ctx.analytics))
+        for p in (
+            ctx.warehouse,
+            wal,
+            state,
+            ctx.analytics,
+            *temp_files(ctx.analytics),
+            *fresh.store_files(ctx.analytics),  # events of this warehouse's loads
+        )
         if p.exists()
     ]
     if not paths:

@@ -214,6 +214,12 @@ def store_path(analytics: Path) -> Path:
     return analytics.with_name(analytics.name.removesuffix(".duckdb") + STORE_SUFFIX)
 
 
+def store_files(analytics: Path) -> list[Path]:
+    """The store and SQLite's companions (what a reset removes)."""
+    store = store_path(analytics)
+    return [store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")]
+
+
 # --------------------------------------------------------------------------- the store
 
 

@@ -253,6 +253,8 @@ def test_reset_starts_the_project_over_and_only_when_told(tmp_path: Path) -> Non
     assert project.run("python", "-m", "ingestion").returncode == 0
     state = project.root / "data" / ".dlt-pipelines"
     assert project.warehouse.exists() and state.exists()
+    speed_layer = project.root / "data" / "analytics.fresh.sqlite"  # of a [fresh] declaration
+    speed_layer.write_bytes(b"")
 
     asked = project.run("python", "-m", "pipeline", "reset")
     assert asked.returncode == 2
@@ -264,5 +266,6 @@ def test_reset_starts_the_project_over_and_only_when_told(tmp_path: Path) -> Non
     done = project.run("python", "-m", "pipeline", "reset", "--yes")
     assert done.returncode == 0, done.stderr
     assert not project.warehouse.exists() and not any(state.iterdir())
+    assert not speed_layer.exists()
     again = project.run("python", "-m", "ingestion")
     assert summary(again.stdout)["flights"]["loaded"] == str(FLIGHTS_PER_MONTH + 1)
