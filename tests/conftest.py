@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from leftovers import become_subreaper, stop_leftovers
 from project_env import (
     LOADED_FILES,
@@ -181,6 +180,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """redis://127.0.0.1:<free port>/0 of a redis-server started for this session."""
+    import redis  # the engines' environments (make test-postgres, ...) have no redis extra
+
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip(
