@@ -28,6 +28,7 @@ import hmac
 import logging
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -151,6 +152,7 @@ class FreshBase:
 
 
 NO_TIME = np.iinfo(np.int64).min
+BASE_MEMORY_LIMIT = "384MB"  # DuckDB's, while the speed layer's base is computed
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,9 @@ def _fresh_base(
     the snapshot's (sorted) ids; zeros for a user without events."""
     mart = f"pub.{SCHEMA}.{quote(spec.events_mart)}"
     literal = f"cast('{as_of.isoformat(sep=' ')}' as timestamp)"
+    # one aggregate per user over every event: bounded, spilling to the temp folder
+    con.execute(f"set memory_limit = '{BASE_MEMORY_LIMIT}'")
+    con.execute("set temp_directory = ?", [tempfile.gettempdir()])
     with registered(con, "served_ids", pa.table({"key": ids})):
         state = con.sql(
             f"with state as ({spec.state_sql(mart, literal)}) "
