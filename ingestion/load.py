@@ -235,7 +235,7 @@ class Inputs:
         probe = ask(source.name, source.options, inbox) if ask else None
         if probe is None or warehouse_destination() != "duckdb":
             return None
-        state = unchanged.probed_state(probe)
+        state = "" if unchanged.after_load(probe) else unchanged.probed_state(probe)
         if state is None:
             return None
         declaration = declared_sources()[source.name]
@@ -247,10 +247,15 @@ class Inputs:
     def record(self, pipeline: dlt.Pipeline, ignored: list[str]) -> None:
         """After the load committed: a record that cannot be written only costs the next
         run its shortcut (that source runs, as without a record), never the load."""
+        state = (
+            unchanged.probed_state(self.probe) if unchanged.after_load(self.probe) else self.state
+        )
+        if state is None:  # a stream with entries again: nothing to skip next time
+            return
         try:
             with pipeline.sql_client() as client:
                 unchanged.record(
-                    client, self.name, self.digest, self.probe, self.state, self.tables, ignored
+                    client, self.name, self.digest, self.probe, state, self.tables, ignored
                 )
         except Exception:  # noqa: BLE001 - see above
             logging.getLogger(__name__).debug(

@@ -10,7 +10,9 @@ lists them at every run). What is probed, by kind:
 - a folder (csv, jsonl from files): the name, size and mtime of every file;
 - a `sql_table` source whose every table has a cursor, at a URL without a
   password: per table, the newest cursor value, the rows holding it and the
-  rows without one (there must be none: those are read at every run).
+  rows without one (there must be none: those are read at every run);
+- a Redis stream (at a URL without a password): whether its consumer group has
+  been given every entry and acknowledged them all, taken after the load.
 The next run skips the source when all of it is as recorded and the tables
 are there: no dlt pipeline starts for it. Anything else runs the source as
 always, and dlt and the kind decide what is new (a touched file with the same
@@ -19,8 +21,8 @@ bytes loads nothing and is recorded again).
 The record of a source is deleted before it runs and written after it loaded
 (the listing from before the load), so an interrupted or failed run leaves
 none, and a file that arrived during the load is read by the next run. Only
-the DuckDB warehouse keeps records; a stream, an API, a table without a cursor
-and a database behind a password are always asked.
+the DuckDB warehouse keeps records; an API, a table without a cursor and a
+database or stream behind a password are always asked.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def probed_state(probe: dict[str, Any]) -> str | None:
     say (a missing folder, an unreachable database, rows without a cursor)."""
     if "folder" in probe:
         return listing_digest(Path(probe["folder"]))
+    if "redis" in probe:  # taken after the load (`after_load`): the group has taken all
+        return drained_group(**probe["redis"])
     if "url" in probe:
         try:
             counts = cursor_counts(probe["url"], probe["tables"])
@@ -102,6 +106,33 @@ def probed_state(probe: dict[str, Any]) -> str | None:
         if any(without for _, _, without in counts):
             return None
         return hashlib.sha256(json.dumps(counts, default=str).encode()).hexdigest()
+    return None
+
+
+def after_load(probe: dict[str, Any]) -> bool:
+    """Whether the state is taken once the load is done, not before it: a stream's group
+    has nothing left then (a folder's listing from before the load is what was read)."""
+    return "redis" in probe
+
+
+def drained_group(url: str, stream: str, group: str) -> str | None:
+    """ "drained" when the consumer group has been given every entry of the stream and
+    acknowledged them all (Redis 7's lag and the pending count both 0); else None."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        try:
+            groups = client.xinfo_groups(stream)
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - no extra, stream or group, unreachable: it runs
+        return None
+    for info in groups:
+        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+        if name == group:
+            lag, pending = info.get("lag"), info.get("pending")
+            return "drained" if lag == 0 and pending == 0 else None
     return None
 
 

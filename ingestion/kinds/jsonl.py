@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dlt
 
@@ -33,6 +34,7 @@ from .jsonl_reader import LINE_COLUMN, SEGMENT_COLUMN, FileSegments, JsonlTable,
 
 BACKENDS = ("files", "redis")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_GROUP = "warehouse"
 
 # Options that hold a secret: read from env or .dlt/secrets.toml, refused in config.toml.
 SECRET_OPTIONS: tuple[str, ...] = ("redis_url",)
@@ -51,7 +53,7 @@ def jsonl_source(
     backend: str = "files",
     redis_url: str = DEFAULT_REDIS_URL,
     stream: str | None = None,
-    group: str = "warehouse",
+    group: str = DEFAULT_GROUP,
     consumer: str = "ingestion-1",
     claim_idle_ms: int = 60_000,
     max_batch: int | None = None,
@@ -123,7 +125,15 @@ def watched(name: str, options: dict[str, Any], inbox: Flag | None) -> tuple[str
 
 def probe(name: str, options: dict[str, Any], inbox: Flag | None) -> dict[str, Any] | None:
     """Where new data would show, for a run that asks before starting dlt
-    (ingestion/unchanged.py): the folder."""
+    (ingestion/unchanged.py): the folder, or the stream's consumer group. None (always
+    run) for a Redis URL with a password or user (the record keeps the URL)."""
+    if options.get("backend", "files") == "redis":
+        url = options.get("redis_url") or DEFAULT_REDIS_URL
+        if urlsplit(url).username or urlsplit(url).password:
+            return None
+        stream = options.get("stream") or name
+        group = options.get("group") or DEFAULT_GROUP
+        return {"redis": {"url": url, "stream": stream, "group": group}}
     folder = watched(name, options, inbox)
     return {"folder": str(Path(folder[0]).resolve())} if folder else None
 

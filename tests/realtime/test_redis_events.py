@@ -250,6 +250,32 @@ def test_a_stream_with_a_composite_key_or_none_loads_each_record_once(
     run_command("python", "-m", "ingestion", "events", env=env)
     again = run_command("python", "-m", "ingestion", "events", env=env)
 
-    assert "| events | ok | 0 | 0 |" in again.stdout
+    assert "| events | nothing new | 0 | 0 |" in again.stdout  # the group has taken all
     assert stream.query("select count(*) from raw.events") == [(expected,)]
     assert stream.pending() == 0
+
+
+def test_a_drained_group_is_nothing_new_until_an_entry_arrives(stream: Stream) -> None:
+    """`python -m ingestion events` asks the consumer group before importing dlt: once it
+    has been given and has acknowledged every entry, no dlt pipeline runs."""
+
+    def ingest() -> dict[str, Any]:
+        summary = stream.warehouse.parent / "summary.json"
+        run_command(
+            "python", "-m", "ingestion", "events", "--summary-json", str(summary),
+            env=stream.env,
+        )  # fmt: skip
+        (source,) = json.loads(summary.read_text())["sources"]
+        return source
+
+    stream.produce(50, "d-")
+    first = ingest()
+    assert (first["status"], first["rows_loaded"], first["dlt_pipeline"]) == ("ok", 50, True)
+    quiet = ingest()
+    assert (quiet["status"], quiet["rows_read"], quiet["dlt_pipeline"]) == ("nothing new", 0, False)
+    loads = stream.query("select count(*) from raw._dlt_loads")
+    stream.produce(1, "e-")
+    more = ingest()
+    assert (more["status"], more["rows_loaded"], more["dlt_pipeline"]) == ("ok", 1, True)
+    assert stream.query("select count(*) from raw._dlt_loads")[0][0] == loads[0][0] + 1
+    assert ingest()["status"] == "nothing new"
