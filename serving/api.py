@@ -147,7 +147,8 @@ class FreshBase:
             float(state[f"s{i}_m2"][position]),
         )
 
-    def held_by_snapshot(self, event: tuple[Any, ...]) -> bool:
+    def in_snapshot(self, event: tuple[Any, ...]) -> bool:
+        """Whether the snapshot counts this stored event: its load and its time are in."""
         return event[fresh.EVENT_LOAD] in self.loads and event[fresh.EVENT_TIME] <= self.as_of
 
 
@@ -396,7 +397,7 @@ class SnapshotStore:
             events = [
                 e
                 for e in found.events.get(user, ())
-                if e[fresh.EVENT_TIME] <= through and not base.held_by_snapshot(e)
+                if e[fresh.EVENT_TIME] <= through and not base.in_snapshot(e)
             ]
             if not events:
                 continue
@@ -493,7 +494,8 @@ class Freshness(BaseModel):
     snapshot_as_of: datetime | None = Field(description="features_as_of of the published row.")
     fresh_through: datetime | None = Field(
         description="Merged rows are as of this instant (their features_as_of): every event "
-        "committed by then is in. Null: nothing could be merged."
+        "committed by then is in. Null: no speed-layer file yet, or this snapshot is older "
+        "than what the file still holds (answers are then the published rows)."
     )
     events_merged: list[int] = Field(
         description="Per row, events added to the published row (0: the row as published)."
