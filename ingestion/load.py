@@ -200,12 +200,8 @@ def sync_fresh(pipeline: dlt.Pipeline, name: str) -> int | None:
         if not store.exists():
             if not analytics.exists():
                 return None  # nothing published yet: the first publish holds every event
-            published = duckdb.connect()
+            published = masking.open_analytics(analytics)
             try:
-                masking.attach(
-                    published, analytics.resolve(), "pub", True, masking.encryption_key()
-                )
-                published.execute("use pub")
                 snapshot = fresh.describe(published, con, spec)
             finally:
                 published.close()

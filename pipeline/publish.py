@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from privacy import PrivacyError, masking
+from privacy.masking import open_analytics
 from warehouse import fresh
 from warehouse.sql import literal, quote
 
@@ -33,7 +34,6 @@ from .steps import test_pause
 
 SCHEMA = "marts"
 META_SCHEMA = "meta"
-ANALYTICS_CATALOG = "analytics"
 NEW_CATALOG = "analytics_new"  # the temp file's catalog while it is written
 
 
@@ -199,26 +199,6 @@ def refresh_fresh(warehouse: Path, analytics: Path) -> int | None:
         fresh.start(store, spec, snapshot)
         return 0
     return fresh.published(store, spec, snapshot)
-
-
-def open_analytics(
-    analytics: Path, read_only: bool = True, alias: str = ANALYTICS_CATALOG
-) -> duckdb.DuckDBPyConnection:
-    """A connection to the published file, decrypted with ANALYTICS_ENCRYPTION_KEY when set.
-
-    The file is attached as catalog `alias` and made the default (`use`), so
-    `select * from marts.dim_users` works as on a plain `duckdb.connect(path)`.
-    Readers (features export, the feature API) open it through here.
-    """
-    con = duckdb.connect()
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        masking.attach(con, analytics.resolve(), alias, read_only, masking.encryption_key())
-        con.execute(f"use {alias}")
-    except BaseException:
-        con.close()
-        raise
-    return con
 
 
 def _write(

@@ -266,6 +266,26 @@ def attach(
     con.execute(sql, params)
 
 
+def open_analytics(
+    analytics: Path, read_only: bool = True, alias: str = "analytics"
+) -> duckdb.DuckDBPyConnection:
+    """A connection to the published file, decrypted with ANALYTICS_ENCRYPTION_KEY when set.
+
+    The file is attached as catalog `alias` and made the default (`use`), so
+    `select * from marts.dim_users` works as on a plain `duckdb.connect(path)`.
+    Readers (features export, the speed layer, the feature API) open it through here.
+    """
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        attach(con, analytics.resolve(), alias, read_only, encryption_key())
+        con.execute(f"use {alias}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 def parquet_key(key: str) -> str:
     """The Parquet footer key derived from the encryption key (base64 of 32 bytes)."""
     import base64

@@ -134,25 +134,11 @@ class FreshBase:
     as_of: int  # epoch microseconds
     published_at: int
 
-    def base(self, i: int, feature: fresh.Feature, position: int) -> fresh.Aggregate:
-        state = self.state
-        if feature.aggregate == "count":
-            return fresh.Aggregate(n=float(state[f"s{i}_n"][position]))
-        if feature.aggregate == "days_since_last":
-            latest = int(state[f"s{i}_max"][position])
-            return fresh.Aggregate(latest=None if latest == NO_TIME else latest)
-        return fresh.Aggregate(
-            float(state[f"s{i}_n"][position]),
-            float(state[f"s{i}_mean"][position]),
-            float(state[f"s{i}_m2"][position]),
-        )
-
     def in_snapshot(self, event: tuple[Any, ...]) -> bool:
         """Whether the snapshot counts this stored event: its load and its time are in."""
         return event[fresh.EVENT_LOAD] in self.loads and event[fresh.EVENT_TIME] <= self.as_of
 
 
-NO_TIME = np.iinfo(np.int64).min
 BASE_MEMORY_LIMIT = "384MB"  # DuckDB's, while the speed layer's base is computed
 
 
@@ -291,7 +277,7 @@ def _fresh_base(
     for name in state.column_names:
         column = state[name]
         if name.endswith("_max"):
-            arrays[name] = column.fill_null(NO_TIME).to_numpy()
+            arrays[name] = column.fill_null(fresh.NO_TIME).to_numpy()
         else:
             arrays[name] = column.cast(pa.float64()).fill_null(0.0).to_numpy()
     return FreshBase(
@@ -405,7 +391,7 @@ class SnapshotStore:
                 if feature.name not in row:
                     continue
                 added = fresh.event_state(feature, (e[fresh.EVENT_INPUTS + f] for e in events))
-                merged = base.base(f, feature, position).merge(added)
+                merged = fresh.stored_state(f, feature, base.state, position).merge(added)
                 row[feature.name] = fresh.finish(feature, merged, as_of, spec.decimals)
             if "features_as_of" in row:
                 row["features_as_of"] = as_of

@@ -56,6 +56,7 @@ from warehouse.sql import quote
 AGGREGATES = ("count", "sum", "mean", "std", "days_since_last")
 STORE_SUFFIX = ".fresh.sqlite"
 STORE_MODE = 0o640  # as the published file's default (ANALYTICS_FILE_MODE); its WAL follows
+NO_TIME = -(2**63)  # a latest time that is none, in an int64 column
 # Columns of raw's stream rows that order the copies of one event (ingestion's lineage).
 LINEAGE_ORDER = "_loaded_at desc, _segment desc, _line desc"
 
@@ -135,6 +136,21 @@ class FreshSpec:
             f"where {quote(self.key)} is not null and {quote(self.time)} <= {as_of} "
             f"and ({self.valid}) group by 1"
         )
+
+
+def stored_state(i: int, feature: Feature, columns: dict[str, Any], position: int) -> Aggregate:
+    """Feature `i`'s state at `position` of the columns `state_sql` returned (nulls filled:
+    0, and NO_TIME for a user without a last time)."""
+    if feature.aggregate == "count":
+        return Aggregate(n=float(columns[f"s{i}_n"][position]))
+    if feature.aggregate == "days_since_last":
+        latest = int(columns[f"s{i}_max"][position])
+        return Aggregate(latest=None if latest == NO_TIME else latest)
+    return Aggregate(
+        float(columns[f"s{i}_n"][position]),
+        float(columns[f"s{i}_mean"][position]),
+        float(columns[f"s{i}_m2"][position]),
+    )
 
 
 def fresh_spec(path: Path | None = None) -> FreshSpec | None:

@@ -33,6 +33,14 @@ def raw(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+@pytest.fixture
+def spec() -> fresh.FreshSpec:
+    """The sample project's declaration."""
+    declared = fresh.fresh_spec(CONFIG)
+    assert declared is not None
+    return declared
+
+
 def load(con: duckdb.DuckDBPyConnection, load_id: str, inserted: str, *rows: tuple) -> None:
     """A committed load: its rows (event_id, user_id, category, value, occurred_at)."""
     for line, row in enumerate(rows):
@@ -53,10 +61,8 @@ def micros(text: str) -> int:
 
 
 def test_a_sync_keeps_each_counted_event_once_and_catches_up_what_it_missed(
-    raw: duckdb.DuckDBPyConnection, tmp_path: Path
+    raw: duckdb.DuckDBPyConnection, spec: fresh.FreshSpec, tmp_path: Path
 ) -> None:
-    spec = fresh.fresh_spec(CONFIG)
-    assert spec is not None
     store = tmp_path / "analytics.fresh.sqlite"
     fresh.start(store, spec, fresh.Snapshot(0, 0, micros("2026-12-01 00:00:00+00")))
     load(raw, "1.1", "2026-11-30 00:00:00+00", ("old", "1", "click", "1", "2026-11-30T00:00:00Z"))
@@ -86,10 +92,8 @@ def test_a_sync_keeps_each_counted_event_once_and_catches_up_what_it_missed(
 
 
 def test_a_publish_drops_what_the_snapshot_before_it_holds(
-    raw: duckdb.DuckDBPyConnection, tmp_path: Path
+    raw: duckdb.DuckDBPyConnection, spec: fresh.FreshSpec, tmp_path: Path
 ) -> None:
-    spec = fresh.fresh_spec(CONFIG)
-    assert spec is not None
     store = tmp_path / "analytics.fresh.sqlite"
     fresh.start(store, spec, fresh.Snapshot(1, 0, 0))
     load(
