@@ -1,5 +1,8 @@
 -- Attribute validation for the latest version of each user: bad values are
 -- nulled and flagged, never dropped.
+-- A view: row-wise expressions, computed where dim_users reads them.
+{{ config(materialized='view') }}
+
 with
 
 users as (

@@ -1,4 +1,8 @@
 -- The latest valid version of each user: one row per user_id.
+-- A view: a filter of the versions table, which dim_users reads through
+-- int_users_validated and int_users_imputed (views too) in one pass.
+{{ config(materialized='view') }}
+
 with
 
 user_versions as (
