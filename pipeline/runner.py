@@ -27,7 +27,7 @@ from warehouse import audit
 from warehouse.audit import redact
 from warehouse.fresh import FreshSpecError
 from warehouse.lock import LockBusy, WarehouseLock, holder_info
-from warehouse.settings import CHECK_SINCE_ENV, locked_warehouse_message
+from warehouse.settings import locked_warehouse_message
 from warehouse.sources import undeclared_dbt_sources
 
 from . import console, ledger, scope, steps
@@ -263,19 +263,6 @@ class PipelineRun:
         self.finish("interrupted (SIGINT/SIGTERM)")
         return EXIT_INTERRUPTED
 
-    def check_description(self) -> str | None:
-        """What the build's tests read, in a few words (the monitor's report shows it)."""
-        scope = self.record.detail.get("build_scope") or {}
-        kind = self.record.check_kind
-        if kind == "scoped":
-            since = scope["checked_since"]
-            return f"scoped: the tests read the rows loaded after {since} UTC"
-        if kind == "none":
-            return "none: nothing was rebuilt; the tests' results are those of the last build"
-        if kind == "selected":
-            return "selected: the tests of the models of --select, over whole tables"
-        return None  # full, or no build this run (publish): the monitor's default
-
     def build_check_kind(self) -> str | None:
         """The check of the last build (for `publish`, which publishes it without building)."""
         con = duckdb.connect(str(self.ctx.warehouse), read_only=True)
@@ -339,7 +326,7 @@ class PipelineRun:
         return self.step("build", action)
 
     def monitor_step(self) -> StepResult:
-        check = self.check_description()
+        check = scope.check_description(self.record)
         result = self.step("monitor", lambda: steps.monitor(self.ctx, self.debug, check))
         self.record.alerts_error = result.data.get("alerts_error")
         self.record.alerts_warn = result.data.get("alerts_warn")
@@ -432,7 +419,17 @@ def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
         run.skip("build", "monitor", "publish")
         return run.finish(error)
 
-    build = run.step("build", lambda: _build(run, ctx, options))
+    build = run.step(
+        "build",
+        lambda: scope.build(
+            ctx,
+            run.record,
+            options.select,
+            options.vars,
+            full_refresh=options.full_refresh,
+            full_check=options.full_check,
+        ),
+    )
     run.record.dbt_invocation_id = build.data.get("dbt_invocation_id")
     if error := gate(build):
         run.skip("monitor", "publish")
@@ -480,42 +477,6 @@ def published_as_is(run: PipelineRun, ctx: Context) -> bool:
         and published.get("dbt_invocation_id") == run.record.dbt_invocation_id
         and list(published.get("dlt_load_ids") or []) == current_load_ids(ctx.warehouse)
     )
-
-
-def _build(run: PipelineRun, ctx: Context, options: RunOptions) -> StepResult:
-    """dbt build of what the new rows reach (pipeline/scope.py), or what the user selected."""
-    built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    ctx.env.pop(CHECK_SINCE_ENV, None)
-    if options.select or options.full_refresh:
-        run.record.check_kind = "selected" if options.select else "full"
-        run.record.detail["build_scope"] = {"built_at": built_at}
-        return steps.build(ctx, options.select, options.vars, options.full_refresh)
-    planned = scope.plan(ctx, options.vars, run.run_id, options.full_check)
-    run.record.check_kind = planned.check
-    if planned.since:
-        ctx.env[CHECK_SINCE_ENV] = planned.since
-    if planned.select == []:
-        previous = steps.read_run_results(ctx, since=0) or {}
-        invocation = (previous.get("metadata") or {}).get("invocation_id")
-        result = StepResult("build", "ok", detail=f"nothing to rebuild ({planned.reason})")
-        result.data["dbt_invocation_id"] = invocation
-    elif planned.select is None:
-        result = steps.build(ctx, None, options.vars, full_refresh=False)
-        result.detail += f" (everything, full check: {planned.reason})"
-    else:
-        earlier = steps.read_run_results(ctx, since=0)
-        result = steps.build(ctx, " ".join(planned.select), options.vars, full_refresh=False)
-        result.detail += f" ({planned.reason}; tests scoped to rows after {planned.since} UTC)"
-        scope.carry_results(ctx, earlier)
-    run.record.detail["build_scope"] = {
-        "select": planned.select,
-        "reason": planned.reason,
-        "check": planned.check,
-        "checked_since": planned.since,
-        "built_at": built_at,
-        **scope.recorded_state(ctx, planned),
-    }
-    return result
 
 
 def monitor_and_publish(run: PipelineRun, ctx: Context, options: RunOptions) -> int:

@@ -1,4 +1,6 @@
-"""What a run's dbt build rebuilds: the models downstream of raw tables that changed.
+"""A run's dbt build: what it rebuilds (the models downstream of raw tables that
+changed), which check it does, and what it records. `build` is the whole decision,
+in the order of this module: plan, build, carry results, record.
 
 Every raw row carries the dlt load that wrote it (`_dlt_load_id`), so the newest
 load id of a source table says whether it got rows since a build. A run records
@@ -40,10 +42,11 @@ from typing import Any
 import duckdb
 
 from warehouse import dbt_package
+from warehouse.settings import CHECK_SINCE_ENV
 from warehouse.sources import config_file
 
-from . import ledger
-from .steps import Context, read_run_results
+from . import ledger, steps
+from .steps import Context, StepResult, read_run_results
 
 # What dbt reads besides the warehouse: a change in any of them can change every model.
 PROJECT_FILES = ("dbt_project.yml", "packages.yml")
@@ -73,6 +76,141 @@ class BuildScope:
     state: dict[str, Any]
     check: str = "full"
     since: str | None = None
+
+
+def build(
+    ctx: Context,
+    record: ledger.RunRecord,
+    select: str | None,
+    vars_: str | None,
+    full_refresh: bool = False,
+    full_check: bool = False,
+) -> StepResult:
+    """A run's dbt build: what the user selected (`select`, or `full_refresh`: everything),
+    else what the plan below says. Writes into `record` the check it did and what it read
+    (`detail.build_scope`), which the next run's plan compares with."""
+    built_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    ctx.env.pop(CHECK_SINCE_ENV, None)
+    if select or full_refresh:
+        record.check_kind = "selected" if select else "full"
+        record.detail["build_scope"] = {"built_at": built_at}
+        return steps.build(ctx, select, vars_, full_refresh)
+    planned = plan(ctx, vars_, record.run_id, full_check)
+    record.check_kind = planned.check
+    if planned.since:
+        ctx.env[CHECK_SINCE_ENV] = planned.since
+    if planned.select == []:
+        previous = read_run_results(ctx, since=0) or {}
+        invocation = (previous.get("metadata") or {}).get("invocation_id")
+        result = StepResult("build", "ok", detail=f"nothing to rebuild ({planned.reason})")
+        result.data["dbt_invocation_id"] = invocation
+    elif planned.select is None:
+        result = steps.build(ctx, None, vars_, full_refresh=False)
+        result.detail += f" (everything, full check: {planned.reason})"
+    else:
+        earlier = read_run_results(ctx, since=0)
+        result = steps.build(ctx, " ".join(planned.select), vars_, full_refresh=False)
+        result.detail += f" ({planned.reason}; tests scoped to rows after {planned.since} UTC)"
+        carry_results(ctx, earlier)
+    record.detail["build_scope"] = {
+        "select": planned.select,
+        "reason": planned.reason,
+        "check": planned.check,
+        "checked_since": planned.since,
+        "built_at": built_at,
+        **recorded_state(ctx, planned),
+    }
+    return result
+
+
+def plan(ctx: Context, vars_: str | None, run_id: str, full_check: bool = False) -> BuildScope:
+    """What this run builds, and which check it does (`full_check`: --full-check)."""
+    cadence = full_check_cadence()
+    con = duckdb.connect(str(ctx.warehouse), read_only=True)
+    try:
+        state = build_state(ctx, vars_, con)
+        # the newest other run that started a dbt build (ok, failed or died in it)
+        previous = ledger.last_build(con, exclude_run=run_id)
+        last_full = ledger.last_full_check(con)
+    finally:
+        con.close()
+    planned = _choose(ctx, state, previous)
+    if planned.select is None:
+        return planned
+    since = ((previous or {}).get("detail") or {}).get("build_scope", {}).get("built_at")
+    if full_check or since is None or full_check_due(cadence, last_full, datetime.now(UTC)):
+        why = (
+            "--full-check"
+            if full_check
+            else "no record of when the last build started"
+            if since is None
+            else f"due ({cadence})"
+        )
+        return BuildScope(None, f"{why}; {planned.reason}", state)
+    check = "scoped" if planned.select else "none"
+    return BuildScope(planned.select, planned.reason, state, check, since)
+
+
+def _choose(ctx: Context, state: dict[str, Any], previous: dict[str, Any] | None) -> BuildScope:
+    fingerprint, loads = state["project"], state["source_loads"]
+    if previous is None:
+        return BuildScope(None, "first build", state)
+    recorded = (previous.get("detail") or {}).get("build_scope") or {}
+    last_invocation = ((read_run_results(ctx, since=0) or {}).get("metadata") or {}).get(
+        "invocation_id"
+    )
+    if previous["build_status"] != "ok":
+        return BuildScope(None, "the last build did not pass", state)
+    if not loads or recorded.get("source_loads") is None:
+        return BuildScope(None, "no record of what the last build read", state)
+    if last_invocation != previous["dbt_invocation_id"]:
+        return BuildScope(None, "dbt ran outside the pipeline since the last build", state)
+    if recorded.get("project") != fingerprint:
+        return BuildScope(None, "the dbt project or --vars changed", state)
+    before = recorded["source_loads"]
+    changed = [key for key, load in loads.items() if load != before.get(key)]
+    reason = f"new rows in {', '.join(changed)}" if changed else "no new rows in raw"
+    return BuildScope([f"source:{key}+" for key in changed], reason, state)
+
+
+def carry_results(ctx: Context, earlier: dict[str, Any] | None) -> None:
+    """Add the last build's results of nodes this narrowed build did not run."""
+    path = ctx.target_dir / "run_results.json"
+    current = read_run_results(ctx, since=0)
+    if not earlier or not current:
+        return
+    ran = {r["unique_id"] for r in current.get("results") or []}
+    kept = [r for r in earlier.get("results") or [] if r["unique_id"] not in ran]
+    current["results"] = [*(current.get("results") or []), *kept]
+    path.write_text(json.dumps(current), encoding="utf-8")
+
+
+def recorded_state(ctx: Context, planned: BuildScope) -> dict[str, Any]:
+    """The state to record with the build: the plan's, unless it had no source list.
+
+    The first build writes the manifest that lists the sources; raw cannot change
+    while the run holds the lock, nor the project files during the build.
+    """
+    if planned.state["source_loads"]:
+        return planned.state
+    con = duckdb.connect(str(ctx.warehouse), read_only=True)
+    try:
+        loads = newest_loads(con, source_tables(ctx.target_dir))
+    finally:
+        con.close()
+    return {**planned.state, "source_loads": loads}
+
+
+def check_description(record: ledger.RunRecord) -> str | None:
+    """What the build's tests read, in a few words (the monitor's report shows it)."""
+    recorded = record.detail.get("build_scope") or {}
+    if record.check_kind == "scoped":
+        return f"scoped: the tests read the rows loaded after {recorded['checked_since']} UTC"
+    if record.check_kind == "none":
+        return "none: nothing was rebuilt; the tests' results are those of the last build"
+    if record.check_kind == "selected":
+        return "selected: the tests of the models of --select, over whole tables"
+    return None  # full, or no build this run (publish): the monitor's default
 
 
 def pipeline_setting(key: str, path: Path | None = None) -> str | None:
@@ -166,81 +304,3 @@ def state_now(ctx: Context, vars_: str | None) -> dict[str, Any]:
         return build_state(ctx, vars_, con)
     finally:
         con.close()
-
-
-def recorded_state(ctx: Context, planned: BuildScope) -> dict[str, Any]:
-    """The state to record with the build: the plan's, unless it had no source list.
-
-    The first build writes the manifest that lists the sources; raw cannot change
-    while the run holds the lock, nor the project files during the build.
-    """
-    if planned.state["source_loads"]:
-        return planned.state
-    con = duckdb.connect(str(ctx.warehouse), read_only=True)
-    try:
-        loads = newest_loads(con, source_tables(ctx.target_dir))
-    finally:
-        con.close()
-    return {**planned.state, "source_loads": loads}
-
-
-def plan(ctx: Context, vars_: str | None, run_id: str, full_check: bool = False) -> BuildScope:
-    """What this run builds, and which check it does (`full_check`: --full-check)."""
-    cadence = full_check_cadence()
-    con = duckdb.connect(str(ctx.warehouse), read_only=True)
-    try:
-        state = build_state(ctx, vars_, con)
-        # the newest other run that started a dbt build (ok, failed or died in it)
-        previous = ledger.last_build(con, exclude_run=run_id)
-        last_full = ledger.last_full_check(con)
-    finally:
-        con.close()
-    planned = _choose(ctx, state, previous)
-    if planned.select is None:
-        return planned
-    since = ((previous or {}).get("detail") or {}).get("build_scope", {}).get("built_at")
-    if full_check or since is None or full_check_due(cadence, last_full, datetime.now(UTC)):
-        why = (
-            "--full-check"
-            if full_check
-            else "no record of when the last build started"
-            if since is None
-            else f"due ({cadence})"
-        )
-        return BuildScope(None, f"{why}; {planned.reason}", state)
-    check = "scoped" if planned.select else "none"
-    return BuildScope(planned.select, planned.reason, state, check, since)
-
-
-def _choose(ctx: Context, state: dict[str, Any], previous: dict[str, Any] | None) -> BuildScope:
-    fingerprint, loads = state["project"], state["source_loads"]
-    if previous is None:
-        return BuildScope(None, "first build", state)
-    recorded = (previous.get("detail") or {}).get("build_scope") or {}
-    last_invocation = ((read_run_results(ctx, since=0) or {}).get("metadata") or {}).get(
-        "invocation_id"
-    )
-    if previous["build_status"] != "ok":
-        return BuildScope(None, "the last build did not pass", state)
-    if not loads or recorded.get("source_loads") is None:
-        return BuildScope(None, "no record of what the last build read", state)
-    if last_invocation != previous["dbt_invocation_id"]:
-        return BuildScope(None, "dbt ran outside the pipeline since the last build", state)
-    if recorded.get("project") != fingerprint:
-        return BuildScope(None, "the dbt project or --vars changed", state)
-    before = recorded["source_loads"]
-    changed = [key for key, load in loads.items() if load != before.get(key)]
-    reason = f"new rows in {', '.join(changed)}" if changed else "no new rows in raw"
-    return BuildScope([f"source:{key}+" for key in changed], reason, state)
-
-
-def carry_results(ctx: Context, earlier: dict[str, Any] | None) -> None:
-    """Add the last build's results of nodes this narrowed build did not run."""
-    path = ctx.target_dir / "run_results.json"
-    current = read_run_results(ctx, since=0)
-    if not earlier or not current:
-        return
-    ran = {r["unique_id"] for r in current.get("results") or []}
-    kept = [r for r in earlier.get("results") or [] if r["unique_id"] not in ran]
-    current["results"] = [*(current.get("results") or []), *kept]
-    path.write_text(json.dumps(current), encoding="utf-8")
