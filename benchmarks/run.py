@@ -459,14 +459,16 @@ class Bench:
         steps: dict[str, Series] = {}
         added = max(int(events * INCREMENT), 1)
         segments = sorted((self.inbox / "events").glob("events-*.jsonl"))
-        written, scopes = [], []
+        written, scopes, slowest = [], [], []
         try:
             for rep in range(self.pipeline_repeat):
                 number = len(segments) + rep + 1
                 path = self.inbox / "events" / f"events-{number:06d}.jsonl"
                 _write_new_events(path, added, first_id=10_000_000_000 + rep * added)
                 written.append(path)
+                began = datetime.now(UTC)
                 runs = self.pipeline_steps(warehouse, url)
+                slowest.append(nodes_built_since(self.work / "target", began))
                 # the build step's line ends with the scope it chose, in parentheses
                 found = re.search(
                     r"^build\s+ok\s+[\d.]+s\s+.*\(([^()]+)\)$", runs["total"].output, re.MULTILINE
@@ -481,6 +483,7 @@ class Bench:
         return {
             "rows_added": added,
             "build_scope": scopes,  # what the pipeline chose to rebuild, per repetition
+            "slowest_nodes": slowest,  # where that build spent, per repetition
             "ours": total.as_dict(),
             "steps": {k: v.as_dict() for k, v in steps.items()},
         }
@@ -531,6 +534,18 @@ class Bench:
             str(max(self.repeat, 3)),
         ]
         return json.loads(run_child(command, env).output.strip().splitlines()[-1])
+
+
+def nodes_built_since(target: Path, began: datetime, top: int = 12) -> dict[str, float]:
+    """The `top` slowest nodes of the dbt build that started after `began` (its
+    run_results.json also holds, carried over, the results of the nodes it did not run)."""
+    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+    built = {}
+    for result in results.get("results") or []:
+        starts = [t["started_at"] for t in result.get("timing") or [] if t.get("started_at")]
+        if starts and datetime.fromisoformat(min(starts).replace("Z", "+00:00")) >= began:
+            built[result["unique_id"].split(".", 2)[-1]] = round(result["execution_time"], 2)
+    return dict(sorted(built.items(), key=lambda item: -item[1])[:top])
 
 
 def _step_results(output: str) -> dict[str, tuple[str, float]]:

@@ -110,6 +110,9 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     # the re-run rebuilds what the new events reach, not the users chain, and tests their rows
     [scope] = report["incremental"]["build_scope"]
     assert scope.startswith("new rows in events.events; tests scoped to rows after ")
+    # and says where that build spent: the nodes it ran, not the users chain it left alone
+    [slowest] = report["incremental"]["slowest_nodes"]
+    assert "stg_events__events" in slowest and "stg_users__user_versions" not in slowest
     # the fixed part was timed (fixed_costs fails the run if that ingest loaded any row)
     fixed = report["incremental"]["fixed"]
     assert set(fixed) == {"pipeline_run_nothing_new", "ingest_nothing_new", "dbt_build_no_node"}
