@@ -214,14 +214,19 @@
 {% macro quality_row_check(model, column_name, failing, mostly) -%}
 with
 
+-- The nulls are left out in the aggregates, not by a filter: on a scoped check
+-- the model is a semi-join of the new rows, and a filter on a derived column
+-- made DuckDB build its hash table from the whole table (0.54 s against 0.16 s
+-- for the same 101k of 10M events).
 summary as (
 
     select
-        count(*) as quality_value_count,
-        coalesce(sum(case when {{ failing }} then 1 else 0 end), 0) as quality_failing_count
+        count({{ column_name }}) as quality_value_count,
+        coalesce(
+            sum(case when {{ column_name }} is not null and ({{ failing }}) then 1 else 0 end), 0
+        ) as quality_failing_count
 
     from {{ model }}
-    where {{ column_name }} is not null
 
 ),
 
