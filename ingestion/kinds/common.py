@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gzip
 import hashlib
 import json
+import queue
+import threading
 import zoneinfo
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import dlt
 import duckdb
@@ -31,6 +34,9 @@ SCHEMA_CONTRACTS: dict[str, Any] = {
     "evolve": "evolve",
     "freeze": {"tables": "evolve", "columns": "freeze", "data_type": "freeze"},
 }
+
+
+T = TypeVar("T")
 
 
 class SourceConfigError(ValueError):
@@ -359,3 +365,48 @@ class UnchangedRows:
 def _digest(content: dict[str, Any]) -> str:
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items` in order, each computed in a thread while the caller works on the one
+    before: the next batch is parsed while dlt writes this one to Parquet (DuckDB and
+    pyarrow release the GIL). One item at most waits, so memory grows by one batch.
+
+    An error in `items` is raised here at its place in the order. Closing this
+    generator (dlt does on a failure) stops the thread after the item it is
+    computing, and closes `items` there.
+    """
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                handoff.put((True, item))
+                if stop.is_set():
+                    return
+            handoff.put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            handoff.put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = handoff.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        # Every put of the thread is followed by a look at `stop` or its end, so after
+        # one item is taken away the put it may be waiting in is the last it makes.
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            handoff.get_nowait()
+        worker.join()

@@ -33,6 +33,7 @@ from .common import (
     is_gzip,
     open_bytes,
     raw_column_name,
+    read_ahead,
     start_run,
 )
 
@@ -720,9 +721,22 @@ def read_lines(
         # Every yielded event is then new to raw and to this run (the parser drops
         # repeats within it), so appending loads exactly what the merge would.
         disposition = CHECKED_DISPOSITION if raw_ids.checks_raw else INSERT_ONLY_MERGE
-        for batch in backend.read(state, batch_lines if max_lines is None else max_lines):
-            parsed = parser.parse(batch.lines)
-            records, known = raw_ids.drop_known(parsed.records, parsed.identities)
+
+        def prepared(batches: Iterator[LineBatch]) -> Iterator[tuple[Any, ...]]:
+            for batch in batches:
+                parsed = parser.parse(batch.lines)
+                yield batch, parsed, *raw_ids.drop_known(parsed.records, parsed.identities)
+
+        batches = prepared(backend.read(state, batch_lines if max_lines is None else max_lines))
+        if isinstance(backend, FileSegments):
+            # Files: the next batch is read and parsed while dlt writes this one. A
+            # broker's batches are not read ahead: each is acknowledged below before
+            # the next is asked for. The segments' start positions are read from
+            # `state` before any batch of theirs is handed out, so its updates below
+            # never race with them.
+            batches = read_ahead(batches)
+            stack.callback(batches.close)  # before the parser and raw_ids close
+        for batch, parsed, records, known in batches:
             for offset in range(0, records.num_rows, YIELD_ROWS):
                 yield data_rows(
                     records.slice(offset, YIELD_ROWS),
