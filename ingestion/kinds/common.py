@@ -379,7 +379,7 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
     handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
-    def produce() -> None:
+    def compute_ahead() -> None:
         try:
             for item in items:
                 handoff.put((True, item))
@@ -393,7 +393,7 @@ def read_ahead(items: Iterator[T]) -> Iterator[T]:
             if close is not None:
                 close()
 
-    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker = threading.Thread(target=compute_ahead, name="read-ahead", daemon=True)
     worker.start()
     try:
         while True:
