@@ -219,7 +219,7 @@ class Inputs:
     name: str
     digest: str
     probe: dict[str, Any]
-    state: str
+    state: str | None  # None: taken once the load is done (a stream's group, drained)
     tables: list[str]
 
     @classmethod
@@ -231,9 +231,11 @@ class Inputs:
         probe = ask(source.name, source.options, inbox) if ask else None
         if probe is None or warehouse_destination() != "duckdb":
             return None
-        state = "" if unchanged.after_load(probe) else unchanged.probed_state(probe)
-        if state is None:
-            return None
+        state = None
+        if not unchanged.after_load(probe):
+            state = unchanged.probed_state(probe)
+            if state is None:
+                return None
         declaration = declared_sources()[source.name]
         digest = unchanged.inputs_digest(source.name, declaration, args.inbox)
         # from the options already resolved, not resolved again through dlt's config
@@ -243,9 +245,7 @@ class Inputs:
     def record(self, pipeline: dlt.Pipeline, ignored: list[str]) -> None:
         """After the load committed: a record that cannot be written only costs the next
         run its shortcut (that source runs, as without a record), never the load."""
-        state = (
-            unchanged.probed_state(self.probe) if unchanged.after_load(self.probe) else self.state
-        )
+        state = self.state if self.state is not None else unchanged.probed_state(self.probe)
         if state is None:  # a stream with entries again: nothing to skip next time
             return
         try:
