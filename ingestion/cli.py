@@ -30,6 +30,7 @@ from warehouse import audit
 from warehouse.audit import redact
 from warehouse.lock import WarehouseLock
 from warehouse.settings import (
+    LOADING_FD_ENV,
     RAW_DATASET,
     locked_warehouse_message,
     warehouse_destination,
@@ -288,12 +289,14 @@ def _main(
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_SOURCE_FAILED
-    quiet = (
-        []
+    quiet, changed = (
+        ({}, [])
         if args.full_refresh
         else unchanged.nothing_new(warehouse_path(), declared_sources(), names, args.inbox)
     )
     running = [name for name in names if name not in quiet]
+    if changed:  # a recorded source whose folder, cursor or stream moved: rows are coming
+        announce_loading()
     if running:
         # Every declaration, before anything loads. A source that was not run found the
         # declarations as its last load did (its record's digest covers every source's
@@ -318,6 +321,8 @@ def _main(
             from .load import run_source
 
             reports.append(run_source(name, args))
+            if reports[-1].rows_loaded or reports[-1].rows_rejected:
+                announce_loading()
     out(redact(format_summary(reports)))
     for r in reports:
         if r.files_rejected:
@@ -338,6 +343,18 @@ def _main(
         )
         return 128 + interrupt.signum
     return EXIT_SOURCE_FAILED if any(r.status == "failed" for r in reports) else EXIT_OK
+
+
+def announce_loading() -> None:
+    """Tell the run that started us, once, that this ingestion loads something (see
+    warehouse.settings.LOADING_FD_ENV); nothing when no run asked or it stopped listening."""
+    fd = os.environ.pop(LOADING_FD_ENV, "")
+    if fd.isdigit():
+        try:
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+        except OSError:
+            pass
 
 
 class Interrupt:

@@ -169,15 +169,16 @@ def nothing_new(
     declared: dict[str, dict[str, Any]],
     names: Sequence[str],
     inbox: str | None,
-) -> dict[str, list[str]]:
+) -> tuple[dict[str, list[str]], list[str]]:
     """The sources of `names` whose record says they have nothing new (see the module's doc),
-    each with the folder's files its last load ignored (the listing is the same).
+    each with the folder's files its last load ignored (the listing is the same); and those
+    with a record that no longer holds (new files, rows or entries, most likely).
 
     Any doubt (another destination, no record, the warehouse busy) answers
     "run it": a wrong skip would leave new data unloaded.
     """
     if warehouse_destination() != "duckdb" or not warehouse.is_file():
-        return {}
+        return {}, []
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
             query = f"select source, inputs, probe, state, tables, ignored from {TABLE}"
@@ -191,8 +192,8 @@ def nothing_new(
                 ).fetchall()
             }
     except duckdb.Error:  # no record table yet, or another process writes the file
-        return {}
-    skipped = {}
+        return {}, []
+    skipped, changed = {}, []
     for name in names:
         if name not in records or name not in declared:
             continue
@@ -203,7 +204,9 @@ def nothing_new(
             and state == probed_state(json.loads(probe))
         ):
             skipped[name] = list(ignored)
-    return skipped
+        else:
+            changed.append(name)
+    return skipped, changed
 
 
 def forget(con: Any, names: Sequence[str]) -> None:

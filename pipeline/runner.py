@@ -223,6 +223,11 @@ class PipelineRun:
 
     def finish(self, error: str | None) -> int:
         """Close the ledger row, release the lock, print the summary; the exit code."""
+        try:
+            self.ctx.dbt_ahead.stop(self.ctx, kill=bool(error and error.startswith("interrupted")))
+        finally:
+            if self.ctx.dbt_ahead.fate:
+                self.record.detail["dbt_child"] = self.ctx.dbt_ahead.fate
         self.record.finished_at = datetime.now(UTC)
         self.record.status = ledger.FAILED if error else ledger.SUCCEEDED
         self.record.current_step = None
@@ -414,7 +419,9 @@ def run_pipeline(ctx: Context, options: RunOptions, arguments: Sequence[str]) ->
 
 
 def _run_steps(run: PipelineRun, ctx: Context, options: RunOptions) -> int:
+    ctx.dbt_ahead.start(ctx)  # imports dbt while ingestion loads, if it loads anything
     ingest = run.ingest_step(options.sources, options.inbox, options.api_url, options.full_refresh)
+    ctx.dbt_ahead.loaded(ctx)
     if error := gate(ingest):
         run.skip("build", "monitor", "publish")
         return run.finish(error)

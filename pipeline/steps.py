@@ -5,7 +5,8 @@ dbt's in-process `dbtRunner` can keep the DuckDB file attached until the
 process ends (dbt-core #11980), and the next step (and the ledger, written
 from this process) needs the file free; a child that exits has certainly let
 go. A child can also be stopped without stopping the run's bookkeeping, and
-its memory goes back when it ends. The price is ~2 s of imports per step.
+its memory goes back when it ends. The price is the imports of each step (dbt's
+about 2 s, which a run's dbt child pays while ingestion loads: DbtAhead).
 `python -m ingestion` is reused as is (its summary, exit codes and one-line
 errors), never re-implemented here. Children are killed when the pipeline
 process dies (Linux `PR_SET_PDEATHSIG`), so `kill -9` of a run does not leave
@@ -31,10 +32,11 @@ from typing import Any
 from warehouse import dbt_package
 from warehouse.audit import redact
 from warehouse.lock import LOCK_FD_ENV
-from warehouse.settings import analytics_path
+from warehouse.settings import LOADING_FD_ENV, analytics_path
 from warehouse.sources import exclude_undeclared
 
 from .console import use_color
+from .dbt_ahead import IMPORTED_UNUSED, UNUSED
 
 PR_SET_PDEATHSIG = 1
 
@@ -67,6 +69,8 @@ class Context:
     env: dict[str, str]
     # --verbose: the children's output (dbt's line per node) as it comes.
     verbose: bool = False
+    # a run's dbt child, started with it (`python -m pipeline run` only)
+    dbt_ahead: DbtAhead = field(default_factory=lambda: DbtAhead())
 
     @property
     def python(self) -> str:
@@ -114,26 +118,47 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return child
 
 
-def run_command(
-    command: Sequence[str], ctx: Context, capture_stdout: bool = False, step: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """Run a child to completion; if this process is interrupted, stop the child first.
+def start_child(
+    command: Sequence[str],
+    ctx: Context,
+    capture_stdout: bool,
+    step: bool,
+    stdin: int | None = None,
+    handed: Sequence[int] = (),
+) -> subprocess.Popen[str]:
+    """Start a child with the run's environment and descriptors (the lock, the loading
+    pipe, `handed`).
 
     Unless the run is verbose, its stdout is captured; so is a step's stderr,
     shown under the step's line (a live timer holds the terminal's last line).
     """
     capture = capture_stdout or not ctx.verbose
-    child = subprocess.Popen(
+    named = [int(ctx.env[name]) for name in (LOCK_FD_ENV, LOADING_FD_ENV) if name in ctx.env]
+    return subprocess.Popen(
         list(command),
         env=ctx.env,
+        stdin=stdin,
         stdout=subprocess.PIPE if capture else None,
         stderr=subprocess.PIPE if step and not ctx.verbose else None,
         text=True,
-        pass_fds=(int(ctx.env[LOCK_FD_ENV]),) if LOCK_FD_ENV in ctx.env else (),
+        pass_fds=[*named, *handed],
         preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl only, resolved above
     )
+
+
+def run_command(
+    command: Sequence[str], ctx: Context, capture_stdout: bool = False, step: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a child to completion; if this process is interrupted, stop the child first.
+    A dbt step's command goes to the run's dbt child when it has one (DbtAhead)."""
+    asked = None
+    child = ctx.dbt_ahead.take(command, capture_stdout, step)
+    if child is not None:
+        asked = json.dumps({"argv": list(command), "env": ctx.env}) + "\n"
+    else:
+        child = start_child(command, ctx, capture_stdout, step)
     try:
-        out, err = child.communicate()
+        out, err = child.communicate(asked)
     except BaseException:
         child.terminate()
         try:
@@ -143,6 +168,75 @@ def run_command(
             child.wait()
         raise
     return subprocess.CompletedProcess(list(command), child.returncode, out or "", err or "")
+
+
+class DbtAhead:
+    """The run's dbt child (pipeline/dbt_ahead.py): started with the run, it imports dbt
+    once ingestion says it loads something, so that Python's ~2 s importing dbt overlap the
+    load, and runs the build's dbt command; a run with nothing new never imports dbt.
+
+    `fate` is what became of it, for the run's record: "ran dbt", or, unused, "dbt never
+    imported" or "dbt imported in vain"; None when the run started none.
+    """
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen[str] | None = None
+        self.dbt: str | None = None
+        self.fate: str | None = None
+        self._loading: int | None = None
+
+    def start(self, ctx: Context) -> None:
+        """Start the child (after the lock is taken: it holds it too) and put the pipe's write
+        end in the environment of the children that follow (ingestion). Not when the `dbt`
+        the run calls is another install's than this Python's."""
+        if Path(ctx.dbt).parent != Path(ctx.python).parent:
+            return
+        wake, self._loading = os.pipe()
+        try:
+            command = [ctx.python, "-m", "pipeline.dbt_ahead", str(wake)]
+            self.child = start_child(command, ctx, False, True, subprocess.PIPE, handed=[wake])
+        finally:
+            os.close(wake)
+        self.dbt = ctx.dbt
+        ctx.env[LOADING_FD_ENV] = str(self._loading)
+
+    def loaded(self, ctx: Context) -> None:
+        """Ingestion is over: the children that follow get no pipe, and the child whose
+        ingestion never wrote to it sees its end."""
+        ctx.env.pop(LOADING_FD_ENV, None)
+        if self._loading is not None:
+            os.close(self._loading)
+            self._loading = None
+
+    def take(
+        self, command: Sequence[str], capture_stdout: bool, step: bool
+    ) -> subprocess.Popen[str] | None:
+        """The child, for a dbt step's command (once); else None."""
+        child = self.child
+        if child is None or not step or capture_stdout or command[0] != self.dbt:
+            return None
+        self.child, self.fate = None, "ran dbt"
+        return child
+
+    def stop(self, ctx: Context, kill: bool = False) -> None:
+        """End an unused child: told there is no command, it says whether it imported dbt
+        (its exit code, once any import it began is done); with `kill` (an interrupted
+        run), or interrupted now, killed."""
+        self.loaded(ctx)
+        child, self.child = self.child, None
+        if child is None:
+            return
+        try:
+            if kill:
+                child.kill()
+            child.communicate("")
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        self.fate = {UNUSED: "dbt never imported", IMPORTED_UNUSED: "dbt imported in vain"}.get(
+            child.returncode, "stopped" if kill else f"exited {child.returncode}"
+        )
 
 
 def announce(step: str, command: Sequence[str], ctx: Context) -> None:

@@ -15,6 +15,10 @@ RAW_DATASET = "raw"
 # Set by the pipeline for a scoped check: the dbt tests read the rows loaded after
 # this UTC time (the dbt package's macros/scoped_checks.sql), and the monitor's report says so.
 CHECK_SINCE_ENV = "WAREHOUSE_CHECK_SINCE"
+# Set by `python -m pipeline run` for its ingestion child: the write end of a pipe, to
+# which ingestion writes one byte as soon as it knows it loads something; the run's dbt
+# child (pipeline/dbt_ahead.py) then imports dbt while the load goes on.
+LOADING_FD_ENV = "WAREHOUSE_LOADING_FD"
 
 
 def warehouse_path() -> Path:

@@ -19,6 +19,7 @@ import pytest
 from ingestion import unchanged
 from tests.conftest import Sample
 from tests.project_env import LOADED_FILES, ROOT, copy_state, warehouse_env
+from warehouse.settings import LOADING_FD_ENV
 
 SOURCES = ("users", "events", "products")
 
@@ -36,16 +37,24 @@ class Site:
         self.env = warehouse_env(root)
 
     def ingest(self, **env: str) -> dict[str, dict[str, Any]]:
-        """`python -m ingestion users events`; each source's row of --summary-json."""
-        done = subprocess.run(
-            [sys.executable, "-m", "ingestion", *SOURCES, "--inbox", str(self.inbox)]
-            + ["--summary-json", str(self.summary)],
-            cwd=ROOT,
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        """`python -m ingestion users events`; each source's row of --summary-json. What it
+        wrote to the pipe a pipeline run hands it (LOADING_FD_ENV) is kept in `announced`."""
+        listening, loading = os.pipe()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "ingestion", *SOURCES, "--inbox", str(self.inbox)]
+                + ["--summary-json", str(self.summary)],
+                cwd=ROOT,
+                env={**self.env, LOADING_FD_ENV: str(loading), **env},
+                pass_fds=(loading,),
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            os.close(loading)
+            self.announced = os.read(listening, 16)
+        finally:
+            os.close(listening)
         assert done.returncode in (0, 1), done.stderr
         document = json.loads(self.summary.read_text())
         assert document["exit_code"] == done.returncode
@@ -86,6 +95,7 @@ def test_nothing_new_starts_no_dlt_pipeline_and_writes_nothing(site: Site) -> No
     assert site.query("select * from raw._source_inputs order by 1") == records
     # dlt's working folders are as they were: no pipeline was made, let alone run
     assert sorted((p, p.stat().st_mtime_ns) for p in pipelines.rglob("*")) == before
+    assert site.announced == b""  # a pipeline run's dbt child is not told to import dbt
 
 
 def test_a_new_file_runs_its_source_only_and_loads_it_once(site: Site) -> None:
@@ -100,8 +110,29 @@ def test_a_new_file_runs_its_source_only_and_loads_it_once(site: Site) -> None:
 
     quiet = ("nothing new", False, 0)
     assert statuses(site.ingest()) == {"users": quiet, "events": ("ok", True, 7), "products": quiet}
+    assert site.announced == b"1"  # once, before the events load
     assert statuses(site.ingest())["events"] == ("nothing new", False, 0)
+    assert site.announced == b""
     assert site.query("select count(*) from raw.events")[0][0] == events + 7
+
+
+def test_without_records_loading_is_announced_once_rows_are_loaded(site: Site) -> None:
+    """No record to tell what is new (an API, a first load): every source runs, and the
+    pipeline's dbt child hears of it only once a source loaded rows."""
+    forget = "delete from raw._source_inputs"
+    with duckdb.connect(str(site.warehouse)) as con:
+        con.execute(forget)
+    ran = ("ok", True, 0)
+    assert statuses(site.ingest()) == {"users": ran, "events": ran, "products": ran}
+    assert site.announced == b""
+
+    segment = site.inbox / "events" / "events-999999.jsonl"
+    line = {"event_id": "new-1", "user_id": "1", "category": "click", "value": "1.5"}
+    segment.write_text(json.dumps(line | {"occurred_at": "2026-12-06T10:00:00Z"}) + "\n")
+    with duckdb.connect(str(site.warehouse)) as con:
+        con.execute(forget)
+    assert statuses(site.ingest())["events"] == ("ok", True, 1)
+    assert site.announced == b"1"
 
 
 def test_a_touched_file_runs_its_source_which_loads_nothing(site: Site) -> None:
@@ -111,6 +142,7 @@ def test_a_touched_file_runs_its_source_which_loads_nothing(site: Site) -> None:
     os.utime(export, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
 
     assert statuses(site.ingest())["users"] == ("ok", True, 0)  # same bytes: nothing loaded
+    assert site.announced == b"1"  # its record no longer held: rows were likely
     assert statuses(site.ingest())["users"] == ("nothing new", False, 0)
     assert site.query("select count(*) from raw.users")[0][0] == users
 

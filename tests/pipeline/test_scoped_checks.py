@@ -84,6 +84,7 @@ def test_a_scoped_run_tests_its_new_rows_and_probes_their_keys(
     assert done.returncode == 1, done.stdout[-3000:]
     run = last_run(site)
     assert (run["check_kind"], run["build_status"], run["published"]) == ("scoped", "failed", False)
+    assert json.loads(run["detail"])["dbt_child"] == "ran dbt"  # started with the run
     assert run["scope"]["select"] == ["source:events.events+"]
     assert run["scope"]["checked_since"] == last_run_before(site, run)["scope"]["built_at"]
     # the new row's category (one failing value), and the old key the new copy repeats
@@ -217,6 +218,8 @@ def test_a_run_with_nothing_new_starts_no_dlt_pipeline_and_no_dbt_process(
     run = last_run(site)
     assert json.loads(run["detail"])["ingest"] == dict.fromkeys(sources, "nothing new")
     assert (run["dlt_load_ids"], run["rows_loaded"], run["check_kind"]) == ([], 0, "none")
+    # the run's dbt child, started with it, was never told rows were coming
+    assert json.loads(run["detail"])["dbt_child"] == "dbt never imported"
     assert run["dbt_invocation_id"] == before["dbt_invocation_id"]
     steps = [run[f"{step}_status"] for step in ("ingest", "build", "monitor", "publish")]
     assert steps == ["ok", "ok", "skipped", "skipped"]
