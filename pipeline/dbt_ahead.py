@@ -1,13 +1,17 @@
 """The dbt child of a run, started before the run knows it builds (steps.DbtAhead).
 
-Python takes about 2 s to import dbt, most of a small build. This child starts
-with the run and waits; when ingestion writes to the pipe `argv[1]` that it
-loads something (warehouse.settings.LOADING_FD_ENV), the child imports dbt
-while the load goes on. Then it runs the one command the run writes on stdin,
+Python takes about 2 s to import dbt, and dbt's first command in a process about
+1 s more to build its schemas and serializers, most of a small build. This child
+starts with the run and waits; when ingestion writes to the pipe `argv[1]` that
+it loads something (warehouse.settings.LOADING_FD_ENV), the child imports dbt
+and warms it up while the load goes on: a `dbt ls` of the project `argv[2]`
+that selects nothing, against a copy of its partial parse (of the target
+folder `argv[3]`) in a scratch folder, so that it reads no database and
+writes nothing of the project's. Then it runs the one command the run writes on stdin,
 a JSON line `{"argv": [...], "env": {...}}`, exactly as the `dbt` command
 would (same entry point, exit code and output). Its exit code when stdin
 closes without a command tells the run what it did: 0 it never imported dbt,
-3 it imported dbt in vain.
+3 it imported and warmed up dbt in vain, 4 imported dbt in vain (no warm-up).
 """
 
 from __future__ import annotations
@@ -15,23 +19,24 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
-UNUSED, IMPORTED_UNUSED = 0, 3
+UNUSED, WARMED_UP_UNUSED, IMPORTED_UNUSED = 0, 3, 4
 
 
 def main() -> int:
-    wake = int(sys.argv[1])
-    imported = False
+    wake, project_dir, target_dir = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    unused = UNUSED
     ready, _, _ = select.select([wake, sys.stdin], [], [])
     if wake in ready and os.read(wake, 1):  # a byte: rows are coming (EOF: none came)
-        import dbt.cli.main  # noqa: F401 - imported now, while ingestion loads
-
-        imported = True
+        unused = WARMED_UP_UNUSED if warm_up(project_dir, target_dir) else IMPORTED_UNUSED
     os.close(wake)
     line = sys.stdin.readline()
     if not line:
-        return IMPORTED_UNUSED if imported else UNUSED
+        return unused
     request = json.loads(line)
     os.environ.clear()
     os.environ.update(request["env"])
@@ -40,6 +45,29 @@ def main() -> int:
 
     # named as the `dbt` script names itself (click would say `python -m pipeline.dbt_ahead`)
     return cli(prog_name=os.path.basename(sys.argv[0]))
+
+
+def warm_up(project_dir: str, target_dir: Path) -> bool:
+    """Import dbt, and, when the project was parsed before, run a silent `dbt ls` of nothing
+    on a scratch copy of that parse (no parse on record: a full parse, too long to pay twice).
+    Whether that `dbt ls` ran and passed."""
+    from dbt.cli.main import cli
+
+    parsed = target_dir / "partial_parse.msgpack"
+    if not parsed.is_file():
+        return False
+    with tempfile.TemporaryDirectory(prefix="dbt-warm-up-") as scratch:
+        shutil.copy(parsed, scratch)
+        quiet = ["--log-level", "none", "--log-level-file", "none", "--no-write-json"]
+        where = ["--project-dir", project_dir, "--target-path", scratch, "--log-path", scratch]
+        try:
+            cli(
+                ["ls", *where, *quiet, "--select", "tag:ml-warehouse-warm-up"],
+                standalone_mode=False,
+            )
+        except (Exception, SystemExit):  # noqa: BLE001 - a warm-up: the build says what is wrong
+            return False
+    return True
 
 
 if __name__ == "__main__":

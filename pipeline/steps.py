@@ -36,7 +36,7 @@ from warehouse.settings import LOADING_FD_ENV, analytics_path
 from warehouse.sources import exclude_undeclared
 
 from .console import use_color
-from .dbt_ahead import IMPORTED_UNUSED, UNUSED
+from .dbt_ahead import IMPORTED_UNUSED, UNUSED, WARMED_UP_UNUSED
 
 PR_SET_PDEATHSIG = 1
 
@@ -171,12 +171,14 @@ def run_command(
 
 
 class DbtAhead:
-    """The run's dbt child (pipeline/dbt_ahead.py): started with the run, it imports dbt
-    once ingestion says it loads something, so that Python's ~2 s importing dbt overlap the
-    load, and runs the build's dbt command; a run with nothing new never imports dbt.
+    """The run's dbt child (pipeline/dbt_ahead.py): started with the run, it imports and
+    warms up dbt once ingestion says it loads something, so that the ~3 s dbt takes to
+    start overlap the load, and runs the build's dbt command; a run with nothing new never
+    imports dbt.
 
     `fate` is what became of it, for the run's record: "ran dbt", or, unused, "dbt never
-    imported" or "dbt imported in vain"; None when the run started none.
+    imported", "dbt imported and warmed up in vain" or "dbt imported in vain" (no warm-up);
+    None when the run started none.
     """
 
     def __init__(self) -> None:
@@ -193,7 +195,8 @@ class DbtAhead:
             return
         wake, self._loading = os.pipe()
         try:
-            command = [ctx.python, "-m", "pipeline.dbt_ahead", str(wake)]
+            where = [str(ctx.project_dir), str(ctx.target_dir)]
+            command = [ctx.python, "-m", "pipeline.dbt_ahead", str(wake), *where]
             self.child = start_child(command, ctx, False, True, subprocess.PIPE, handed=[wake])
         finally:
             os.close(wake)
@@ -234,9 +237,12 @@ class DbtAhead:
             child.kill()
             child.wait()
             raise
-        self.fate = {UNUSED: "dbt never imported", IMPORTED_UNUSED: "dbt imported in vain"}.get(
-            child.returncode, "stopped" if kill else f"exited {child.returncode}"
-        )
+        fates = {
+            UNUSED: "dbt never imported",
+            WARMED_UP_UNUSED: "dbt imported and warmed up in vain",
+            IMPORTED_UNUSED: "dbt imported in vain",
+        }
+        self.fate = fates.get(child.returncode, "stopped" if kill else f"exited {child.returncode}")
 
 
 def announce(step: str, command: Sequence[str], ctx: Context) -> None:

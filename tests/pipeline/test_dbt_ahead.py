@@ -1,5 +1,6 @@
-"""The run's dbt child (pipeline/dbt_ahead.py): it imports dbt only when ingestion says rows
-are coming, and then is the `dbt` command, with the run's environment of the moment."""
+"""The run's dbt child (pipeline/dbt_ahead.py): it imports and warms up dbt only when
+ingestion says rows are coming, and then is the `dbt` command, with the run's environment
+of the moment."""
 
 from __future__ import annotations
 
@@ -9,21 +10,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+from pipeline_sites import Site, clone
+from project_env import ROOT
+
+from pipeline.dbt_ahead import IMPORTED_UNUSED, UNUSED, WARMED_UP_UNUSED
+
 DBT = str(Path(sys.executable).with_name("dbt"))
 
 
 def dbt_child(
-    woken: bool, command: list[str] | None, env: dict[str, str] | None = None
+    woken: bool,
+    command: list[str] | None,
+    target: Path,
+    env: dict[str, str] | None = None,
+    project: Path = ROOT,
 ) -> subprocess.CompletedProcess[str]:
     """Start the child as a run does, wake it (a byte) or not (the pipe's end), then send it
     `command` with `env`, or close its stdin."""
     wake, loading = os.pipe()
     child = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.dbt_ahead", str(wake)],
+        [sys.executable, "-m", "pipeline.dbt_ahead", str(wake), str(project), str(target)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         pass_fds=(wake,),
+        env=env,
         text=True,
     )
     os.close(wake)
@@ -31,25 +43,46 @@ def dbt_child(
         os.write(loading, b"1")
     os.close(loading)
     asked = json.dumps({"argv": command, "env": env or dict(os.environ)}) + "\n" if command else ""
-    out, err = child.communicate(asked, timeout=120)
+    out, err = child.communicate(asked, timeout=300)
     return subprocess.CompletedProcess(command or [], child.returncode, out, err)
 
 
-def test_unused_it_says_whether_it_imported_dbt() -> None:
-    assert dbt_child(woken=False, command=None).returncode == 0  # never imported
-    assert dbt_child(woken=True, command=None).returncode == 3  # imported in vain
+def test_unused_it_says_whether_it_imported_dbt(tmp_path: Path) -> None:
+    assert dbt_child(False, None, tmp_path).returncode == UNUSED
+    # no parse on record in the target folder: no warm-up
+    assert dbt_child(True, None, tmp_path).returncode == IMPORTED_UNUSED
+
+
+def test_its_warm_up_reads_no_database_and_writes_nothing_of_the_project(
+    published: Site, tmp_path: Path
+) -> None:
+    """It runs while ingestion writes the warehouse: the file is another process's."""
+    site = clone(published, tmp_path / "site")
+    target, logs = Path(site.env["DBT_TARGET_PATH"]), Path(site.env["DBT_LOG_PATH"])
+
+    def files() -> dict[Path, tuple[int, int]]:
+        found = [*target.rglob("*"), *logs.rglob("*")]
+        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in found if p.is_file()}
+
+    before = files()
+    assert target / "partial_parse.msgpack" in before
+    with duckdb.connect(str(site.warehouse)):  # this process holds the warehouse file
+        done = dbt_child(True, None, target, env={**os.environ, **site.env})
+    assert done.returncode == WARMED_UP_UNUSED, done.stdout + done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+    assert files() == before
 
 
 def test_it_is_the_dbt_command_with_the_environment_it_is_sent(tmp_path: Path) -> None:
     profiles = str(tmp_path / "profiles-of-this-run")
     env = {**os.environ, "DBT_PROFILES_DIR": profiles}
     for woken in (True, False):  # not woken: it imports dbt once asked
-        done = dbt_child(woken, [DBT, "debug", "--config-dir"], env)
+        done = dbt_child(woken, [DBT, "debug", "--config-dir"], tmp_path, env)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().endswith(profiles)
 
     missing = [DBT, "parse", "--project-dir", str(tmp_path / "missing")]
     by_hand = subprocess.run(missing, capture_output=True, text=True, timeout=120)
-    done = dbt_child(True, missing)
+    done = dbt_child(True, missing, tmp_path)
     assert done.returncode == by_hand.returncode == 2
     assert done.stderr == by_hand.stderr
