@@ -21,13 +21,14 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from warehouse.sql import registered
+
+if TYPE_CHECKING:  # imported where used: publish and forget read this module without Arrow
+    import pyarrow as pa
 
 SCHEMA = "monitoring"
 SUPPRESSED_TABLE = f"{SCHEMA}.suppressed_users"
@@ -126,6 +127,8 @@ class Suppression:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
+            import pyarrow as pa
+
             con = duckdb.connect()
             con.execute("set threads = 1")  # one ordered pass: the mask lines up with the rows
             con.execute("set variable suppression_salt = ?", [self.salt])
@@ -171,6 +174,8 @@ class Suppression:
             ]
 
     def filter_table(self, table: pa.Table) -> tuple[pa.Table, int]:
+        import pyarrow.compute as pc
+
         hit = self.hits(table)
         if hit is None:
             return table, 0
@@ -207,6 +212,8 @@ def suppress_step(suppression: Suppression, resource: str) -> Any:
 
 def _suppress(suppression: Suppression, resource: str, item: Any) -> Any:
     """The item without erased users' rows; None when nothing is left."""
+    import pyarrow as pa
+
     if isinstance(item, list):
         kept = [row for row in item if not isinstance(row, dict) or suppression.keep_row(row)]
         suppression.count(resource, len(item) - len(kept))
