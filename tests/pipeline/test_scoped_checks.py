@@ -285,3 +285,64 @@ def test_after_a_run_that_failed_nothing_new_is_checked_again(
     run = last_run(site)
     assert json.loads(run["detail"])["ingest"] == dict.fromkeys(sources, "nothing new")
     assert (run["check_kind"], run["monitor_status"]) == ("none", "ok")
+
+
+def duplicate_count(site: Site) -> tuple[Any, ...]:
+    """The events source's duplicate_rate summary as its test stored it (audit schema)."""
+    (table,) = query(
+        site,
+        "select table_name from information_schema.tables where table_schema = 'audit'"
+        " and table_name like 'ml_warehouse_source_duplicate_rate_events_events_event_id%'",
+    )[0]
+    return query(
+        site, f"select row_count, duplicate_count, latest_load_id, counted from audit.{table}"
+    )[0]
+
+
+def counted_whole(site: Site) -> tuple[Any, ...]:
+    """What counting every row of raw.events gives: rows, repeated event_ids, newest load."""
+    return query(
+        site,
+        "select count(*), count(event_id) - count(distinct event_id), max(_dlt_load_id)"
+        " from raw.events",
+    )[0]
+
+
+def load_copies(site: Site, event_ids: list[str]) -> None:
+    """A later dlt load (a newer load id) holding a copy of each of `event_ids`' rows, as a
+    faulty source or load would write them."""
+    with duckdb.connect(str(site.warehouse)) as con:
+        (load,) = con.execute("select max(_dlt_load_id) || '1' from raw.events").fetchone()
+        for event_id in event_ids:
+            con.execute(
+                "insert into raw.events select * replace (? as _dlt_load_id, now() as _loaded_at)"
+                " from raw.events where event_id = ? and _dlt_load_id < ?",
+                [load, event_id, load],
+            )
+
+
+def test_a_scoped_run_adds_its_new_rows_to_the_stored_duplicate_count(
+    published: Site, tmp_path: Path
+) -> None:
+    """The events source's duplicate_rate test stores its counts; a scoped run adds those
+    of the rows loaded since (their event_ids probed against the older rows), which equal
+    counting the whole table; once an older row is gone, it counts the whole table again."""
+    site = clone(published, tmp_path / "site")
+    site.full_check_done_now()
+    rows, repeated, _, _ = stored = duplicate_count(site)
+    assert stored == (*counted_whole(site), "whole table")
+    old = [row[0] for row in query(site, "select event_id from raw.events order by 1 limit 3")]
+
+    load_copies(site, old[:2] + old[:1])  # two old event_ids again, one of them twice
+    done = site.run()
+    assert last_run(site)["check_kind"] == "scoped", done.stdout[-3000:]
+    found = duplicate_count(site)
+    assert found == (*counted_whole(site), "new rows added")
+    assert found[:2] == (rows + 3, repeated + 3)
+
+    with duckdb.connect(str(site.warehouse)) as con:  # an older row erased
+        con.execute("delete from raw.events where event_id = ?", [old[2]])
+    load_copies(site, old[1:2])
+    done = site.run()
+    assert last_run(site)["check_kind"] == "scoped", done.stdout[-3000:]
+    assert duplicate_count(site) == (*counted_whole(site), "whole table")

@@ -127,14 +127,20 @@ def test_failures_count_the_offending_values(fixture_build: dict[str, Any]) -> N
 def test_row_level_failures_are_stored_in_the_audit_schema(
     fixture_build: dict[str, Any], fixture_project: FixtureProject
 ) -> None:
-    """Every out-of-range / non-matching row is kept, within tolerance or not."""
+    """Every out-of-range / non-matching row is kept, within tolerance or not; so is each
+    duplicate_rate test's summary row (a scoped check adds to it)."""
     rows = fixture_project.query(
         "select table_name from information_schema.tables where table_schema = 'audit' "
         "order by table_name"
     )
     assert [r[0] for r in rows] == sorted(
-        name for name in EXPECTED if name.startswith(("range_", "regex_"))
+        name for name in EXPECTED if name.startswith(("range_", "regex_", "duplicate_"))
     )
+    summary = fixture_project.query(
+        "select row_count, duplicate_count, failures, latest_load_id, counted"
+        " from audit.duplicate_1pct_plus_one_row_errors"
+    )
+    assert summary == [(101, 2, 2, None, "whole table")]  # no dlt load id: nothing to add to
     over = fixture_project.query(
         "select count(*), min(v), max(v), sum(quality_over_tolerance), max(quality_failing_count),"
         " max(quality_value_count) from audit.range_mostly_90_fails"

@@ -79,3 +79,48 @@
 {% macro node_relation(node) -%}
     {{ return(api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias)) }}
 {%- endmacro %}
+
+
+{# '_dlt_load_id' when the tested relation has dlt's load id column, else none. #}
+{% macro load_id_column(relation) -%}
+    {%- if not execute or relation is string -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- for column in adapter.get_columns_in_relation(relation) if column.name == '_dlt_load_id' -%}
+        {{ return('_dlt_load_id') }}
+    {%- endfor -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+
+{#
+    duplicate_rate on a scoped check (generic_tests/duplicate_rate.sql): the
+    counts the running test stored when it last ran (its row in the audit
+    schema), when they can be added to: a one-column key, no `where`, and the
+    rows loaded up to the stored newest load id exactly as many as then (a
+    delete, an erasure or a merge that replaced a row changes their count).
+    Else none: the test counts the whole table.
+#}
+{% macro stored_duplicate_count(relation, key, load_id) -%}
+    {%- if not load_id or key | length != 1 or config.get('where') or not env_var('WAREHOUSE_CHECK_SINCE', '') -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set stored = adapter.get_relation(database=model.database, schema=model.schema, identifier=model.alias) -%}
+    {%- if stored is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(stored) | map(attribute='name') | list -%}
+    {%- if 'latest_load_id' not in names or 'counted' not in names -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set last = run_query('select row_count, duplicate_count, latest_load_id from ' ~ stored) -%}
+    {%- if last.rows | length != 1 or last.rows[0][2] is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set rows, duplicates, latest = last.rows[0][0] | int, last.rows[0][1] | int, last.rows[0][2] | string -%}
+    {%- set older = run_query('select count(*) from ' ~ relation ~ ' where ' ~ load_id ~ " <= '" ~ latest.replace("'", "''") ~ "'") -%}
+    {%- if older.rows[0][0] | int != rows -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return({'rows': rows, 'duplicates': duplicates, 'latest': latest.replace("'", "''")}) }}
+{%- endmacro %}
