@@ -198,6 +198,9 @@ class DbtAhead:
             where = [str(ctx.project_dir), str(ctx.target_dir)]
             command = [ctx.python, "-m", "pipeline.dbt_ahead", str(wake), *where]
             self.child = start_child(command, ctx, False, True, subprocess.PIPE, handed=[wake])
+        except OSError:  # no child: the build starts dbt as a plain command
+            self.loaded(ctx)
+            return
         finally:
             os.close(wake)
         self.dbt = ctx.dbt
@@ -214,11 +217,17 @@ class DbtAhead:
     def take(
         self, command: Sequence[str], capture_stdout: bool, step: bool
     ) -> subprocess.Popen[str] | None:
-        """The child, for a dbt step's command (once); else None."""
+        """The child, for a dbt step's command (once); else None. A child that is gone
+        (killed, out of memory) is not used: the command runs in a new one."""
         child = self.child
         if child is None or not step or capture_stdout or command[0] != self.dbt:
             return None
-        self.child, self.fate = None, "ran dbt"
+        self.child = None
+        if child.poll() is not None:
+            child.communicate()
+            self.fate = f"exited {child.returncode} before the build"
+            return None
+        self.fate = "ran dbt"
         return child
 
     def stop(self, ctx: Context, kill: bool = False) -> None:

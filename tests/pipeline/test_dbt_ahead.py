@@ -15,6 +15,7 @@ from pipeline_sites import Site, clone
 from project_env import ROOT
 
 from pipeline.dbt_ahead import IMPORTED_UNUSED, UNUSED, WARMED_UP_UNUSED
+from pipeline.steps import make_context, run_command
 
 DBT = str(Path(sys.executable).with_name("dbt"))
 
@@ -86,3 +87,20 @@ def test_it_is_the_dbt_command_with_the_environment_it_is_sent(tmp_path: Path) -
     done = dbt_child(True, missing, tmp_path)
     assert done.returncode == by_hand.returncode == 2
     assert done.stderr == by_hand.stderr
+
+
+def test_a_dbt_child_that_is_gone_is_not_used(tmp_path: Path) -> None:
+    """Killed (say, out of memory) before the build: the build's command runs in a new
+    child, and the run's record says what became of the first."""
+    ctx = make_context(tmp_path / "warehouse.duckdb", tmp_path)
+    ctx.dbt_ahead.start(ctx)
+    assert ctx.dbt_ahead.child is not None
+    ctx.dbt_ahead.child.kill()
+    ctx.dbt_ahead.child.wait()
+
+    done = run_command([ctx.dbt, "debug", "--config-dir"], ctx, step=True)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(ctx.env["DBT_PROFILES_DIR"])
+    assert ctx.dbt_ahead.fate == "exited -9 before the build"
+    ctx.dbt_ahead.stop(ctx)
