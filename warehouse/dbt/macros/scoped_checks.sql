@@ -117,10 +117,11 @@
     {%- if last.rows | length != 1 or last.rows[0][2] is none -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set rows, duplicates, latest = last.rows[0][0] | int, last.rows[0][1] | int, last.rows[0][2] | string -%}
-    {%- set older = run_query('select count(*) from ' ~ relation ~ ' where ' ~ load_id ~ " <= '" ~ latest.replace("'", "''") ~ "'") -%}
+    {%- set rows, duplicates = last.rows[0][0] | int, last.rows[0][1] | int -%}
+    {%- set latest = (last.rows[0][2] | string).replace("'", "''") -%}
+    {%- set older = run_query('select count(*) from ' ~ relation ~ ' where ' ~ load_id ~ " <= '" ~ latest ~ "'") -%}
     {%- if older.rows[0][0] | int != rows -%}
         {{ return(none) }}
     {%- endif -%}
-    {{ return({'rows': rows, 'duplicates': duplicates, 'latest': latest.replace("'", "''")}) }}
+    {{ return({'rows': rows, 'duplicates': duplicates, 'latest': latest}) }}
 {%- endmacro %}
