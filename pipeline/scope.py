@@ -20,7 +20,9 @@ the next run's check above) read it.
 Which check a build does (`check`):
 - `scoped`: a narrowed build. Its tests read the rows loaded since the last
   build started (WAREHOUSE_CHECK_SINCE, the dbt package's scoped_checks.sql), each model
-  that says which rows are new; keys are probed against the whole table.
+  that says which rows are new; keys are probed against the whole table. dbt's
+  unit tests do not run: they read only their fixtures, and the project is the
+  one whose build passed them.
 - `full`: every model built and every test over whole tables: the first
   build, a build of everything for a reason above, `--full-check`, and the
   first run of each period of the cadence `[pipeline] full_check` in
@@ -109,7 +111,11 @@ def build(
         result.detail += f" (everything, full check: {planned.reason})"
     else:
         earlier = read_run_results(ctx, since=0)
-        result = steps.build(ctx, " ".join(planned.select), vars_, full_refresh=False)
+        # dbt's unit tests read fixtures, never the warehouse: the same project passed
+        # them at the last build (its results are carried), new rows cannot change them
+        result = steps.build(
+            ctx, " ".join(planned.select), vars_, full_refresh=False, unit_tests=False
+        )
         result.detail += f" ({planned.reason}; tests scoped to rows after {planned.since} UTC)"
         carry_results(ctx, earlier)
     record.detail["build_scope"] = {

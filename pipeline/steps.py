@@ -423,10 +423,18 @@ def dbt_outcome(
     return result
 
 
-def build(ctx: Context, select: str | None, vars_: str | None, full_refresh: bool) -> StepResult:
+def build(
+    ctx: Context,
+    select: str | None,
+    vars_: str | None,
+    full_refresh: bool,
+    unit_tests: bool = True,
+) -> StepResult:
     command = dbt_command(ctx, "build")
     if select:
         command += ["--select", *select.split()]
+    if not unit_tests:
+        command += ["--exclude-resource-type", "unit_test"]
     if vars_:
         command += ["--vars", vars_]
     if full_refresh:

@@ -98,26 +98,33 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# When the extract that brought a row ran: wall clock, different in every load by design.
+LOAD_TIME = "loaded_at"
+
+
 def published_marts(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every published table's rows, sorted (floats to 10 significant digits)."""
+    """Every published table's rows but their load time, sorted (floats to 10 significant
+    digits): two warehouses loaded from the same inbox hold the same rows."""
     with duckdb.connect(str(path), read_only=True) as con:
-        names = [
-            r[0]
-            for r in con.execute(
-                "select table_name from information_schema.tables "
-                "where table_schema = 'marts' order by 1"
-            ).fetchall()
-        ]
-        return {
-            name: sorted(
+        columns: dict[str, list[str]] = {}
+        for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'marts' order by table_name, ordinal_position"
+        ).fetchall():
+            columns.setdefault(table, [])
+            if column != LOAD_TIME:
+                columns[table].append(f'"{column}"')
+        tables = {}
+        for name, selected in columns.items():
+            rows = con.execute(f'select {", ".join(selected)} from marts."{name}"').fetchall()
+            tables[name] = sorted(
                 (
                     tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in row)
-                    for row in con.execute(f'select * from marts."{name}"').fetchall()
+                    for row in rows
                 ),
                 key=repr,
             )
-            for name in names
-        }
+        return tables
 
 
 def materialized(result: ExecuteInProcessResult) -> set[str]:

@@ -94,6 +94,22 @@ def test_a_scoped_run_tests_its_new_rows_and_probes_their_keys(
     }
     assert "tests scoped to rows after" in done.stdout
     assert publication(site.analytics) == before
+    # the rows the scoped tests of fct_events read: by its loaded_at, the new ones only
+    since = run["scope"]["checked_since"]
+    scoped = query(site, f"select event_id from marts.fct_events where loaded_at > '{since}'")
+    assert sorted(event_id for (event_id,) in scoped) == sorted(
+        ["evt-new-1", "evt-new-2", old[1][0]]
+    )
+    # the unit tests did not run (fixtures only); their results are the last build's
+    results = json.loads((site.root / "target" / "run_results.json").read_text())
+    started = results["metadata"]["invocation_started_at"]
+    units = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
+    manifest = json.loads((site.root / "target" / "manifest.json").read_text())
+    assert len(units) == len(manifest["unit_tests"]) == 8
+    assert {r["status"] for r in units} == {"pass"}
+    assert all(r["timing"][0]["started_at"] < started for r in units)
+    ran = [r for r in results["results"] if r["timing"] and r["timing"][0]["started_at"] >= started]
+    assert any(r["unique_id"].startswith("model.") for r in ran)
 
     done = site.run()  # after a failed build: everything, and a full check
     assert done.returncode == 1, done.stdout[-3000:]

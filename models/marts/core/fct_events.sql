@@ -43,7 +43,10 @@ final as (
         ) }} as is_value_outlier,
         category_stats.value_mean as category_value_mean,
         category_stats.value_std as category_value_std,
-        category_stats.event_count as category_event_count
+        category_stats.event_count as category_event_count,
+
+        -- lineage: a scoped check reads the new rows by it (pushed down to the staging scan)
+        events.loaded_at
 
     from events
     left join category_stats
