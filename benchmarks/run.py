@@ -358,7 +358,9 @@ class Bench:
         ]
         return run_child(command, self.env(warehouse))
 
-    def pipeline_steps(self, warehouse: Path, url: str) -> dict[str, Run]:
+    def pipeline_steps(
+        self, warehouse: Path, url: str, env: dict[str, str] | None = None
+    ) -> dict[str, Run]:
         """`python -m pipeline run --no-publish`: ingest -> dbt build -> monitor, as users run it.
 
         The whole run is one child (its wall time and peak RSS are the run's); the
@@ -378,7 +380,7 @@ class Bench:
             "--api-url",
             url,
         ]
-        run = run_child(command, self.env(warehouse), check=False)
+        run = run_child(command, {**self.env(warehouse), **(env or {})}, check=False)
         steps = _step_results(run.output)
         # exit 1 with the monitor failed = an error-level quality alert, which the
         # sample's planted defects may raise; any other failure is a broken benchmark
@@ -498,7 +500,7 @@ class Bench:
         node (start-up, parse, manifest). That dbt invocation comes last: the
         pipeline rebuilds everything after a dbt run it did not make.
         """
-        ingest, dbt, nothing_new = Series(), Series(), Series()
+        ingest, dbt, nothing_new, not_due = Series(), Series(), Series(), Series()
         env = self.env(warehouse)
         # first a run that notices the incremental run's segments gone (the folder changed,
         # so the events source runs once), as a scheduled run after a cleanup would
@@ -507,8 +509,17 @@ class Bench:
             run = nothing_new.add(self.pipeline_steps(warehouse, url)["total"])
             if "nothing to rebuild" not in run.output:
                 raise RuntimeError(f"a run with nothing new built something:\n{run.output[-2000:]}")
+        # the orders API with ask_every (docs/sources.md): another declaration, so every
+        # source runs once and is recorded, then the API is not due
+        ask_every = {"SOURCES__ORDERS__ASK_EVERY": "1h"}
+        self.pipeline_steps(warehouse, url, ask_every)
         for _ in range(self.repeat):
-            command = [self.python, "-m", "ingestion", "--inbox", str(self.inbox), "--api-url", url]
+            run = not_due.add(self.pipeline_steps(warehouse, url, ask_every)["total"])
+            if "nothing to rebuild" not in run.output or "| orders | not due |" not in run.output:
+                raise RuntimeError(f"a run with nothing due did something:\n{run.output[-2000:]}")
+        command = [self.python, "-m", "ingestion", "--inbox", str(self.inbox), "--api-url", url]
+        run_child(command, env)  # the declarations as before: each source recorded again
+        for _ in range(self.repeat):
             run = ingest.add(run_child(command, env))
             loaded = {source: cells[3] for source, cells in _source_rows(run.output).items()}
             if set(loaded) != set(declared_source_names()) or set(loaded.values()) != {"0"}:
@@ -517,6 +528,7 @@ class Bench:
             dbt.add(run_child(command, env))
         return {
             "pipeline_run_nothing_new": nothing_new.as_dict(),
+            "pipeline_run_nothing_due": not_due.as_dict(),
             "ingest_nothing_new": ingest.as_dict(),
             "dbt_build_no_node": dbt.as_dict(),
         }
@@ -872,6 +884,19 @@ def pipeline_rows(add: Any, results: dict[str, Any], reps: int, preps: int) -> N
         f"run), no build, no monitor; median of {reps}; {floor_ratio(nothing, pipe)}",
         judged=nothing,
     )
+    if "pipeline_run_nothing_due" in fixed:  # results from before ask_every have none
+        quiet = fixed["pipeline_run_nothing_due"]["median_seconds"]
+        add(
+            "nothing_due",
+            "nothing_new",
+            "A run with nothing new, the orders API within its `ask_every`",
+            f"{quiet:.1f} s",
+            f"full run {p_ours:.1f} s",
+            quiet / p_ours,
+            f"no source asked (SOURCES__ORDERS__ASK_EVERY=1h), no dlt pipeline, no build, "
+            f"no monitor; median of {reps}",
+            judged=quiet,
+        )
     add(
         "monitor",
         "monitor",

@@ -40,7 +40,7 @@ from warehouse.settings import (
 from warehouse.sources import SourceDeclarationError, declared_sources
 
 from . import unchanged
-from .summary import NOTHING_NEW, SourceReport, format_summary, write_json
+from .summary import NOT_DUE, NOTHING_NEW, SourceReport, format_summary, write_json
 
 EXIT_OK, EXIT_SOURCE_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -292,7 +292,9 @@ def _main(
     quiet, changed = (
         ({}, [])
         if args.full_refresh
-        else unchanged.nothing_new(warehouse_path(), declared_sources(), names, args.inbox)
+        else unchanged.nothing_new(
+            warehouse_path(), declared_sources(), names, args.inbox, args.api_url
+        )
     )
     running = [name for name in names if name not in quiet]
     if changed:  # a recorded source whose folder, cursor or stream moved: rows are coming
@@ -309,8 +311,10 @@ def _main(
     with Interrupt() as interrupt:
         for name in names:
             if name in quiet:
-                report = SourceReport(name, status=NOTHING_NEW, dlt_pipeline=False)
-                report.files_ignored = quiet[name]
+                ignored, not_due = quiet[name]
+                status = NOT_DUE if not_due else NOTHING_NEW
+                report = SourceReport(name, status=status, dlt_pipeline=False, not_due=not_due)
+                report.files_ignored = ignored
                 reports.append(report)
                 continue
             if interrupt.signum:
@@ -331,6 +335,8 @@ def _main(
             out(f"{r.name}: ignored, matching no pattern: {', '.join(r.files_ignored)}")
         if r.suppressed:
             out(f"{r.name}: suppressed {r.suppressed} rows of erased users (not loaded)")
+        if r.not_due:
+            out(f"{r.name}: not asked: {r.not_due}")
         if r.error:
             print(redact(f"error: {r.name}: {r.error}"), file=sys.stderr)
     if interrupt.signum:

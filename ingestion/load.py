@@ -237,7 +237,7 @@ class Inputs:
             if state is None:
                 return None
         declaration = declared_sources()[source.name]
-        digest = unchanged.inputs_digest(source.name, declaration, args.inbox)
+        digest = unchanged.inputs_digest(source.name, declaration, args.inbox, args.api_url)
         # from the options already resolved, not resolved again through dlt's config
         tables = [t.name for t in kind_module(source.kind).raw_tables(source.name, source.options)]
         return cls(source.name, digest, probe, state, tables)

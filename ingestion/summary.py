@@ -11,6 +11,8 @@ from warehouse.audit import redact
 
 # A source whose folder is as its last load left it (ingestion/unchanged.py): not run.
 NOTHING_NEW = "nothing new"
+# An API asked less than its `ask_every` ago: not run.
+NOT_DUE = "not due"
 
 
 @dataclass
@@ -18,7 +20,7 @@ class SourceReport:
     """What one source did in this run: the row of the summary table."""
 
     name: str
-    status: str = "ok"  # ok | failed | interrupted | skipped | nothing new
+    status: str = "ok"  # ok | failed | interrupted | skipped | nothing new | not due
     rows_read: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
@@ -33,6 +35,7 @@ class SourceReport:
     files_ignored: list[str] = field(default_factory=list)  # in the folder, matching no pattern
     files_refused: list[str] = field(default_factory=list)  # changed where they may only grow
     dlt_pipeline: bool = True  # whether a dlt pipeline ran for it (not for nothing new)
+    not_due: str | None = None  # why an API was not asked (ask_every)
     fresh_events: int | None = None  # events written to the speed layer (warehouse/fresh.py)
 
 

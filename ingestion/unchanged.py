@@ -12,7 +12,10 @@ lists them at every run). What is probed, by kind:
   password: per table, the newest cursor value, the rows holding it and the
   rows without one (there must be none: those are read at every run);
 - a Redis stream (at a URL without a password): whether its consumer group has
-  been given every entry and acknowledged them all, taken after the load.
+  been given every entry and acknowledged them all, taken after the load;
+- a `rest_api` source with `ask_every`: only the time. Nothing can tell what an
+  API holds without asking it, so its configuration decides: a run sooner than
+  `ask_every` after its last load does not ask (reported `not due`).
 The next run skips the source when all of it is as recorded and the tables
 are there: no dlt pipeline starts for it. Anything else runs the source as
 always, and dlt and the kind decide what is new (a touched file with the same
@@ -22,7 +25,8 @@ The record of a source is deleted before it runs and written after it loaded
 (the listing from before the load), so an interrupted or failed run leaves
 none, and a file that arrived during the load is read by the next run. Only
 the DuckDB warehouse keeps records; an API, a table without a cursor and a
-database or stream behind a password are always asked.
+database or stream behind a password are always asked, as is an API without
+`ask_every`.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -50,13 +55,29 @@ DDL = f"""create table if not exists {TABLE} (
     recorded_at timestamptz not null default current_timestamp
 )"""
 TOOL_CODE = Path(__file__).resolve().parent  # the ingestion package: its kinds read the files
+ASKED = "asked"  # the state of an API with ask_every: its record's time is what counts
 
 
 def _files(folder: Path) -> Iterable[Path]:
     return sorted(p for p in folder.rglob("*.py") if p.is_file())
 
 
-def inputs_digest(name: str, declaration: dict[str, Any], inbox: str | None) -> str:
+class Quiet(NamedTuple):
+    """A source not run: the folder's files its last load ignored; for an API not due
+    (`ask_every`), why, in words."""
+
+    ignored: list[str]
+    not_due: str | None = None
+
+
+def not_due(probe: dict[str, Any], recorded_at: datetime) -> str:
+    ago = max(int((datetime.now(UTC) - recorded_at).total_seconds()), 0)
+    return f"its last load ended {ago} s ago; it is asked every {probe['every']:g} s (ask_every)"
+
+
+def inputs_digest(
+    name: str, declaration: dict[str, Any], inbox: str | None, api_url: str | None = None
+) -> str:
     """A digest of what decides how source `name` reads its folder (see the module's doc).
 
     Whole config and secrets files, and every `SOURCES__*` variable: a change
@@ -69,6 +90,8 @@ def inputs_digest(name: str, declaration: dict[str, Any], inbox: str | None) -> 
         digest.update(b"\0")
 
     add(name, declaration, os.getcwd(), inbox and str(Path(inbox).resolve()))
+    if declaration.get("kind") == "rest_api":  # --api-url: its base URL
+        add(api_url)
     settings = config_file()
     homes = [Path(os.environ.get("DLT_DATA_DIR") or Path.home() / ".dlt")]
     for path in (settings, settings.with_name("secrets.toml"), *(h / "config.toml" for h in homes)):
@@ -91,9 +114,15 @@ def listing_digest(folder: Path) -> str | None:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
-def probed_state(probe: dict[str, Any]) -> str | None:
+def probed_state(probe: dict[str, Any], recorded_at: datetime | None = None) -> str | None:
     """A digest of what `probe` (recorded by the load path) shows now; None when it cannot
-    say (a missing folder, an unreachable database, rows without a cursor)."""
+    say (a missing folder, an unreachable database, rows without a cursor), or an API's
+    `ask_every` has passed since its record (`recorded_at`; before a load: None)."""
+    if "every" in probe:
+        if recorded_at is None:
+            return ASKED
+        age = (datetime.now(UTC) - recorded_at).total_seconds()
+        return ASKED if 0 <= age < probe["every"] else None
     if "folder" in probe:
         return listing_digest(Path(probe["folder"]))
     if "redis" in probe:  # taken after the load (`after_load`): the group has taken all
@@ -169,10 +198,11 @@ def nothing_new(
     declared: dict[str, dict[str, Any]],
     names: Sequence[str],
     inbox: str | None,
-) -> tuple[dict[str, list[str]], list[str]]:
-    """The sources of `names` whose record says they have nothing new (see the module's doc),
-    each with the folder's files its last load ignored (the listing is the same); and those
-    with a record that no longer holds (new files, rows or entries, most likely).
+    api_url: str | None = None,
+) -> tuple[dict[str, Quiet], list[str]]:
+    """The sources of `names` whose record says they have nothing new or are not due (see
+    the module's doc); and those with a record that no longer holds (new files, rows or
+    entries, most likely; an API's `ask_every` passed).
 
     Any doubt (another destination, no record, the warehouse busy) answers
     "run it": a wrong skip would leave new data unloaded.
@@ -181,7 +211,9 @@ def nothing_new(
         return {}, []
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
-            query = f"select source, inputs, probe, state, tables, ignored from {TABLE}"
+            query = (
+                f"select source, inputs, probe, state, tables, ignored, recorded_at from {TABLE}"
+            )
             rows = con.execute(query)
             records = {row[0]: row[1:] for row in rows.fetchall()}
             present = {
@@ -197,14 +229,17 @@ def nothing_new(
     for name in names:
         if name not in records or name not in declared:
             continue
-        inputs, probe, state, tables, ignored = records[name]
+        inputs, probe, state, tables, ignored, recorded_at = records[name]
+        probed = json.loads(probe)
         if (
             set(tables) <= present
-            and inputs == inputs_digest(name, declared[name], inbox)
-            and state == probed_state(json.loads(probe))
+            and inputs == inputs_digest(name, declared[name], inbox, api_url)
+            and state == probed_state(probed, recorded_at)
         ):
-            skipped[name] = list(ignored)
-        else:
+            skipped[name] = Quiet(
+                list(ignored), not_due(probed, recorded_at) if "every" in probed else None
+            )
+        elif "every" not in probed:  # an API due may well have nothing new
             changed.append(name)
     return skipped, changed
 

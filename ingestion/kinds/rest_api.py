@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, tzinfo
@@ -74,10 +75,14 @@ def rest_api_source(
     request_max_attempts: int | None = None,
     request_backoff_factor: float | None = None,
     request_max_retry_delay: float | None = None,
+    ask_every: str | float | None = None,
 ) -> Any:
-    """The API at `base_url` as the dlt source `name`, one raw table per resource."""
+    """The API at `base_url` as the dlt source `name`, one raw table per resource.
+
+    `ask_every` ("15m", "2h", seconds) is read before dlt starts (`probe`)."""
     if not resources:
         raise SourceConfigError(f"{option(name, 'resources')}: declare at least one endpoint")
+    ask_every_seconds(name, ask_every)  # a bad one fails before anything is asked
     retry = {
         "request_timeout": request_timeout,
         "request_max_attempts": request_max_attempts,
@@ -101,6 +106,32 @@ def rest_api_source(
     return make_source(name, schema_contract, *(resource(e) for e in endpoints))
 
 
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?")
+DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def ask_every_seconds(name: str, value: str | float | None) -> float | None:
+    """`ask_every` in seconds: a number of seconds, or "<n>s|m|h|d"; None or 0: every run."""
+    if value is None:
+        return None
+    found = DURATION.fullmatch(str(value).strip()) if not isinstance(value, bool) else None
+    if not found:
+        raise SourceConfigError(
+            f"{option(name, 'ask_every')} is {value!r}; expected seconds or a duration "
+            'like "90s", "15m", "2h", "1d"'
+        )
+    seconds = float(found.group(1)) * DURATION_UNITS[found.group(2)]
+    return seconds or None
+
+
+def probe(name: str, options: dict[str, Any], inbox: Flag | None) -> dict[str, Any] | None:
+    """For a run that asks before starting dlt (ingestion/unchanged.py): with `ask_every`,
+    the API is asked at most that often (a run sooner after its last load skips it); without,
+    None: it is asked at every run, as no record can tell what an API holds."""
+    every = ask_every_seconds(name, options.get("ask_every"))
+    return {"every": every} if every else None
+
+
 def with_flags(
     name: str, options: dict[str, Any], inbox: Flag | None, api_url: str | None
 ) -> dict[str, Any]:
@@ -113,6 +144,7 @@ def raw_tables(name: str, options: dict[str, Any]) -> list[RawTable]:
     if not options.get("resources"):
         raise SourceConfigError(f"{option(name, 'resources')}: declare at least one endpoint")
     make_auth(name, options.get("auth"), Secrets(), check_only=True)
+    ask_every_seconds(name, options.get("ask_every"))
     tables = []
     for config in options["resources"]:
         endpoint = Endpoint(name, config, options.get("paginator"))

@@ -33,6 +33,7 @@ ROW_IDS = [
     "incremental",
     "incremental_fixed",
     "nothing_new",
+    "nothing_due",
     "monitor",
     "peer_read_csv",
     "peer_read_csv_duckdb",
@@ -115,7 +116,13 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     assert "stg_events__events" in slowest and "stg_users__user_versions" not in slowest
     # the fixed part was timed (fixed_costs fails the run if that ingest loaded any row)
     fixed = report["incremental"]["fixed"]
-    assert set(fixed) == {"pipeline_run_nothing_new", "ingest_nothing_new", "dbt_build_no_node"}
+    assert set(fixed) == {
+        "pipeline_run_nothing_new",
+        "pipeline_run_nothing_due",  # the API within its ask_every: fixed_costs checks it
+        "ingest_nothing_new",
+        "dbt_build_no_node",
+    }
+    assert "nothing_due" in {row["id"] for row in report["table"]}
     assert all(len(series["seconds"]) == 1 for series in fixed.values())
     assert report["monitor"]["table"] == "marts.fct_events"
     assert report["monitor"]["monitor_seconds"] > 0

@@ -16,9 +16,12 @@ from typing import Any
 import duckdb
 import pytest
 
+from demo.api import serve
 from ingestion import unchanged
+from ingestion.kinds.common import SourceConfigError
+from ingestion.kinds.rest_api import ask_every_seconds
 from tests.conftest import Sample
-from tests.project_env import LOADED_FILES, ROOT, copy_state, warehouse_env
+from tests.project_env import LOADED_FILES, ROOT, SAMPLE_TOKEN, copy_state, warehouse_env
 from warehouse.settings import LOADING_FD_ENV
 
 SOURCES = ("users", "events", "products")
@@ -30,6 +33,7 @@ class Site:
     def __init__(self, sample: Sample, root: Path) -> None:
         copy_state(sample.warehouse.parent, root, LOADED_FILES)
         self.inbox = root / "inbox"
+        self.sample_inbox = sample.inbox  # the demo API's data: orders/orders.json
         for name in SOURCES:
             shutil.copytree(sample.inbox / name, self.inbox / name, copy_function=shutil.copy2)
         self.warehouse = root / "warehouse.duckdb"
@@ -218,3 +222,66 @@ def test_rows_without_a_cursor_are_asked_for_at_every_run(tmp_path: Path) -> Non
         con.execute("insert into t values (4, null)")
     assert unchanged.probed_state(probe) is None
     assert unchanged.probed_state({"url": "sqlite:////no/such.db", "tables": [["t", "u"]]}) is None
+
+
+def test_an_api_with_ask_every_is_not_asked_again_until_it_has_passed(site: Site) -> None:
+    """No record can say what an API holds: `ask_every` lets the configuration decide."""
+    env = {"SOURCES__ORDERS__ASK_EVERY": "1h"}
+
+    def ingest_orders(url: str, **extra: str) -> tuple[dict[str, Any], str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "ingestion", "orders", "--api-url", url]
+            + ["--summary-json", str(site.summary)],
+            cwd=ROOT,
+            env={**site.env, **env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        return json.loads(site.summary.read_text())["sources"][0], done.stdout
+
+    with serve(site.sample_inbox, token=SAMPLE_TOKEN) as url:
+        report, _ = ingest_orders(url)
+        assert (report["status"], report["dlt_pipeline"]) == ("ok", True)
+    orders = site.query("select count(*) from raw.orders")
+
+    # the server is gone: a run that asked it would fail
+    report, printed = ingest_orders(url)
+    assert (report["status"], report["dlt_pipeline"], report["error"]) == ("not due", False, None)
+    assert "orders: not asked: its last load ended" in printed and "every 3600 s" in printed
+    assert site.query("select count(*) from raw.orders") == orders
+
+    # another base URL, or another ask_every, is another source: asked (and here, down)
+    assert ingest_orders(url.replace("127.0.0.1", "localhost"))[0]["status"] == "failed"
+    assert ingest_orders(url, SOURCES__ORDERS__ASK_EVERY="0")[0]["status"] == "failed"
+
+    # a failed load leaves no record: asked again, even within the hour
+    assert ingest_orders(url)[0]["status"] == "failed"
+    with serve(site.sample_inbox, token=SAMPLE_TOKEN) as url:
+        assert ingest_orders(url)[0]["status"] == "ok"
+        assert ingest_orders(url)[0]["status"] == "not due"
+        with duckdb.connect(str(site.warehouse)) as con:  # the hour has passed
+            con.execute(
+                "update raw._source_inputs set recorded_at = recorded_at - interval 61 minute"
+                " where source = 'orders'"
+            )
+        report, _ = ingest_orders(url)
+        assert (report["status"], report["dlt_pipeline"], report["rows_loaded"]) == ("ok", True, 0)
+    assert site.query("select count(*) from raw.orders") == orders
+
+
+def test_ask_every_is_a_duration() -> None:
+    assert [ask_every_seconds("o", v) for v in ("90s", "15m", "2h", "1d", 30, "0", None)] == [
+        90,
+        900,
+        7200,
+        86400,
+        30,
+        None,
+        None,
+    ]
+    with pytest.raises(
+        SourceConfigError, match=r"sources.o.ask_every .* is .every hour.; expected seconds"
+    ):
+        ask_every_seconds("o", "every hour")
