@@ -11,6 +11,8 @@ from typing import Any
 
 import duckdb
 
+from warehouse.sql import insert_rows
+
 from . import state
 from .config import Thresholds
 from .manifest import UsageError
@@ -225,20 +227,20 @@ def write_run(
             ]
             for a in alerts
         ]
-        if metric_rows:
-            con.executemany(
-                f"insert into {SCHEMA}.quality_metrics (run_id, measured_at, model, column_name, "
-                "metric, value, threshold, status, dbt_invocation_id) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                metric_rows,
-            )
-        if alert_rows:
-            con.executemany(
-                f"insert into {SCHEMA}.quality_alerts (run_id, measured_at, model, column_name, "
-                "metric, value, threshold, severity, message, dbt_invocation_id) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                alert_rows,
-            )
+        insert_rows(
+            con,
+            f"{SCHEMA}.quality_metrics",
+            ("run_id", "measured_at", "model", "column_name", "metric", "value", "threshold")
+            + ("status", "dbt_invocation_id"),
+            metric_rows,
+        )
+        insert_rows(
+            con,
+            f"{SCHEMA}.quality_alerts",
+            ("run_id", "measured_at", "model", "column_name", "metric", "value", "threshold")
+            + ("severity", "message", "dbt_invocation_id"),
+            alert_rows,
+        )
         con.execute(
             f"insert into {SCHEMA}.quality_runs (run_id, started_at, finished_at, as_of, "
             "dbt_invocation_id, models, alerts_warn, alerts_error, exit_code) "

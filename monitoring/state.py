@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from warehouse.sql import quote, relation
+from warehouse.sql import insert_rows, quote, relation
 
 from .manifest import Target
 from .metrics import Aggregates, Measurement, Stored, table_columns
@@ -35,6 +35,7 @@ DDL = f"""create table if not exists {STATE_TABLE} (
     aggregates varchar not null,
     measured_at timestamptz not null
 )"""
+STATE_COLUMNS = ("relation", "version", "fingerprint", "aggregates", "measured_at")
 VIEW_LIKE = {"view", "ephemeral"}  # hold no rows of their own: read what they select from
 
 
@@ -64,8 +65,7 @@ def write(con: duckdb.DuckDBPyConnection, measurements: list[Measurement]) -> No
         for m in measurements
         if m.stored is not None
     ]
-    if rows:
-        con.executemany(f"insert or replace into {STATE_TABLE} values (?, ?, ?, ?, ?)", rows)
+    insert_rows(con, STATE_TABLE, STATE_COLUMNS, rows, verb="insert or replace")
 
 
 class Versions:

@@ -73,10 +73,16 @@ def undeclared_dbt_sources(project_dir: Path, declared: list[str] | None = None)
     """
     import yaml  # dbt's own dependency; imported here to keep this module light
 
+    # libyaml's loader when PyYAML has it: every pipeline build and monitor reads these
+    # (0.16 s for the sample's 14 files with the pure-Python one, 0.01 s with it)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     declared = declared_source_names() if declared is None else declared
     names: list[str] = []
     for path in sorted((project_dir / "models").rglob("*.yml")):
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        if "sources" not in text:  # no `sources:` key can be in it
+            continue
+        document = yaml.load(text, Loader=loader) or {}
         for source in document.get("sources", []) or []:
             name = source.get("name")
             if name and name != BOOKKEEPING_SOURCE and name not in declared and name not in names:

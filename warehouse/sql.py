@@ -3,7 +3,7 @@ export) goes through `quote` or `literal`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,3 +31,18 @@ def registered(con: Any, name: str, table: Any) -> Iterator[None]:
         yield
     finally:
         con.unregister(name)
+
+
+def insert_rows(
+    con: Any, into: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], verb: str = "insert"
+) -> None:
+    """`verb` ("insert", "insert or replace") `rows` into `into` (its `columns`) in one
+    statement, a list per column: DuckDB's executemany runs the insert once per row (300
+    rows: 0.66 s against 6 ms)."""
+    if not rows:
+        return
+    values = ", ".join(f"unnest(${i + 1})" for i in range(len(columns)))
+    con.execute(
+        f"{verb} into {into} ({', '.join(columns)}) select {values}",
+        [list(column) for column in zip(*rows, strict=True)],
+    )
