@@ -19,7 +19,6 @@ from typing import Any, BinaryIO, Protocol
 import dlt
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -559,8 +558,7 @@ class LineParser:
         if count == 0:
             return np.zeros(0, dtype=bool)
         hashes = rows["_h"].to_numpy()
-        # a hash table pass (pandas), not a sort: rows sharing a hash with another row
-        shared = pd.Series(hashes).duplicated(keep=False).to_numpy()
+        shared = sharing_a_value(hashes)
         keep = ~shared
         repeated = np.flatnonzero(shared)
         if len(repeated):  # the ids decide; rows come in (segment, line) order
@@ -580,6 +578,21 @@ class LineParser:
     def _remember(self, fresh: pa.Table) -> None:
         with registered(self.con, "fresh_ids", fresh.select(["_h", "_k"])):
             self.con.execute("insert into seen select _h, _k from fresh_ids")
+
+
+# Below this many rows a sort beats importing pandas (0.35 s) for its hash table.
+SORTED_BELOW = 1 << 18
+
+
+def sharing_a_value(values: np.ndarray) -> np.ndarray:
+    """Mask of the values that occur more than once: a hash table pass (pandas), not a
+    sort, on a large batch (10M events: 0.07 s a million against 0.2 s for Arrow's)."""
+    if len(values) < SORTED_BELOW:
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        return counts[inverse] > 1
+    import pandas as pd
+
+    return pd.Series(values).duplicated(keep=False).to_numpy()
 
 
 def clashing_fields(known: list[str], extra: list[str]) -> dict[str, str]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion.destination import make_pipeline
 from ingestion.kinds import declared_source
-from ingestion.kinds.jsonl_reader import FileSegments
+from ingestion.kinds.jsonl_reader import SORTED_BELOW, FileSegments, sharing_a_value
 
 
 def event(event_id: str, **fields: Any) -> str:
@@ -376,3 +378,15 @@ def test_reader_resumes_from_any_position(tmp_path: Path) -> None:
     ]
     assert state["segments"] == {"events-000001.jsonl": 4, "events-000002.jsonl": 3}
     assert list(reader.read(state, 3)) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, SORTED_BELOW - 1, SORTED_BELOW])
+def test_the_rows_sharing_a_key_hash_are_found_by_sort_and_by_hash_table(size: int) -> None:
+    """The batch dedupe's first pass sorts a small batch and hashes a large one: the
+    same rows either way (a hash occurring twice, three times, once)."""
+    hashes = np.arange(size, dtype=np.uint64) * np.uint64(2654435761)
+    hashes[1::5] = hashes[::5][: len(hashes[1::5])]  # pairs
+    hashes[2::9] = 12345  # and one value many times
+    counts = Counter(hashes.tolist())
+    expected = np.array([counts[h] > 1 for h in hashes.tolist()], dtype=bool)
+    assert np.array_equal(sharing_a_value(hashes), expected)
