@@ -24,9 +24,8 @@ bytes loads nothing and is recorded again).
 The record of a source is deleted before it runs and written after it loaded
 (the listing from before the load), so an interrupted or failed run leaves
 none, and a file that arrived during the load is read by the next run. Only
-the DuckDB warehouse keeps records; an API, a table without a cursor and a
-database or stream behind a password are always asked, as is an API without
-`ask_every`.
+the DuckDB warehouse keeps records; an API without `ask_every`, a table without
+a cursor and a database or stream behind a password are always asked.
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ class Quiet(NamedTuple):
 
 
 def not_due(probe: dict[str, Any], recorded_at: datetime) -> str:
+    """Why an API with `ask_every` is not asked, for the summary."""
     ago = max(int((datetime.now(UTC) - recorded_at).total_seconds()), 0)
     return f"its last load ended {ago} s ago; it is asked every {probe['every']:g} s (ask_every)"
 
