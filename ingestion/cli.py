@@ -289,21 +289,23 @@ def _main(
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_SOURCE_FAILED
-    quiet, changed = (
-        ({}, [])
+    answer = (
+        unchanged.Answer({}, [])
         if args.full_refresh
         else unchanged.nothing_new(
             warehouse_path(), declared_sources(), names, args.inbox, args.api_url
         )
     )
+    quiet = answer.quiet
     running = [name for name in names if name not in quiet]
-    if changed:  # a recorded source whose folder, cursor or stream moved: rows are coming
+    if answer.changed:  # a recorded source whose folder, cursor or stream moved: rows coming
         announce_loading()
     if running:
-        # Every declaration, before anything loads. A source that was not run found the
-        # declarations as its last load did (its record's digest covers every source's
-        # declaration and the tool's code), when they passed this check: it would again.
-        if not quiet and (code := checked_declarations()):
+        # Every declaration, before anything loads (about 1 s: dlt resolves every option
+        # of every source), unless a record shows the declarations as they were at a load
+        # that passed this check (its digest covers every source's declaration, the
+        # SOURCES__* variables and the tool's code): it would pass again.
+        if not answer.declarations_checked and (code := checked_declarations()):
             return code
         if problem := check_warehouse_writable(warehouse_path(), running):
             print(f"error: {problem}", file=sys.stderr)

@@ -193,22 +193,34 @@ def cursor_counts(url: str, tables: list[list[str]]) -> list[tuple[Any, int, int
         engine.dispose()
 
 
+class Answer(NamedTuple):
+    """What the records say of the sources a run names (`nothing_new`)."""
+
+    quiet: dict[str, Quiet]  # not to run: nothing new, or an API not due
+    changed: list[str]  # recorded, but the record no longer holds: new data, most likely
+    # A named source's record has the digest of now: the declarations, `SOURCES__*`
+    # variables and the tool's code are those of a load that passed the check of
+    # every declaration (the CLI's), so that check would pass again.
+    declarations_checked: bool = False
+
+
 def nothing_new(
     warehouse: Path,
     declared: dict[str, dict[str, Any]],
     names: Sequence[str],
     inbox: str | None,
     api_url: str | None = None,
-) -> tuple[dict[str, Quiet], list[str]]:
+) -> Answer:
     """The sources of `names` whose record says they have nothing new or are not due (see
-    the module's doc); and those with a record that no longer holds (new files, rows or
-    entries, most likely; an API's `ask_every` passed).
+    the module's doc); those with a record that no longer holds (new files, rows or
+    entries, most likely; an API's `ask_every` passed); and whether the declarations are
+    as a record saw them.
 
     Any doubt (another destination, no record, the warehouse busy) answers
     "run it": a wrong skip would leave new data unloaded.
     """
     if warehouse_destination() != "duckdb" or not warehouse.is_file():
-        return {}, []
+        return Answer({}, [])
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
             query = (
@@ -224,24 +236,23 @@ def nothing_new(
                 ).fetchall()
             }
     except duckdb.Error:  # no record table yet, or another process writes the file
-        return {}, []
-    skipped, changed = {}, []
+        return Answer({}, [])
+    answer = Answer({}, [])
     for name in names:
         if name not in records or name not in declared:
             continue
         inputs, probe, state, tables, ignored, recorded_at = records[name]
         probed = json.loads(probe)
-        if (
-            set(tables) <= present
-            and inputs == inputs_digest(name, declared[name], inbox, api_url)
-            and state == probed_state(probed, recorded_at)
-        ):
-            skipped[name] = Quiet(
+        as_recorded = inputs == inputs_digest(name, declared[name], inbox, api_url)
+        if as_recorded:
+            answer = answer._replace(declarations_checked=True)
+        if as_recorded and set(tables) <= present and state == probed_state(probed, recorded_at):
+            answer.quiet[name] = Quiet(
                 list(ignored), not_due(probed, recorded_at) if "every" in probed else None
             )
         elif "every" not in probed:  # an API due may well have nothing new
-            changed.append(name)
-    return skipped, changed
+            answer.changed.append(name)
+    return answer
 
 
 def forget(con: Any, names: Sequence[str]) -> None:

@@ -23,6 +23,7 @@ from ingestion.kinds.rest_api import ask_every_seconds
 from tests.conftest import Sample
 from tests.project_env import LOADED_FILES, ROOT, SAMPLE_TOKEN, copy_state, warehouse_env
 from warehouse.settings import LOADING_FD_ENV
+from warehouse.sources import declared_sources
 
 SOURCES = ("users", "events", "products")
 
@@ -285,3 +286,46 @@ def test_ask_every_is_a_duration() -> None:
         SourceConfigError, match=r"sources.o.ask_every .* is .every hour.; expected seconds"
     ):
         ask_every_seconds("o", "every hour")
+
+
+# Another source's declaration, broken: only the check of every declaration sees it.
+BROKEN = ("SOURCES__PRODUCTS__TABLES", '[{"name": "products"}]')
+
+
+def test_declarations_as_a_record_saw_them_are_not_checked_again(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before a source runs, every declaration is checked (dlt resolves every option of
+    every source: about 1 s). A record whose digest is that of now shows them as they were
+    at a load that passed the check; any change to them is checked again, and fails."""
+    for key in [k for k in os.environ if k.upper().startswith("SOURCES__")]:
+        monkeypatch.delenv(key)
+    for key, value in site.env.items():
+        if key.upper().startswith("SOURCES__"):
+            monkeypatch.setenv(key, value)
+
+    def answer() -> unchanged.Answer:
+        return unchanged.nothing_new(
+            site.warehouse, declared_sources(), ["events"], str(site.inbox)
+        )
+
+    assert answer().declarations_checked
+    monkeypatch.setenv(*BROKEN)
+    assert not answer().declarations_checked
+
+    new_segment = site.inbox / "events" / "events-999999.jsonl"
+    new_segment.write_text(
+        json.dumps({"event_id": "evt-x", "user_id": 1, "category": "click", "value": 1,
+                    "occurred_at": "2026-01-20T10:00:00Z"}) + "\n"
+    )  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "ingestion", "events", "--inbox", str(site.inbox)],
+        cwd=ROOT,
+        env=dict([*site.env.items(), BROKEN]),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "sources.products.tables (env SOURCES__PRODUCTS__TABLES): each entry" in done.stderr
+    assert statuses(site.ingest())["events"] == ("ok", True, 1)  # as recorded: not checked
