@@ -237,22 +237,21 @@ def nothing_new(
             }
     except duckdb.Error:  # no record table yet, or another process writes the file
         return Answer({}, [])
-    answer = Answer({}, [])
+    quiet, changed, checked = {}, [], False
     for name in names:
         if name not in records or name not in declared:
             continue
         inputs, probe, state, tables, ignored, recorded_at = records[name]
         probed = json.loads(probe)
         as_recorded = inputs == inputs_digest(name, declared[name], inbox, api_url)
-        if as_recorded:
-            answer = answer._replace(declarations_checked=True)
+        checked = checked or as_recorded
         if as_recorded and set(tables) <= present and state == probed_state(probed, recorded_at):
-            answer.quiet[name] = Quiet(
+            quiet[name] = Quiet(
                 list(ignored), not_due(probed, recorded_at) if "every" in probed else None
             )
         elif "every" not in probed:  # an API due may well have nothing new
-            answer.changed.append(name)
-    return answer
+            changed.append(name)
+    return Answer(quiet, changed, checked)
 
 
 def forget(con: Any, names: Sequence[str]) -> None:
