@@ -6,6 +6,9 @@ records, not physical lines (a quoted field with a newline is one "line" to it).
 Raw needs the physical line of every row, so a vectorised scan of the file's
 bytes finds each record's start (a newline ends a record only outside quotes) and
 the records are lined up with DuckDB's rows, which it returns in file order.
+DuckDB reads a file twice: once counting every column's values (which finds
+the rejected records, keeping no row), then, once the records line up, as the
+rows are loaded, streamed.
 When the two disagree (a quote inside an unquoted field, one never closed,
 `\\r`-only line endings) or DuckDB cannot read the file, and for UTF-16, the
 file is read record by record with Python's csv module instead: slower, but
@@ -21,11 +24,11 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -50,10 +53,9 @@ LINE_COLUMN = "_source_line"
 ROW_KEY_COLUMN = "_row_key"
 _LINEAGE = frozenset({FILE_COLUMN, LINE_COLUMN, ROW_KEY_COLUMN, LOADED_AT_COLUMN})
 
-# DuckDB parses a file whole before its rows are yielded; beyond this much memory
-# it spills them to disk (in dlt's working folder), so a large file loads in
-# bounded memory (11.8M rows, 1.2 GB: peak RSS 1.06 GB, not 3.0 GB, for 4% more
-# time, with the file read rather than mapped; under ~3M rows it is never reached).
+# A file read record by record (read_records) is kept whole in DuckDB before its
+# rows are yielded; beyond this much memory DuckDB spills it to disk (in dlt's
+# working folder), so a large file loads in bounded memory.
 PARSE_MEMORY_LIMIT = "512MB"
 
 # DuckDB's reject_errors.error_type -> our short reason codes in raw._rejected_rows.
@@ -131,19 +133,19 @@ class CsvFormat:
                 f"sources.{self.source}.columns"
             )
 
-    def read_csv_sql(self) -> tuple[str, list[Any]]:
-        """DuckDB's reader with this fixed dialect (a header-only file is never mis-sniffed)."""
+    def read_csv_sql(self, data: Path) -> tuple[str, list[Any]]:
+        """DuckDB's reader of `data` with this fixed dialect (a header-only file is never
+        mis-sniffed), as a table expression and its parameters."""
         names = ", names = ?" if not self.header else ""
         nulls = ", nullstr = ?" if self.null_values else ""
         sql = f"""
-            create temp table rows as
-            select * from read_csv(
+            read_csv(
                 ?, header = ?, all_varchar = true, delim = ?, quote = ?, escape = ?,
                 encoding = ?{names}{nulls},
                 store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans'
             )
         """
-        params: list[Any] = [self.header, self.delimiter, self.quote, self.quote]
+        params: list[Any] = [str(data), self.header, self.delimiter, self.quote, self.quote]
         params.append(self.python_encoding)
         if not self.header:
             params.append(list(self.columns))
@@ -209,18 +211,17 @@ def scan_records(
 
 
 def raw_columns(
-    con: duckdb.DuckDBPyConnection,
+    header: list[str],
     file_name: str,
     renames: dict[str, str],
     sent: list[str] | None = None,
 ) -> list[str]:
-    """The header's names as raw columns (after `rename`): the parsed table's columns are
-    renamed to them. Two that load as one column reject the file (which, named).
+    """The header's names (the parsed columns') as raw columns, after `rename`. Two that
+    load as one column reject the file (which, named).
 
     `sent` is the header as the file has it: DuckDB's reader makes repeated names
     unique (`Amount,amount` -> `Amount`, `amount_1`), which would hide a collision.
     """
-    header = [row[0] for row in con.execute("describe rows").fetchall()]
     given = sent if sent is not None and len(sent) == len(header) else header
     names = [raw_column_name(renames.get(c, c)) for c in given]
     for name in names:
@@ -231,10 +232,15 @@ def raw_columns(
                 "rename all but one (the source's `rename` option)",
                 f"duplicate_column_{name}",
             )
-    for old, new in zip(header, names, strict=True):
-        if old != new:
-            con.execute(f"alter table rows rename column {quote(old)} to {quote(new)}")
     return names
+
+
+def renamed(header: list[str], names: list[str], source: str) -> str:
+    """A query of `source`'s columns (`header`) under their raw names."""
+    columns = ", ".join(
+        f"{quote(old)} as {quote(new)}" for old, new in zip(header, names, strict=True)
+    )
+    return f"select {columns} from {source}"
 
 
 def decompressed(path: Path, folder: Path) -> Path:
@@ -273,9 +279,25 @@ def record_texts(
     return texts
 
 
+class Read(NamedTuple):
+    """What reading a file found: its raw columns, how many good rows, the rejected
+    records, each good row's line, and the query that gives the good rows in order."""
+
+    columns: list[str]
+    rows_good: int
+    rejects: list[dict[str, Any]]
+    lines: np.ndarray
+    query: str = ""
+    params: Sequence[Any] = ()
+
+
+NOTHING_READ = Read([], 0, [], np.empty(0, np.int64))
+
+
 @dataclass
 class CsvFile:
-    """One parsed export: its good rows (in DuckDB) with their lines, and its rejects."""
+    """One parsed export: its good rows (a query of DuckDB's) with their lines, and its
+    rejects."""
 
     name: str
     columns: list[str]
@@ -283,6 +305,8 @@ class CsvFile:
     rows_good: int
     rejects: list[dict[str, Any]]
     lines: np.ndarray
+    query: str = ""
+    params: Sequence[Any] = ()
     con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     spill: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -300,16 +324,21 @@ class CsvFile:
         """The good rows as Arrow tables with lineage, `chunk_rows` at a time."""
         if self.con is None or self.rows_good == 0:
             return
-        reader = self.con.sql("select * from rows").to_arrow_reader(chunk_rows)
+        reader = self.con.sql(self.query, params=self.params).to_arrow_reader(chunk_rows)
         offset = 0
         for batch in reader:
-            n = batch.num_rows
-            if n == 0:
-                continue
-            yield self._with_lineage(batch, self.lines[offset : offset + n], loaded_at)
-            offset += n
-        if offset != self.rows_good:  # DuckDB returned a different number of rows than counted
-            raise UnreadableFileError(f"{self.name}: read {offset} rows, expected {self.rows_good}")
+            offset += batch.num_rows
+            if offset > self.rows_good:  # the file grew since it was counted
+                break
+            if batch.num_rows:
+                lines = self.lines[offset - batch.num_rows : offset]
+                yield self._with_lineage(batch, lines, loaded_at)
+        if offset != self.rows_good:
+            raise UnreadableFileError(
+                f"{self.name}: the file changed while it was read (counted {self.rows_good} "
+                "rows, then read another number); nothing of it was loaded: load it again "
+                "once it is complete"
+            )
 
     def _with_lineage(
         self, batch: pa.RecordBatch, lines: np.ndarray, loaded_at: datetime
@@ -360,7 +389,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
     its own line. DuckDB spills beyond PARSE_MEMORY_LIMIT to a new folder in
     `spill_dir` (the dlt pipeline's working folder, on the warehouse's disk;
     default the system's temporary folder, which may be in memory), removed when
-    the file is closed.
+    the file is closed; a gzip file is decompressed there.
 
     Raises UnreadableFileError for a file that is not this source's (no key
     column, two columns in one) or not a complete gzip file.
@@ -383,35 +412,53 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
                 log.info("%s: read record by record: %s", path.name, error)
         if read is None:
             read = read_records(path, data, fmt, encoding, con)
-        columns, rows_good, rejects, good_lines = read
     except BaseException:
         if con is not None:
             con.close()
         spill.cleanup()
         raise
-    return CsvFile(path.name, columns, fmt.columns, rows_good, rejects, good_lines, con, spill)
-
-
-Read = tuple[list[str], int, list[dict[str, Any]], np.ndarray]  # columns, good, rejects, lines
+    return CsvFile(
+        path.name,
+        read.columns,
+        fmt.columns,
+        read.rows_good,
+        read.rejects,
+        read.lines,
+        read.query,
+        read.params,
+        con,
+        spill,
+    )
 
 
 def read_with_duckdb(
     path: Path, data: Path, fmt: CsvFormat, con: duckdb.DuckDBPyConnection
 ) -> Read:
-    """DuckDB parses the file into table `rows`, the record scan finds each record's line."""
+    """DuckDB counts the file's values, the record scan finds each record's line.
+
+    The count reads every column (DuckDB checks the encoding of only the columns
+    a query reads) and keeps no row: the good rows are read again, streamed,
+    when they are loaded (`CsvFile.batches`), so a file of any size is parsed in
+    bounded memory, and in parallel with dlt's writing of the rows before.
+    """
     starts, ends, lines = scan_records(file_blocks(data), ord(fmt.quote))
     if not (ends > starts).any():  # empty, or only blank lines
-        return [], 0, [], np.empty(0, np.int64)
+        return NOTHING_READ
+    read_csv, params = fmt.read_csv_sql(data)
     try:
-        sql, params = fmt.read_csv_sql()
-        con.execute(sql, [str(data), *params])
+        described = con.execute(f"describe select * from {read_csv}", params).fetchall()
+        header = [row[0] for row in described]
         sent = header_as_sent(data, starts, ends, fmt) if fmt.header else None
-        columns = header_columns(con, path.name, fmt, sent)
-        rows_good = con.execute("select count(*) from rows").fetchone()[0]
+        columns = header_columns(header, path.name, fmt, sent)
+        counts = ", ".join(f"count({quote(c)})" for c in header)
+        counted = con.execute(f"select count(*), {counts} from {read_csv}", params).fetchall()
+        rows_good = counted[0][0]
         errors = con.execute(
             "select line_byte_position, error_type::varchar from rejects "
             "order by line_byte_position, column_idx"
         ).fetchall()
+        for table in ("rejects", "reject_scans"):  # the streamed reading stores its own
+            con.execute(f"drop table {table}")
     except duckdb.Error as error:
         first_line = str(error).strip().splitlines()[0]
         raise UnreadableFileError(f"{path.name}: {first_line}") from error
@@ -439,8 +486,6 @@ def read_with_duckdb(
         or not is_data[bad_index].all()
         or int(is_good.sum()) != rows_good
     ):
-        for table in ("rows", "rejects", "reject_scans"):
-            con.execute(f"drop table if exists {table}")
         raise UnreadableFileError(
             f"{path.name}: found {int(is_data.sum())} records but the CSV reader returned "
             f"{rows_good} rows and {len(rejected)} rejected rows"
@@ -452,7 +497,9 @@ def read_with_duckdb(
         {"location": f"{path.name}:{int(lines[i])}", "reason": rejected[i], "payload": payload}
         for i, payload in zip(bad_index, payloads, strict=True)
     ]
-    return columns, int(rows_good), rejects, lines[is_good]
+    return Read(
+        columns, int(rows_good), rejects, lines[is_good], renamed(header, columns, read_csv), params
+    )
 
 
 def header_as_sent(
@@ -469,10 +516,10 @@ def header_as_sent(
 
 
 def header_columns(
-    con: duckdb.DuckDBPyConnection, file_name: str, fmt: CsvFormat, sent: list[str] | None = None
+    header: list[str], file_name: str, fmt: CsvFormat, sent: list[str] | None = None
 ) -> list[str]:
-    """Table `rows`' columns as raw names; a file without the key is not this source's."""
-    columns = raw_columns(con, file_name, dict(fmt.rename), sent)
+    """The parsed columns' raw names; a file without the key is not this source's."""
+    columns = raw_columns(header, file_name, dict(fmt.rename), sent)
     missing = [k for k in fmt.key if k not in columns]
     if missing:  # no row can have its key
         expected = ", ".join(fmt.columns) or f"sources.{fmt.source}.key"
@@ -568,9 +615,13 @@ def _read_records(
                 _insert_rows(con, columns, batch, fmt.null_values)
                 batch = []
     if columns is None:  # an empty file
-        return [], 0, rejects, np.empty(0, np.int64)
+        return NOTHING_READ._replace(rejects=rejects)
     _insert_rows(con, columns, batch, fmt.null_values)
-    return header_columns(con, path.name, fmt), len(lines), rejects, np.array(lines, np.int64)
+    header = [row[0] for row in con.execute("describe rows").fetchall()]
+    names = header_columns(header, path.name, fmt)
+    return Read(
+        names, len(lines), rejects, np.array(lines, np.int64), renamed(header, names, "rows")
+    )
 
 
 # Python's csv errors -> reasons (any other: invalid_quoting).

@@ -17,7 +17,7 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from ingestion.destination import make_pipeline
-from ingestion.kinds import declared_source
+from ingestion.kinds import csv_reader, declared_source
 from ingestion.kinds.csv_reader import CsvFormat, read_csv_file, scan_records
 
 HEADER = "user_id,name,email,age,country,signup_at,updated_at"
@@ -395,6 +395,35 @@ def test_line_numbers_match_the_csv_module_on_a_messy_file(tmp_path: Path) -> No
         assert csv_file.rows_read == len(expected_good) + len(expected_bad)
     finally:
         csv_file.close()
+
+
+def test_a_file_that_changes_while_it_loads_fails_the_run_and_loads_whole_next_time(
+    users_inbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB reads a file twice (counting, then streaming its rows as they load): a file
+    written in between fails the run with what happened, nothing of it loads, and the
+    next run loads its new content once."""
+    path = write(users_inbox, "users-0001.csv", FILE_1)
+    counted = csv_reader.read_with_duckdb
+
+    def then_appended(*args: Any) -> Any:
+        read = counted(*args)
+        with path.open("a", encoding="utf-8") as handle:  # an export still being written
+            handle.write("7,Gus,gus@example.com,50,NL,2026-01-02T00:00:00Z,2026-01-02T00:00:00Z\n")
+        return read
+
+    monkeypatch.setattr(csv_reader, "read_with_duckdb", then_appended)
+    with pytest.raises(PipelineStepFailed, match="users-0001.csv: the file changed while it"):
+        run(users_inbox)
+    assert query("select count(*) from information_schema.tables where table_name = 'users'") == [
+        (0,)
+    ]
+    assert "sources" not in make_pipeline("users").state  # no file recorded as loaded
+
+    monkeypatch.setattr(csv_reader, "read_with_duckdb", counted)
+    pipeline = run(users_inbox)
+    assert (last_run(pipeline)["rows_read"], last_run(pipeline)["rows_rejected"]) == (6, 0)
+    assert query("select count(*), count(distinct _row_key) from raw.users") == [(6, 6)]
 
 
 def test_records_do_not_depend_on_where_the_scan_blocks_end() -> None:
