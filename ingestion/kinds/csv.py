@@ -15,6 +15,7 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,34 +174,40 @@ def read_files(
     if spill_dir is not None:  # a killed run's spill folders, if any
         for spill in Path(spill_dir).glob(f"{SPILL_PREFIX}*"):
             shutil.rmtree(spill, ignore_errors=True)
-    for path in pending:
-        signature = file_signature(path)
-        try:
-            csv_file = read_csv_file(path, fmt, spill_dir)
-        except UnreadableFileError as error:
-            log.info("%s: rejected the whole file: %s", source, error)  # the summary lists it
-            reject = {"location": path.name, "reason": error.reason, "payload": str(error)}
-            yield rejected_rows(source, table_name, [reject])
-            run["rows_read"] += 1
-            run["rows_rejected"] += 1
-            run["files_rejected"].append(f"{path.name} ({error.reason})")
-        else:
+    # Each file's digest is computed in a thread while the file is read and loaded
+    # (hashlib and file reads release the GIL): 0.9 s at 10M rows on its own.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-digest") as digests:
+        for path in pending:
+            signature = digests.submit(file_signature, path)
             try:
-                for chunk in csv_file.batches(loaded_at, CHUNK_ROWS):
-                    yield data_rows(
-                        chunk,
-                        table_name=table_name,
-                        write_disposition=DISPOSITION,
-                        primary_key=ROW_KEY_COLUMN,
-                    )
-                if csv_file.rejects:
-                    yield rejected_rows(source, table_name, csv_file.rejects)
-            finally:
-                csv_file.close()
-            run["rows_read"] += csv_file.rows_read
-            run["rows_rejected"] += len(csv_file.rejects)
-        run["files_read"].append(path.name)
-        loaded[path.name] = signature
+                csv_file = read_csv_file(path, fmt, spill_dir)
+            except UnreadableFileError as error:
+                log.info("%s: rejected the whole file: %s", source, error)  # the summary lists it
+                reject = {"location": path.name, "reason": error.reason, "payload": str(error)}
+                yield rejected_rows(source, table_name, [reject])
+                run["rows_read"] += 1
+                run["rows_rejected"] += 1
+                run["files_rejected"].append(f"{path.name} ({error.reason})")
+            except OSError:
+                signature.result()  # the file cannot be read: raises file_signature's error
+                raise
+            else:
+                try:
+                    for chunk in csv_file.batches(loaded_at, CHUNK_ROWS):
+                        yield data_rows(
+                            chunk,
+                            table_name=table_name,
+                            write_disposition=DISPOSITION,
+                            primary_key=ROW_KEY_COLUMN,
+                        )
+                    if csv_file.rejects:
+                        yield rejected_rows(source, table_name, csv_file.rejects)
+                finally:
+                    csv_file.close()
+                run["rows_read"] += csv_file.rows_read
+                run["rows_rejected"] += len(csv_file.rejects)
+            run["files_read"].append(path.name)
+            loaded[path.name] = signature.result()
 
 
 def format_digest(fmt: CsvFormat) -> str:

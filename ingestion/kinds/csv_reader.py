@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -439,29 +440,36 @@ def read_with_duckdb(
     The count reads every column (DuckDB checks the encoding of only the columns
     a query reads) and keeps no row: the good rows are read again, streamed,
     when they are loaded (`CsvFile.batches`), so a file of any size is parsed in
-    bounded memory, and in parallel with dlt's writing of the rows before.
+    bounded memory, and in parallel with dlt's writing of the rows before. The
+    record scan runs in a thread during the count; its result is taken first, so
+    an error reading the file is the operating system's, not DuckDB's.
     """
-    starts, ends, lines = scan_records(file_blocks(data), ord(fmt.quote))
+    read_csv, params = fmt.read_csv_sql(data)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-scan") as pool:
+        scan = pool.submit(scan_records, file_blocks(data), ord(fmt.quote))
+        failure = None
+        try:
+            described = con.execute(f"describe select * from {read_csv}", params).fetchall()
+            header = [row[0] for row in described]
+            counts = ", ".join(f"count({quote(c)})" for c in header)
+            counted = con.execute(f"select count(*), {counts} from {read_csv}", params).fetchall()
+            rows_good = counted[0][0]
+            errors = con.execute(
+                "select line_byte_position, error_type::varchar from rejects "
+                "order by line_byte_position, column_idx"
+            ).fetchall()
+            for table in ("rejects", "reject_scans"):  # the streamed reading stores its own
+                con.execute(f"drop table {table}")
+        except duckdb.Error as error:
+            failure = error
+        starts, ends, lines = scan.result()  # first: the system's error if the file is unreadable
     if not (ends > starts).any():  # empty, or only blank lines
         return NOTHING_READ
-    read_csv, params = fmt.read_csv_sql(data)
-    try:
-        described = con.execute(f"describe select * from {read_csv}", params).fetchall()
-        header = [row[0] for row in described]
-        sent = header_as_sent(data, starts, ends, fmt) if fmt.header else None
-        columns = header_columns(header, path.name, fmt, sent)
-        counts = ", ".join(f"count({quote(c)})" for c in header)
-        counted = con.execute(f"select count(*), {counts} from {read_csv}", params).fetchall()
-        rows_good = counted[0][0]
-        errors = con.execute(
-            "select line_byte_position, error_type::varchar from rejects "
-            "order by line_byte_position, column_idx"
-        ).fetchall()
-        for table in ("rejects", "reject_scans"):  # the streamed reading stores its own
-            con.execute(f"drop table {table}")
-    except duckdb.Error as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise UnreadableFileError(f"{path.name}: {first_line}") from error
+    if failure is not None:
+        first_line = str(failure).strip().splitlines()[0]
+        raise UnreadableFileError(f"{path.name}: {first_line}") from failure
+    sent = header_as_sent(data, starts, ends, fmt) if fmt.header else None
+    columns = header_columns(header, path.name, fmt, sent)
 
     if any(error_type == LONG_RECORD_ERROR for _, error_type in errors):
         # DuckDB's record limit (2 MB; raising it costs its buffers 16 times as much)
