@@ -301,15 +301,22 @@ class CsvFile:
     rejects."""
 
     name: str
-    columns: list[str]
     expected: tuple[str, ...]
-    rows_good: int
-    rejects: list[dict[str, Any]]
-    lines: np.ndarray
-    query: str = ""
-    params: Sequence[Any] = ()
+    read: Read
     con: duckdb.DuckDBPyConnection | None = field(default=None, repr=False)
     spill: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def rows_good(self) -> int:
+        return self.read.rows_good
+
+    @property
+    def rejects(self) -> list[dict[str, Any]]:
+        return self.read.rejects
+
+    @property
+    def lines(self) -> np.ndarray:
+        return self.read.lines
 
     @property
     def rows_read(self) -> int:
@@ -319,13 +326,14 @@ class CsvFile:
     @property
     def new_columns(self) -> list[str]:
         """Columns beyond the declared ones (all of them when none are declared)."""
-        return [c for c in self.columns if c not in self.expected]
+        return [c for c in self.read.columns if c not in self.expected]
 
     def batches(self, loaded_at: datetime, chunk_rows: int) -> Iterator[pa.Table]:
         """The good rows as Arrow tables with lineage, `chunk_rows` at a time."""
         if self.con is None or self.rows_good == 0:
             return
-        reader = self.con.sql(self.query, params=self.params).to_arrow_reader(chunk_rows)
+        good_rows = self.con.sql(self.read.query, params=self.read.params)
+        reader = good_rows.to_arrow_reader(chunk_rows)
         offset = 0
         for batch in reader:
             offset += batch.num_rows
@@ -418,18 +426,7 @@ def read_csv_file(path: Path, fmt: CsvFormat, spill_dir: str | None = None) -> C
             con.close()
         spill.cleanup()
         raise
-    return CsvFile(
-        path.name,
-        read.columns,
-        fmt.columns,
-        read.rows_good,
-        read.rejects,
-        read.lines,
-        read.query,
-        read.params,
-        con,
-        spill,
-    )
+    return CsvFile(path.name, fmt.columns, read, con, spill)
 
 
 def read_with_duckdb(
