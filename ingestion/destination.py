@@ -32,6 +32,8 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
     # only, so none is written (dlt has no setting for it).
     dlt_pipeline.save_trace = _no_trace
 
+    _bound_parquet_dictionaries()
+
     # Arrow tables get dlt's load id too (dlt adds it only to dict rows by default), so
     # every raw row can be traced to its entry in raw._dlt_loads, whatever the config says.
     os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
@@ -51,6 +53,32 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
         dataset_name=RAW_DATASET,
         pipelines_dir=str(working_dir),
     )
+
+
+# dlt writes every Arrow table it extracts to Parquet with pyarrow's defaults and has no
+# setting for this one: each column of each row group is dictionary-encoded until its
+# dictionary passes 1 MB. A column of unique values (ids, `_row_key`, timestamps) then
+# hashes ~50k values per row group for nothing; with 64 KB it gives up after ~3k, and a
+# column of few values (a country, a category, a file name) still fits. Writes of the
+# users' rows take 0.68x the time: loading 3.5M users rows 0.95x, 10M events 0.99x (A/B).
+PARQUET_DICTIONARY_PAGE_LIMIT = 64 * 1024
+
+
+def _bound_parquet_dictionaries() -> None:
+    """Every Parquet writer of this process (dlt's) bounds its dictionaries; idempotent."""
+    import pyarrow.parquet as pq
+
+    if getattr(pq.ParquetWriter, "bounds_dictionaries", False):
+        return
+
+    class ParquetWriter(pq.ParquetWriter):
+        bounds_dictionaries = True
+
+        def __init__(self, where: Any, schema: Any, **options: Any) -> None:
+            options.setdefault("dictionary_pagesize_limit", PARQUET_DICTIONARY_PAGE_LIMIT)
+            super().__init__(where, schema, **options)
+
+    pq.ParquetWriter = ParquetWriter  # dlt looks it up on the module at each file
 
 
 def _no_trace(trace_dir: str, trace: Any) -> None:
