@@ -63,8 +63,7 @@ CHECK_SAMPLE_BYTES = 64 * 1024
 
 # Lines parsed (and checked against the run's keys) at a time; each check scans the
 # keys seen so far, so bigger batches mean fewer scans. A batch's records go to dlt as
-# one Arrow table, one Parquet row group: pyarrow tries a dictionary for each column
-# of each row group, so 250k rows are written in 0.68x the time of 100k-row tables.
+# one Arrow table (one Parquet row group).
 BATCH_LINES = 250_000
 # Bytes read from a segment at a time: bounds memory for very large segments. Small
 # on purpose: a read buffer above glibc's largest mmap threshold (32 MiB) is mapped
