@@ -54,7 +54,9 @@ activity_events as (
     from {{ events }}
     where occurred_at <= {{ as_of }}
     {%- if users %}
-        and user_id in (select user_id from {{ users }})
+        {#- `is not null` changes no result; with it DuckDB builds the join's hash table on
+            the listed users, not on every event (252 users of 10M events: 0.22 s, not 0.66) #}
+        and user_id in (select user_id from {{ users }} where user_id is not null)
     {%- endif %}
 
 ),
@@ -65,7 +67,7 @@ activity_orders as (
     from {{ orders }}
     where created_at <= {{ as_of }}
     {%- if users %}
-        and user_id in (select user_id from {{ users }})
+        and user_id in (select user_id from {{ users }} where user_id is not null)
     {%- endif %}
 
 ),
