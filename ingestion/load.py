@@ -217,6 +217,7 @@ class Inputs:
     can skip it when nothing changed (ingestion/unchanged.py)."""
 
     name: str
+    kind: str
     digest: str
     probe: dict[str, Any]
     state: str | None  # None: taken once the load is done (a stream's group, drained)
@@ -240,7 +241,7 @@ class Inputs:
         digest = unchanged.inputs_digest(source.name, declaration, args.inbox, args.api_url)
         # from the options already resolved, not resolved again through dlt's config
         tables = [t.name for t in kind_module(source.kind).raw_tables(source.name, source.options)]
-        return cls(source.name, digest, probe, state, tables)
+        return cls(source.name, source.kind, digest, probe, state, tables)
 
     def record(self, pipeline: dlt.Pipeline, ignored: list[str]) -> None:
         """After the load committed: a record that cannot be written only costs the next
@@ -248,11 +249,13 @@ class Inputs:
         state = self.state if self.state is not None else unchanged.probed_state(self.probe)
         if state is None:  # a stream with entries again: nothing to skip next time
             return
+        probe = self.probe
+        settle = getattr(kind_module(self.kind), "settle_probe", None)
+        if settle:  # what the load left in the source's state (an API's cursors)
+            probe = settle(probe, pipeline.state.get("sources", {}).get(self.name, {}))
         try:
             with pipeline.sql_client() as client:
-                unchanged.record(
-                    client, self.name, self.digest, self.probe, state, self.tables, ignored
-                )
+                unchanged.record(client, self.name, self.digest, probe, state, self.tables, ignored)
         except Exception:  # noqa: BLE001 - see above
             logging.getLogger(__name__).debug(
                 "no nothing-new record for %s", self.name, exc_info=True

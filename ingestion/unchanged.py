@@ -13,9 +13,12 @@ lists them at every run). What is probed, by kind:
   rows without one (there must be none: those are read at every run);
 - a Redis stream (at a URL without a password): whether its consumer group has
   been given every entry and acknowledged them all, taken after the load;
-- a `rest_api` source with `ask_every`: only the time. Nothing can tell what an
-  API holds without asking it, so its configuration decides: a run sooner than
-  `ask_every` after its last load does not ask (reported `not due`).
+- a `rest_api` source with `ask_every`: only the time; its configuration decides
+  that a run sooner than `ask_every` after its last load does not ask (reported
+  `not due`);
+- a `rest_api` source without: each endpoint is asked once, from the cursor its
+  last load saved, without dlt; nothing is new when the answer holds only records
+  that load read (ingestion/api_probe.py says which APIs can be asked so).
 The next run skips the source when all of it is as recorded and the tables
 are there: no dlt pipeline starts for it. Anything else runs the source as
 always, and dlt and the kind decide what is new (a touched file with the same
@@ -24,8 +27,8 @@ bytes loads nothing and is recorded again).
 The record of a source is deleted before it runs and written after it loaded
 (the listing from before the load), so an interrupted or failed run leaves
 none, and a file that arrived during the load is read by the next run. Only
-the DuckDB warehouse keeps records; an API without `ask_every`, a table without
-a cursor and a database or stream behind a password are always asked.
+the DuckDB warehouse keeps records; an API that cannot be probed, a table without
+a cursor and a database or stream behind a password are always run.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ DDL = f"""create table if not exists {TABLE} (
 )"""
 TOOL_CODE = Path(__file__).resolve().parent  # the ingestion package: its kinds read the files
 ASKED = "asked"  # the state of an API with ask_every: its record's time is what counts
+KNOWN = "known"  # the state of a probed API: it holds only records its last load read
 
 
 def _files(folder: Path) -> Iterable[Path]:
@@ -116,13 +120,20 @@ def listing_digest(folder: Path) -> str | None:
 
 def probed_state(probe: dict[str, Any], recorded_at: datetime | None = None) -> str | None:
     """A digest of what `probe` (recorded by the load path) shows now; None when it cannot
-    say (a missing folder, an unreachable database, rows without a cursor), or an API's
-    `ask_every` has passed since its record (`recorded_at`; before a load: None)."""
+    say (a missing folder, an unreachable database, rows without a cursor), an API's
+    `ask_every` has passed since its record or a probed API holds a record its last load
+    did not read (`recorded_at`: the record's time; before a load: None)."""
     if "every" in probe:
         if recorded_at is None:
             return ASKED
         age = (datetime.now(UTC) - recorded_at).total_seconds()
         return ASKED if 0 <= age < probe["every"] else None
+    if "api" in probe:  # before a load: the state to record (api_probe.py)
+        if recorded_at is None:
+            return KNOWN
+        from ingestion import api_probe  # imports requests, not dlt
+
+        return KNOWN if api_probe.answer(probe["api"]) else None
     if "folder" in probe:
         return listing_digest(Path(probe["folder"]))
     if "redis" in probe:  # taken after the load (`after_load`): the group has taken all

@@ -15,7 +15,6 @@ others load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import zoneinfo
@@ -25,6 +24,8 @@ from typing import Any
 
 import dlt
 
+from ingestion import api_probe
+from ingestion.api_probe import STATE_CURSOR, STATE_REJECTED, STATE_SEEN, compare, record_digest
 from ingestion.rejected import data_rows, rejected_rows
 
 from .common import (
@@ -50,11 +51,7 @@ RESOURCE_OPTIONS = ("name", "table", "primary_key", "endpoint", "columns")
 ENDPOINT_OPTIONS = ("path", "params", "data_selector", "paginator", "incremental")
 INCREMENTAL_OPTIONS = ("cursor_path", "start_param", "initial_value")
 DATA_TYPES = ("text", "bigint", "double", "bool", "timestamp", "date", "decimal", "json")
-STATE_CURSOR = "cursor"
 STATE_AT_CURSOR = "at_cursor"  # digests of the keys loaded with the cursor's value
-# Digests of the records rejected so far: an API sends a record it cannot filter by the
-# cursor (it has none) on every run; it is kept once in raw._rejected_rows, not each time.
-STATE_REJECTED = "rejected"
 
 # Options that hold a secret: read from env or .dlt/secrets.toml, refused in config.toml.
 SECRET_OPTIONS: tuple[str, ...] = ("api_token", "api_key", "password", "client_secret")
@@ -126,10 +123,22 @@ def ask_every_seconds(name: str, value: str | float | None) -> float | None:
 
 def probe(name: str, options: dict[str, Any], inbox: Flag | None) -> dict[str, Any] | None:
     """For a run that asks before starting dlt (ingestion/unchanged.py): with `ask_every`,
-    the API is asked at most that often (a run sooner after its last load skips it); without,
-    None: it is asked at every run, as no record can tell what an API holds."""
+    the API is asked at most that often (a run sooner after its last load skips it); else
+    each endpoint is asked once, from its cursor, without dlt (ingestion/api_probe.py);
+    None where that cannot be done: the source runs at every run."""
     every = ask_every_seconds(name, options.get("ask_every"))
-    return {"every": every} if every else None
+    if every:
+        return {"every": every}
+    plan = api_probe.plan(name, options)
+    return {"api": plan} if plan else None
+
+
+def settle_probe(probe: dict[str, Any], source_state: dict[str, Any]) -> dict[str, Any]:
+    """The probe to record once the source loaded: each endpoint's cursor and the records
+    read at it, from the source's dlt state."""
+    if "api" not in probe:
+        return probe
+    return {"api": api_probe.settled(probe["api"], source_state)}
 
 
 def with_flags(
@@ -222,6 +231,7 @@ class Endpoint:
         if self.start_param and start is not None:
             params[self.start_param] = start
         newest, at_newest = start, set(at_start)
+        read_at_newest: list[Any] = []  # every record with the newest cursor (STATE_SEEN)
         loaded_at = datetime.now(UTC)
         paginator = paginator_for(self.source, self.paginator_config)
         pages = iter_pages(
@@ -233,22 +243,26 @@ class Endpoint:
                 where = f"{self.path} page {number} record {index + 1}"
                 problem = self._problem(record)
                 if problem:
-                    payload = json.dumps(record, default=str, sort_keys=True)
-                    if _digest(payload) not in rejected_before:
-                        rejected_before.add(_digest(payload))
+                    if record_digest(record) not in rejected_before:
+                        rejected_before.add(record_digest(record))
+                        payload = json.dumps(record, default=str, sort_keys=True)
                         rejects.append({"location": where, "reason": problem, "payload": payload})
                     continue
                 if frozen:
                     self._check_frozen(record)
                 if self.cursor:
-                    value, digest = record[self.cursor], _digest(self._key_of(record))
-                    order = _compare(value, start) if start is not None else 1
+                    value, digest = record[self.cursor], api_probe.digest(self._key_of(record))
+                    position = compare(value, newest) if newest is not None else 1
+                    if position > 0:
+                        read_at_newest = [record]
+                    elif position == 0:
+                        read_at_newest.append(record)
+                    order = compare(value, start) if start is not None else 1
                     if order < 0 or (order == 0 and digest in at_start):
                         continue  # loaded by an earlier run
-                    order = _compare(value, newest) if newest is not None else 1
-                    if order > 0:
+                    if position > 0:
                         newest, at_newest = value, {digest}
-                    elif order == 0:
+                    elif position == 0:
                         at_newest.add(digest)
                 good.append({**self._placed(record), LOADED_AT_COLUMN: loaded_at})
             run["rows_read"] += len(good) + len(rejects)
@@ -267,6 +281,7 @@ class Endpoint:
         state[STATE_REJECTED] = sorted(rejected_before)
         if self.cursor:
             state[STATE_CURSOR], state[STATE_AT_CURSOR] = newest, sorted(at_newest)
+            state[STATE_SEEN] = sorted({record_digest(r) for r in read_at_newest})
 
     def _placed(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with its naive timestamp fields given the source's zone."""
@@ -298,7 +313,7 @@ class Endpoint:
         if self.cursor:
             if record.get(self.cursor) is None:
                 return f"missing_{self.cursor}"
-            if _sortable(record[self.cursor]) is None:
+            if api_probe.sortable(record[self.cursor]) is None:
                 return f"invalid_{self.cursor}"
         return None
 
@@ -338,39 +353,13 @@ def _column_hints(source: str, resource: str, columns: dict[str, Any]) -> dict[s
     return hints
 
 
-def _sortable(value: Any) -> tuple[int, Any] | None:
-    """A cursor value made comparable: numbers as numbers, timestamps in UTC, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return (0, value)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return (1, parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed)
-    return None
-
-
-def _compare(a: Any, b: Any) -> int:
-    left, right = _sortable(a), _sortable(b)
-    if left is None or right is None or left[0] != right[0]:
-        return 1  # not comparable (say, a changed initial_value): treat as new
-    return (left[1] > right[1]) - (left[1] < right[1])
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()[:16]
-
-
 def _fits(value: Any, data_type: str) -> bool:
     if data_type == "bigint":
         return isinstance(value, int) and not isinstance(value, bool)
     if data_type == "double":
         return isinstance(value, int | float) and not isinstance(value, bool)
     if data_type == "timestamp":
-        return _sortable(value) is not None and isinstance(value, str)
+        return api_probe.sortable(value) is not None and isinstance(value, str)
     if data_type == "bool":
         return isinstance(value, bool)
     return isinstance(value, str)

@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from demo.api import serve
-from ingestion import unchanged
+from demo.api import serve, start_server
+from ingestion import api_probe, unchanged
 from ingestion.kinds.common import SourceConfigError
 from ingestion.kinds.rest_api import ask_every_seconds
 from tests.conftest import Sample
@@ -65,6 +65,19 @@ class Site:
         assert document["exit_code"] == done.returncode
         return {source["name"]: source for source in document["sources"]}
 
+    def ingest_one(self, *args: str, **env: str) -> tuple[dict[str, Any], str]:
+        """`python -m ingestion SOURCE ...`: its row of --summary-json, and what it printed."""
+        done = subprocess.run(
+            [sys.executable, "-m", "ingestion", *args, "--summary-json", str(self.summary)],
+            cwd=ROOT,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        return json.loads(self.summary.read_text())["sources"][0], done.stdout
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         with duckdb.connect(str(self.warehouse), read_only=True) as con:
             return con.execute(sql).fetchall()
@@ -88,7 +101,7 @@ def site(sample_warehouse: Sample, tmp_path: Path) -> Site:
 
 def test_nothing_new_starts_no_dlt_pipeline_and_writes_nothing(site: Site) -> None:
     loads, records = site.loads(), site.query("select * from raw._source_inputs order by 1")
-    assert [r[0] for r in records] == ["events", "products", "users"]
+    assert [r[0] for r in records] == ["events", "orders", "products", "users"]
     pipelines = site.warehouse.parent / ".dlt-pipelines"
     before = sorted((p, p.stat().st_mtime_ns) for p in pipelines.rglob("*"))
 
@@ -177,17 +190,7 @@ def test_a_source_that_failed_is_run_again(site: Site) -> None:
 def test_full_refresh_always_runs(site: Site) -> None:
     reports = site.ingest()
     assert statuses(reports)["users"][0] == "nothing new"
-    done = subprocess.run(
-        [sys.executable, "-m", "ingestion", "users", "--inbox", str(site.inbox), "--full-refresh"]
-        + ["--summary-json", str(site.summary)],
-        cwd=ROOT,
-        env=site.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    (users,) = json.loads(site.summary.read_text())["sources"]
+    users, _ = site.ingest_one("users", "--inbox", str(site.inbox), "--full-refresh")
     assert (users["status"], users["dlt_pipeline"]) == ("ok", True)
     assert users["rows_loaded"] == site.query("select count(*) from raw.users")[0][0] > 0
 
@@ -230,17 +233,7 @@ def test_an_api_with_ask_every_is_not_asked_again_until_it_has_passed(site: Site
     env = {"SOURCES__ORDERS__ASK_EVERY": "1h"}
 
     def ingest_orders(url: str, **extra: str) -> tuple[dict[str, Any], str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "ingestion", "orders", "--api-url", url]
-            + ["--summary-json", str(site.summary)],
-            cwd=ROOT,
-            env={**site.env, **env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode in (0, 1), done.stderr
-        return json.loads(site.summary.read_text())["sources"][0], done.stdout
+        return site.ingest_one("orders", "--api-url", url, **{**env, **extra})
 
     with serve(site.sample_inbox, token=SAMPLE_TOKEN) as url:
         report, _ = ingest_orders(url)
@@ -270,6 +263,79 @@ def test_an_api_with_ask_every_is_not_asked_again_until_it_has_passed(site: Site
         report, _ = ingest_orders(url)
         assert (report["status"], report["dlt_pipeline"], report["rows_loaded"]) == ("ok", True, 0)
     assert site.query("select count(*) from raw.orders") == orders
+
+
+def test_an_api_is_asked_once_without_dlt_and_runs_when_it_has_something_new(
+    site: Site,
+) -> None:
+    """Without ask_every, each endpoint is asked once, from its cursor, before dlt starts
+    (ingestion/api_probe.py): nothing new when the answer holds only the records the last
+    load read; a newer order runs the source, which loads exactly it."""
+    shutil.copytree(site.sample_inbox / "orders", site.inbox / "orders")
+    orders_file = site.inbox / "orders" / "orders.json"
+    server = start_server(site.inbox, SAMPLE_TOKEN)
+
+    def ingest_orders() -> tuple[str, bool, int]:
+        report, _ = site.ingest_one("orders", "--api-url", server.url)
+        return report["status"], report["dlt_pipeline"], report["rows_loaded"]
+
+    try:
+        assert ingest_orders() == ("ok", True, 0)  # another URL than the sample's load
+        asked = server.orders_requests
+        assert ingest_orders() == ("nothing new", False, 0)
+        assert server.orders_requests == asked + 1  # the probe's one request
+
+        orders = json.loads(orders_file.read_text())
+        orders[0] = {**orders[0], "amount": 1234.5, "updated_at": "2030-01-01T00:00:00Z"}
+        orders_file.write_text(json.dumps(orders))
+        assert ingest_orders() == ("ok", True, 1)
+        assert site.query(
+            f"select amount from raw.orders where order_id = {orders[0]['order_id']}"
+        ) == [(1234.5,)]
+        assert ingest_orders() == ("nothing new", False, 0)
+
+        # a record at the cursor that the load did not read (changed): the source runs
+        orders[0] = {**orders[0], "amount": 99.0}
+        orders_file.write_text(json.dumps(orders))
+        assert ingest_orders()[:2] == ("ok", True)
+    finally:
+        server.stop()
+    # the API gone: the probe cannot ask it, so the source runs and says why it failed
+    assert ingest_orders() == ("failed", True, 0)
+
+
+def test_only_apis_read_as_dlt_reads_them_are_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe asks without dlt only where its answer means what it means to dlt."""
+    monkeypatch.setenv("SOURCES__O__API_TOKEN", "token-1")
+    endpoint = {
+        "path": "orders",
+        "data_selector": "data",
+        "incremental": {"cursor_path": "updated_at", "start_param": "since"},
+    }
+    options = {
+        "base_url": "http://127.0.0.1:1",
+        "auth": "bearer",
+        "api_token": "token-1",
+        "paginator": {"type": "cursor", "cursor_path": "next_page", "cursor_param": "page"},
+        "resources": [{"name": "orders", "endpoint": endpoint}],
+    }
+    assert api_probe.plan("o", options)["resources"][0]["paginator"] == ["cursor", "next_page"]
+
+    def probed(**changed: Any) -> bool:
+        return api_probe.plan("o", {**options, **changed}) is not None
+
+    assert probed(paginator="header_link") and probed(paginator="single_page")
+    assert not probed(paginator={"type": "offset", "limit": 100})  # its end is not shown
+    assert not probed(paginator="auto")
+    assert not probed(base_url="http://127.0.0.1:1/?key=abc")  # the record keeps the URL
+    assert not probed(base_url="http://user:pw@127.0.0.1:1")
+    assert not probed(api_token="token-2")  # dlt resolved another token than env's
+    assert probed(auth=None, api_token=None)
+    assert not probed(auth={"type": "oauth2_client_credentials", "client_id": "c"})
+    no_cursor = {**endpoint, "incremental": {"cursor_path": "updated_at"}}  # not sent
+    assert not probed(resources=[{"name": "orders", "endpoint": no_cursor}])
+    jsonpath = {**endpoint, "data_selector": "$.data[*]"}
+    assert not probed(resources=[{"name": "orders", "endpoint": jsonpath}])
 
 
 def test_ask_every_is_a_duration() -> None:

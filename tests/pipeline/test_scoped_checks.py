@@ -225,7 +225,7 @@ def test_a_run_with_nothing_new_starts_no_dlt_pipeline_and_no_dbt_process(
     before = site.ledger()[-1]
     results = site.root / "target" / "run_results.json"
     kept = (results.stat().st_mtime_ns, sha256(site.analytics))
-    sources = ("users", "events", "products")  # orders, an API, is always asked
+    sources = ("users", "events", "products")  # orders: no API serves it here
     args = ("run", "--sources", *sources, "--inbox", str(site.inbox), "--vars", VARS)
 
     done = site.pipeline(*args)
