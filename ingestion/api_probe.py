@@ -108,11 +108,15 @@ def plan(source: str, options: dict[str, Any]) -> dict[str, Any] | None:
             return None
     resources = []
     for config in options.get("resources") or []:
-        endpoint = config.get("endpoint", {})
+        endpoint = config.get("endpoint", {}) if isinstance(config, dict) else None
         endpoint = {"path": endpoint} if isinstance(endpoint, str) else endpoint
+        if not isinstance(endpoint, dict) or "name" not in config:
+            return None  # not a resource the kind can read: it says so when the source runs
         incremental = endpoint.get("incremental") or {}
         selector = endpoint.get("data_selector")
         paginator = _last_page_rule(endpoint.get("paginator", options.get("paginator")))
+        if not isinstance(incremental, dict) or not isinstance(endpoint.get("params", {}), dict):
+            return None
         if not (incremental.get("cursor_path") and incremental.get("start_param")):
             return None
         if paginator is None or (selector is not None and not DOTTED.fullmatch(str(selector))):

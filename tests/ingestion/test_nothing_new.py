@@ -336,6 +336,7 @@ def test_only_apis_read_as_dlt_reads_them_are_probed(monkeypatch: pytest.MonkeyP
     assert not probed(resources=[{"name": "orders", "endpoint": no_cursor}])
     jsonpath = {**endpoint, "data_selector": "$.data[*]"}
     assert not probed(resources=[{"name": "orders", "endpoint": jsonpath}])
+    assert not probed(resources=["orders"])  # the kind's own check names what is wrong
 
 
 def test_ask_every_is_a_duration() -> None:
