@@ -221,6 +221,6 @@ def _next_page(response: Any, rule: list[Any]) -> bool:
     if kind == "single_page":
         return False
     if kind == "header_link":
-        return bool(response.links.get(where, {}).get("url"))
+        return response.links.get(where, {}).get("url") is not None
     value = _path(response.json(), where)
-    return bool(value) if kind == "cursor" else value is not None
+    return bool(value) if kind == "cursor" else value is not None  # as dlt's paginators

@@ -249,11 +249,11 @@ class Inputs:
         state = self.state if self.state is not None else unchanged.probed_state(self.probe)
         if state is None:  # a stream with entries again: nothing to skip next time
             return
-        probe = self.probe
-        settle = getattr(kind_module(self.kind), "settle_probe", None)
-        if settle:  # what the load left in the source's state (an API's cursors)
-            probe = settle(probe, pipeline.state.get("sources", {}).get(self.name, {}))
         try:
+            probe = self.probe
+            settle = getattr(kind_module(self.kind), "settle_probe", None)
+            if settle:  # what the load left in the source's state (an API's cursors)
+                probe = settle(probe, pipeline.state.get("sources", {}).get(self.name, {}))
             with pipeline.sql_client() as client:
                 unchanged.record(client, self.name, self.digest, probe, state, self.tables, ignored)
         except Exception:  # noqa: BLE001 - see above
