@@ -243,8 +243,9 @@ class Endpoint:
                 where = f"{self.path} page {number} record {index + 1}"
                 problem = self._problem(record)
                 if problem:
-                    if record_digest(record) not in rejected_before:
-                        rejected_before.add(record_digest(record))
+                    seen_as = record_digest(record)
+                    if seen_as not in rejected_before:
+                        rejected_before.add(seen_as)
                         payload = json.dumps(record, default=str, sort_keys=True)
                         rejects.append({"location": where, "reason": problem, "payload": payload})
                     continue
