@@ -50,3 +50,24 @@
     {%- set row = run_query(counts).rows[0] -%}
     {{ return({'literal': literal, 'operator': '>=' if row[0] != row[1] else '>'}) }}
 {%- endmacro %}
+
+
+{#
+    quarantine_events' pre-hook on an incremental run: delete the rows that
+    stg_events__events no longer holds under the same status (a backfill
+    re-classified them, forget erased them); the run adds them again under
+    their new status if they are still not valid.
+#}
+{% macro quarantine_events_drop_stale(relation) -%}
+    {%- if is_incremental() -%}
+        delete from {{ relation }} as held
+        where not exists (
+            select 1 from {{ ref('stg_events__events') }} as events
+            where
+                events.segment = held.segment
+                and events.segment_line = held.segment_line
+                and events.loaded_at = held.loaded_at
+                and events.event_status = held.quarantine_reason
+        )
+    {%- endif -%}
+{%- endmacro %}

@@ -1,6 +1,24 @@
--- Raw events kept out of fct_events, with the reason (missing_key,
--- invalid_timestamp or duplicate) and the values as sent, joined back from raw
--- by segment, line and loaded_at (stg_events__events keeps only typed values).
+{#
+    Raw events kept out of fct_events, with the reason (missing_key,
+    invalid_timestamp or duplicate) and the values as sent, joined back from raw
+    by segment, line and loaded_at (stg_events__events keeps only typed values).
+
+    Incremental: it holds exactly the staging rows that are not valid, under
+    their status. The pre-hook deletes the rows staging no longer holds under
+    that status (a backfill re-classified them, a user was erased); the run adds
+    the not-valid staging rows it does not hold: the new loads' and, when an
+    event is sent again, the stored copy it turns into a duplicate. Only those
+    few are joined back to raw, and the join lets the raw scan skip the row
+    groups of other loads.
+#}
+{{
+    config(
+        materialized=ml_warehouse.merge_materialization(),
+        incremental_strategy='append',
+        pre_hook="{{ quarantine_events_drop_stale(this) }}",
+    )
+}}
+
 with
 
 events as (
@@ -9,6 +27,27 @@ events as (
     where event_status <> 'valid'
 
 ),
+
+{% if is_incremental() %}
+    not_held as (
+
+        select * from events
+        where not exists (
+            select 1 from {{ this }} as held
+            where
+                held.segment = events.segment
+                and held.segment_line = events.segment_line
+                and held.loaded_at = events.loaded_at
+        )
+
+    ),
+{% else %}
+    not_held as (
+
+        select * from events
+
+    ),
+{% endif %}
 
 raw_events as (
 
@@ -19,26 +58,26 @@ raw_events as (
 final as (
 
     select
-        events.event_status as quarantine_reason,
+        not_held.event_status as quarantine_reason,
 
         -- lineage
-        events.segment,
-        events.segment_line,
+        not_held.segment,
+        not_held.segment_line,
 
         -- values as sent
-        events.event_id,
+        not_held.event_id,
         raw_events.user_id,
-        events.category,
+        not_held.category,
         raw_events.value,
         raw_events.occurred_at,
-        events.loaded_at
+        not_held.loaded_at
 
-    from events
+    from not_held
     left join raw_events
         on
-            events.segment = raw_events._segment
-            and events.segment_line = raw_events._line
-            and events.loaded_at = {{ ml_warehouse.to_utc_timestamp('raw_events._loaded_at', safe=false) }}
+            not_held.segment = raw_events._segment
+            and not_held.segment_line = raw_events._line
+            and {{ ml_warehouse.raw_loaded_at_is('raw_events._loaded_at', 'not_held.loaded_at') }}
 
 )
 

@@ -156,6 +156,13 @@ def test_incremental_run_equals_full_refresh(
         ("missing_key", 1),
         ("valid", 15),
     ]
+    # quarantine_events added only the rows it did not hold: load 2's missing key, and
+    # evt-004's first copy, valid after load 1 and a duplicate since its second copy came
+    assert ["not exists" in compiled(r, "quarantine_events") for r in builds] == [
+        False,
+        True,
+        True,
+    ]
     tables = [f"marts.{m}" for m in MARTS] + [f"quarantine.{q}" for q in QUARANTINE]
     for table in ["staging.stg_events__events", "intermediate.int_events_enriched", *tables]:
         sql = f"select * from {table} order by all"
@@ -176,6 +183,48 @@ def test_incremental_run_equals_full_refresh(
     kept = "select user_id from intermediate.int_user_activity where events_loaded_through = "
     kept += f"'{LOAD_1}'"
     assert query(incremental, kept) == [(99,)]
+
+
+def test_quarantined_events_follow_their_staging_status(
+    full_build: Path, dbt_workdir: Path, dbt_run: DbtRunner
+) -> None:
+    """An incremental quarantine_events holds exactly the staging rows that are not
+    valid, under their status, whatever changed them (a backfill re-classifying rows,
+    a row lost from the table): the rows a full refresh of it holds."""
+    changed = copy_warehouse(full_build, dbt_workdir / "quarantine_changed.duckdb")
+    con = duckdb.connect(str(changed))
+    try:
+        # as a backfill would: the unparsable occurred_at now parses, a valid event
+        # turns out to be a duplicate
+        con.execute(
+            "update staging.stg_events__events set event_status = 'valid', "
+            "occurred_at = timestamp '2026-01-03 00:00:00' "
+            "where event_status = 'invalid_timestamp'"
+        )
+        con.execute(
+            "update staging.stg_events__events set event_status = 'duplicate' "
+            "where event_id = 'evt-001'"
+        )
+        # and a quarantined row went missing
+        con.execute(
+            "delete from quarantine.quarantine_events where quarantine_reason = 'missing_key'"
+        )
+    finally:
+        con.close()
+    rebuilt = copy_warehouse(changed, dbt_workdir / "quarantine_rebuilt.duckdb")
+    dbt_run(["run", "-s", "quarantine_events"], changed)
+    results = json.loads((dbt_workdir / "target" / "run_results.json").read_text())
+    code = {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
+    assert "not exists" in code["quarantine_events"]  # the incremental path
+    dbt_run(["run", "-s", "quarantine_events", "--full-refresh"], rebuilt)
+    held = "select quarantine_reason, event_id from quarantine.quarantine_events order by all"
+    assert query(changed, held) == [
+        ("duplicate", "evt-001"),
+        ("duplicate", "evt-004"),
+        ("missing_key", None),
+    ]
+    everything = "select * from quarantine.quarantine_events order by all"
+    assert rows_equal(query(changed, everything), query(rebuilt, everything))
 
 
 def test_stored_activity_follows_features_as_of_both_ways(

@@ -164,6 +164,28 @@
 {%- endmacro %}
 
 
+{#
+    A raw _loaded_at (as dlt loads it) equal to a UTC timestamp a model made of
+    it with to_utc_timestamp: the raw column stands alone on its side, so a join
+    on it lets DuckDB push the other side's values into the raw scan, which then
+    skips the row groups of other loads.
+#}
+{% macro raw_loaded_at_is(raw_column, utc_timestamp) -%}
+    {{ return(adapter.dispatch('raw_loaded_at_is', 'ml_warehouse')(raw_column, utc_timestamp)) }}
+{%- endmacro %}
+
+{% macro duckdb__raw_loaded_at_is(raw_column, utc_timestamp) -%}
+    {{ raw_column }} = timezone('UTC', {{ utc_timestamp }})
+{%- endmacro %}
+
+{% macro spark__raw_loaded_at_is(raw_column, utc_timestamp) -%}
+    {{ ml_warehouse.to_utc_timestamp(raw_column, safe=false) }} = {{ utc_timestamp }}
+{%- endmacro %}
+
+{% macro default__raw_loaded_at_is(raw_column, utc_timestamp) -%}
+    {{ raw_column }} = ({{ utc_timestamp }} at time zone 'UTC')
+{%- endmacro %}
+
 {# True when the whole string matches the (anchored) regular expression. #}
 {% macro regexp_like(expression, pattern) -%}
     {{ return(adapter.dispatch('regexp_like', 'ml_warehouse')(expression, pattern)) }}
