@@ -415,7 +415,8 @@ class Bench:
             probe = self.monitor_probe(warehouse)
             incremental = self.incremental(warehouse, url, events)
             incremental["fixed"] = self.fixed_costs(warehouse, url)
-        self.drop(warehouse)
+            self.drop(warehouse)
+            incremental["hundredth"] = self.hundredth_incremental(url)
         return {
             "pipeline": {
                 "rows": events,
@@ -489,6 +490,19 @@ class Bench:
             "ours": total.as_dict(),
             "steps": {k: v.as_dict() for k, v in steps.items()},
         }
+
+    def hundredth_incremental(self, url: str) -> dict[str, Any]:
+        """The same 1% run on a warehouse of a hundredth of the events: a run whose nodes
+        read next to nothing, so what it costs is the fixed part of every 1% run (the
+        processes, dlt's and dbt's work per source and per node, the ledger)."""
+        small = Bench(max(self.rows // 100, 1_000), 1, self.pipeline_repeat, self.work / "small")
+        events = small.generate({"jsonl"})["stream"]["event_lines"]  # orders: this run's API
+        warehouse = small.fresh_warehouse()
+        try:
+            small.pipeline_steps(warehouse, url)  # the first build
+            return {"events": events, **small.incremental(warehouse, url, events)}
+        finally:
+            shutil.rmtree(small.work, ignore_errors=True)
 
     def fixed_costs(self, warehouse: Path, url: str) -> dict[str, Any]:
         """What a run pays with no new data, and its parts.
@@ -859,6 +873,22 @@ def pipeline_rows(add: Any, results: dict[str, Any], reps: int, preps: int) -> N
         i_ours / p_ours,
         f"median of {preps}; {floor_ratio(i_ours, pipe)}",
     )
+    if "hundredth" in inc:  # results from before it have none
+        small = inc["hundredth"]
+        s_ours = small["ours"]["median_seconds"]
+        add(
+            "incremental_hundredth",
+            None,
+            f"Incremental on a hundredth of the events: +{small['rows_added']:,} events (1% "
+            f"of {small['events']:,})",
+            f"{s_ours:.1f} s (ingest {small['steps']['ingest']['median_seconds']:.1f} + dbt "
+            f"build {small['steps']['dbt_build']['median_seconds']:.1f} + monitor "
+            f"{small['steps']['monitor']['median_seconds']:.1f})",
+            f"full run {p_ours:.1f} s",
+            s_ours / p_ours,
+            f"the same run whose nodes read a hundredth of the rows: the fixed part of the 1% "
+            f"run above, the floor of its share; median of {preps}",
+        )
     fixed = inc["fixed"]
     f_ingest = fixed["ingest_nothing_new"]["median_seconds"]
     f_dbt = fixed["dbt_build_no_node"]["median_seconds"]

@@ -31,6 +31,7 @@ ROW_IDS = [
     "pipeline_floor",
     "pipeline_rss",
     "incremental",
+    "incremental_hundredth",
     "incremental_fixed",
     "nothing_new",
     "nothing_due",
@@ -114,6 +115,10 @@ def test_benchmark_runs_at_10k_rows_and_reports_every_row(tmp_path: Path) -> Non
     # and says where that build spent: the nodes it ran, not the users chain it left alone
     [slowest] = report["incremental"]["slowest_nodes"]
     assert "stg_events__events" in slowest and "stg_users__user_versions" not in slowest
+    # and the same 1% run on a hundredth of the events, its fixed part
+    hundredth = report["incremental"]["hundredth"]
+    assert (hundredth["events"], hundredth["rows_added"]) == (1010, 10)
+    assert hundredth["build_scope"][0].startswith("new rows in events.events; tests scoped")
     # the fixed part was timed (fixed_costs fails the run if that ingest loaded any row)
     fixed = report["incremental"]["fixed"]
     assert set(fixed) == {
