@@ -89,6 +89,46 @@ def test_it_is_the_dbt_command_with_the_environment_it_is_sent(tmp_path: Path) -
     assert done.stderr == by_hand.stderr
 
 
+def test_after_a_command_on_duckdb_it_leaves_the_warehouse_closed_and_its_log_written(
+    tmp_path: Path,
+) -> None:
+    """It ends without Python's teardown of dbt (pipeline.dbt_ahead.leave): the database is
+    closed and checkpointed, dbt's log and output are complete, and dbt's exit code stands."""
+    warehouse, logs = tmp_path / "warehouse.duckdb", tmp_path / "logs"
+    env = {**os.environ, "WAREHOUSE_PATH": str(warehouse), "DBT_LOG_PATH": str(logs)}
+    env["DBT_PROFILES_DIR"] = str(ROOT / "profiles")
+    target = ["--project-dir", str(ROOT), "--target-path", str(tmp_path / "target")]
+    con = duckdb.connect(str(warehouse))
+    con.execute("create table t as select 1 as n")  # a warehouse with a table to read
+    con.close()
+
+    shown = [DBT, "show", "--inline", "select n + 1 as m from main.t", *target]
+    done = dbt_child(True, shown, tmp_path / "target", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split("Previewing inline node:")[1].split() == [
+        "|",
+        "m",
+        "|",
+        "|",
+        "-",
+        "|",
+        "|",
+        "2",
+        "|",
+    ]
+    assert "Command `dbt show` succeeded" in (logs / "dbt.log").read_text()
+    assert not Path(f"{warehouse}.wal").exists()
+    with duckdb.connect(str(warehouse)) as con:  # the child holds the file no more
+        con.execute("insert into t values (2)")
+
+    failing = [DBT, "show", "--inline", "select * from main.no_such_table", *target]
+    by_hand = subprocess.run(failing, capture_output=True, text=True, env=env, timeout=300)
+    done = dbt_child(True, failing, tmp_path / "target", env)
+    assert done.returncode == by_hand.returncode == 2  # dbt's code for a failed command
+    assert "no_such_table" in done.stdout
+    assert (logs / "dbt.log").read_text().count("Command `dbt show` failed") == 2
+
+
 def test_a_dbt_child_that_is_gone_is_not_used(tmp_path: Path) -> None:
     """Killed (say, out of memory) before the build: the build's command runs in a new
     child, and the run's record says what became of the first."""
