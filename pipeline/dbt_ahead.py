@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 UNUSED, WARMED_UP_UNUSED, IMPORTED_UNUSED = 0, 3, 4
 
@@ -52,7 +53,7 @@ def main() -> int:
     return 0
 
 
-def leave(code: object) -> None:
+def leave(code: object) -> NoReturn:
     """End the process with dbt's exit code. After a command on DuckDB, without Python's
     own teardown of dbt's objects (about 0.5 s, which the run would wait for): the
     database is closed first, as dbt-duckdb's exit handler would (its checkpoint), then

@@ -30,6 +30,12 @@ MARTS = ["dim_users", "fct_events", "fct_orders", "category_stats", "user_featur
 QUARANTINE = ["quarantine_users", "quarantine_events", "quarantine_orders"]
 
 
+def last_compiled(dbt_workdir: Path) -> dict[str, str]:
+    """The compiled SQL of each node of the last dbt command in `dbt_workdir`, by name."""
+    results = json.loads((dbt_workdir / "target" / "run_results.json").read_text())
+    return {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
+
+
 def test_users_counts_per_defect(full_build: Path) -> None:
     wh = full_build
     assert scalar(wh, "select count(*) from raw.users") == 15
@@ -213,9 +219,7 @@ def test_quarantined_events_follow_their_staging_status(
         con.close()
     rebuilt = copy_warehouse(changed, dbt_workdir / "quarantine_rebuilt.duckdb")
     dbt_run(["run", "-s", "quarantine_events"], changed)
-    results = json.loads((dbt_workdir / "target" / "run_results.json").read_text())
-    code = {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
-    assert "not exists" in code["quarantine_events"]  # the incremental path
+    assert "not exists" in last_compiled(dbt_workdir)["quarantine_events"]  # incremental path
     dbt_run(["run", "-s", "quarantine_events", "--full-refresh"], rebuilt)
     held = "select quarantine_reason, event_id from quarantine.quarantine_events order by all"
     assert query(changed, held) == [
@@ -246,8 +250,7 @@ def test_stored_activity_follows_features_as_of_both_ways(
     # build's as-of, that is full_build itself)
     for as_of, full in ((back, rebuilt), (AS_OF_FAR, full_build)):
         dbt_run(models, stepped, {"features_as_of": as_of})
-        results = json.loads((dbt_workdir / "target" / "run_results.json").read_text())
-        code = {r["unique_id"].split(".")[-1]: r["compiled_code"] for r in results["results"]}
+        code = last_compiled(dbt_workdir)
         assert "changed_users" in code["int_user_activity"]  # the incremental path
         assert "activity_events" not in code["user_features"]  # it read the stored rows
         assert rows_equal(query(stepped, features), query(full, features)), as_of
