@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing.util
 import os
 import select
 import shutil
@@ -68,6 +69,9 @@ def leave(code: object) -> NoReturn:
         sys.exit(code)
     duckdb_connections._ENV.close()  # noqa: SLF001
     duckdb_connections._ENV = None  # noqa: SLF001
+    # dbt's spawn-context locks are named semaphores: multiprocessing's own exit handler
+    # unlinks them, else its resource tracker warns of leaked semaphores on stderr
+    multiprocessing.util._exit_function()  # noqa: SLF001
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
