@@ -146,8 +146,8 @@ def test_incremental_run_equals_full_refresh(
     # after the newest stored one, then that instant again (raw had more of it)
     first, second, third = (compiled(run_results, "stg_events__events") for run_results in builds)
     assert "stored_copies" not in first
-    assert "stored_copies" in second and ") > cast('2026-01-05 00:00:00' as" in second
-    assert "stored_copies" in third and ") >= cast('2026-01-07 00:00:00' as" in third
+    assert "stored_copies" in second and " > cast('2026-01-05 00:00:00' as" in second
+    assert "stored_copies" in third and " >= cast('2026-01-07 00:00:00' as" in third
     assert scalar(incremental, "select count(*) from intermediate.int_events_enriched") == 15
     # the re-sent evt-004: its second load's copy replaced the first (loaded_at tells them apart)
     resent = "select loaded_at from intermediate.int_events_enriched where event_id = 'evt-004'"
@@ -327,3 +327,62 @@ def test_finite_values_fails_a_mart_holding_nan_or_infinity(
         "finite_values_fct_events_",
         "finite_values_user_features_",
     ]
+
+
+# (text as sent, its UTC wall time with the source's time zone UTC, with America/New_York)
+TIMESTAMP_TEXTS = [
+    ("2026-01-01T10:00:00+05:30", "2026-01-01 04:30:00", "2026-01-01 04:30:00"),
+    ("2026-07-01T12:00:00Z", "2026-07-01 12:00:00", "2026-07-01 12:00:00"),
+    ("2026-07-01 12:00:00", "2026-07-01 12:00:00", "2026-07-01 16:00:00"),
+    ("2026-01-01", "2026-01-01 00:00:00", "2026-01-01 05:00:00"),
+    ("1969-12-31T23:59:59.999999-00:30", *["1970-01-01 00:29:59.999999"] * 2),
+    ("0001-01-01T00:00:00Z", "0001-01-01 00:00:00", "0001-01-01 00:00:00"),
+    ("infinity", "infinity", "infinity"),
+    ("-infinity", "-infinity", "-infinity"),
+    ("2026-13-01T00:00:00Z", None, None),
+    ("not a time", None, None),
+    (None, None, None),
+]
+# (a timestamp with time zone, its UTC wall time)
+TYPED_INSTANTS = [
+    ("2026-01-01 10:00:00+05:30", "2026-01-01 04:30:00"),
+    ("1969-12-31 23:59:59.999999-00:30", "1970-01-01 00:29:59.999999"),
+    ("infinity", "infinity"),
+    ("-infinity", "-infinity"),
+]
+
+
+def test_to_utc_timestamp_reads_offsets_wall_times_and_infinities_in_any_session_zone(
+    dbt_workdir: Path, dbt_run: DbtRunner
+) -> None:
+    """DuckDB's to_utc_timestamp (cross_db.sql) reads a finite instant's UTC wall time
+    from its epoch microseconds, not through ICU's calendar: text with an offset, wall
+    times in the source's zone, typed instants and infinities, whatever the session's
+    time zone."""
+    inline = (
+        "select {{ ml_warehouse.to_utc_timestamp('t') }} as utc,"
+        " {{ ml_warehouse.to_utc_timestamp('t', tz='America/New_York') }} as new_york,"
+        " {{ ml_warehouse.to_utc_timestamp('i', safe=false) }} as typed from texts order by n"
+    )
+    done = dbt_run(["compile", "--quiet", "--inline", inline], dbt_workdir / "compile.duckdb")
+    compiled = done.stdout.strip()
+    assert "make_timestamp(epoch_us(" in compiled
+    typed = TYPED_INSTANTS + [(None, None)] * (len(TIMESTAMP_TEXTS) - len(TYPED_INSTANTS))
+    for zone in ("Asia/Kathmandu", "America/New_York", "UTC"):
+        with duckdb.connect() as con:
+            con.execute(f"set TimeZone = '{zone}'")
+            con.execute("create table texts (n int, t varchar, i timestamptz)")
+            con.executemany(
+                "insert into texts values (?, ?, cast(? as timestamptz))",
+                [
+                    [n, text, instant]
+                    for n, ((text, *_), (instant, _)) in enumerate(
+                        zip(TIMESTAMP_TEXTS, typed, strict=True)
+                    )
+                ],
+            )
+            got = con.execute(f"select cast(columns(*) as varchar) from ({compiled})").fetchall()
+        assert got == [
+            (utc, new_york, typed_utc)
+            for (_, utc, new_york), (_, typed_utc) in zip(TIMESTAMP_TEXTS, typed, strict=True)
+        ], zone
