@@ -37,6 +37,12 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
     # Arrow tables get dlt's load id too (dlt adds it only to dict rows by default), so
     # every raw row can be traced to its entry in raw._dlt_loads, whatever the config says.
     os.environ["NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"] = "true"
+    # dlt keeps a copy of every file it loaded under its working folder (load/loaded/*/
+    # completed_jobs), which nothing reads again: the folder grew by a compressed copy of
+    # every row ever loaded (a 10M-event load left 182 MB), and kept rows an erasure
+    # removed from the warehouse. dlt deletes them once their load committed; the
+    # environment variable set to false keeps them for inspection.
+    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
 
     warehouse = warehouse or warehouse_path()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
@@ -53,6 +59,24 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
         dataset_name=RAW_DATASET,
         pipelines_dir=str(working_dir),
     )
+
+
+# dlt keeps a record of every load in its working folder (load/loaded/<load id>: the
+# package's schema, state and job list, ~50 KB once its files are deleted), which
+# nothing of ours reads: a run every few minutes, let alone --follow's batch a second,
+# would pile up thousands a day. The warehouse keeps the load history (raw._dlt_loads);
+# the newest few stay for dlt's own `dlt pipeline <name> info` and `load-package`.
+KEEP_LOADED_PACKAGES = 5
+
+
+def prune_loaded_packages(pipeline: dlt.Pipeline, keep: int = KEEP_LOADED_PACKAGES) -> int:
+    """Delete the pipeline's loaded packages but the newest `keep`; how many were deleted."""
+    loaded = sorted(pipeline.list_completed_load_packages(), key=float)  # load ids: epochs
+    older = loaded[: max(len(loaded) - keep, 0)]
+    storage = pipeline._get_load_storage()  # noqa: SLF001 - dlt has no public delete
+    for load_id in older:
+        storage.delete_loaded_package(load_id)
+    return len(older)
 
 
 # dlt writes every Arrow table it extracts to Parquet with pyarrow's defaults and has no

@@ -138,9 +138,11 @@ def erase(warehouse: Path, user_ids: list[str], audit_id: str | None = None) -> 
 def purge_load_packages(warehouse: Path) -> int:
     """Delete the data files of dlt's completed load packages (its archive of what it loaded).
 
-    dlt keeps every loaded file (Parquet, JSONL) under
-    `<pipelines dir>/<pipeline>/load/loaded/<load id>/completed_jobs/`; nothing
-    reads them again, and they hold what raw held, erased users included.
+    dlt keeps loaded files (Parquet, JSONL) under
+    `<pipelines dir>/<pipeline>/load/loaded/<load id>/completed_jobs/` when told to
+    (LOAD__DELETE_COMPLETED_JOBS=false, ingestion.destination) or from loads made
+    before it deleted them; nothing reads them again, and they hold what raw held,
+    erased users included.
     """
     removed = 0
     for path in pipelines_dir(warehouse).glob("*/load/loaded/*/completed_jobs/*"):

@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import dlt
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.destination import PARQUET_DICTIONARY_PAGE_LIMIT, make_pipeline
+from ingestion.destination import (
+    PARQUET_DICTIONARY_PAGE_LIMIT,
+    make_pipeline,
+    prune_loaded_packages,
+)
 
 
 def test_the_parquet_files_dlt_extracts_bound_their_dictionaries(tmp_path: Path) -> None:
@@ -32,3 +37,22 @@ def test_the_parquet_files_dlt_extracts_bound_their_dictionaries(tmp_path: Path)
         assert column.has_dictionary_page
         assert column.data_page_offset - column.dictionary_page_offset <= at_most
     assert pq.read_table(written).select(["row_key", "country"]).equals(table)
+
+
+def test_only_the_newest_load_records_stay_in_dlts_folder(tmp_path: Path) -> None:
+    """Each load leaves dlt's record of it; older ones go, the warehouse keeps every load."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    pipeline = make_pipeline("prune_probe", warehouse)
+    for number in range(4):
+        pipeline.run(dlt.resource([{"n": number}], name="probe", write_disposition="append"))
+    loads = sorted(pipeline.list_completed_load_packages(), key=float)
+    assert len(loads) == 4
+    folder = Path(pipeline.working_dir) / "load" / "loaded"
+    assert not list(folder.rglob("completed_jobs/*.*"))  # their files went at each load
+
+    assert prune_loaded_packages(pipeline, keep=2) == 2
+    assert sorted(p.name for p in folder.iterdir()) == loads[2:]
+    assert prune_loaded_packages(pipeline, keep=2) == 0
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from raw.probe").fetchall() == [(4,)]
+        assert con.execute("select count(*) from raw._dlt_loads").fetchall() == [(4,)]

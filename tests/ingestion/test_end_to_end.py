@@ -181,6 +181,10 @@ def test_second_run_changes_nothing_and_new_input_loads_exactly_once(fresh_sampl
             (999.0,)
         ]
         assert count(con, f"select count(*) from raw.events where event_id = '{old_event}'") == 1
+    # dlt's working folder keeps no copy of what it loaded: it would grow with every load
+    pipelines = fresh_sample.warehouse.parent / ".dlt-pipelines"
+    assert len(list(pipelines.glob("*/*/load/loaded/*"))) >= 4 * 2  # three runs' packages
+    assert [p for p in pipelines.rglob("completed_jobs/*") if p.is_file()] == []
 
 
 def raw_content(warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:

@@ -12,6 +12,7 @@ from security_site import HASH_KEY, Secured, text_values
 
 from privacy import masking, suppression
 from warehouse import audit
+from warehouse.settings import pipelines_dir
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +122,15 @@ def test_forget_erases_everywhere_and_stays_erased(secured_copy: Secured, tmp_pa
         site.warehouse,
         f"select count(*) from raw._rejected_rows where payload like '{user_id},%'",
     )[0][0]
+    # what a load run with LOAD__DELETE_COMPLETED_JOBS=false leaves in dlt's folder
+    kept = pipelines_dir(site.warehouse) / "ml_warehouse_users/load/loaded/1/completed_jobs"
+    kept.mkdir(parents=True)
+    site.query(
+        site.warehouse,
+        f"copy (select * from raw.users where trim(cast(user_id as varchar)) = '{user_id}') "
+        f"to '{kept / 'users.0.parquet'}' (format parquet)",
+    )
+    assert duckdb.sql(f"select count(*) from '{kept}/*.parquet'").fetchall()[0][0] >= 1
 
     done = site.run(
         "-m",
