@@ -61,22 +61,38 @@ def make_pipeline(source_name: str, warehouse: Path | None = None) -> dlt.Pipeli
     )
 
 
-# dlt keeps a record of every load in its working folder (load/loaded/<load id>: the
-# package's schema, state and job list, ~50 KB once its files are deleted), which
-# nothing of ours reads: a run every few minutes, let alone --follow's batch a second,
-# would pile up thousands a day. The warehouse keeps the load history (raw._dlt_loads);
-# the newest few stay for dlt's own `dlt pipeline <name> info` and `load-package`.
-KEEP_LOADED_PACKAGES = 5
+# dlt keeps a history of every load: in its working folder a record of the load
+# (load/loaded/<load id>: the package's schema, state and job list, ~50 KB once its files
+# are deleted), and in raw._dlt_pipeline_state the pipeline's whole state again (171 KB a
+# load for an events source of 2,020 segment files). Nothing reads but the newest state,
+# so a run every few minutes, let alone --follow's batch a second, would pile up gigabytes.
+# The newest few loads keep both (dlt's own `dlt pipeline <name> info` reads the records);
+# raw._dlt_loads keeps every load.
+KEEP_LOADS = 5
 
 
-def prune_loaded_packages(pipeline: dlt.Pipeline, keep: int = KEEP_LOADED_PACKAGES) -> int:
-    """Delete the pipeline's loaded packages but the newest `keep`; how many were deleted."""
+def prune_load_history(pipeline: dlt.Pipeline, keep: int = KEEP_LOADS) -> None:
+    """Delete the pipeline's load records and stored states but those of its newest `keep`
+    loads (the states of its newest `keep` completed loads: dlt restores the newest)."""
     loaded = sorted(pipeline.list_completed_load_packages(), key=float)  # load ids: epochs
-    older = loaded[: max(len(loaded) - keep, 0)]
     storage = pipeline._get_load_storage()  # noqa: SLF001 - dlt has no public delete
-    for load_id in older:
+    for load_id in loaded[: max(len(loaded) - keep, 0)]:
         storage.delete_loaded_package(load_id)
-    return len(older)
+    if warehouse_destination() == "filesystem" or not pipeline.default_schema_name:
+        return  # a lake's state files are not rows to delete
+    schema = pipeline.default_schema
+    with pipeline.sql_client() as client:
+        states = client.make_qualified_table_name(schema.state_table_name)
+        loads = client.make_qualified_table_name(schema.loads_table_name)
+        client.execute_sql(
+            f"delete from {states} where pipeline_name = %s and _dlt_load_id < ("
+            f" select min(load_id) from (select s._dlt_load_id as load_id from {states} s"
+            f" join {loads} l on l.load_id = s._dlt_load_id"
+            "  where s.pipeline_name = %s and l.status = 0"
+            f"  order by s._dlt_load_id desc limit {int(keep)}) newest)",
+            pipeline.pipeline_name,
+            pipeline.pipeline_name,
+        )
 
 
 # dlt writes every Arrow table it extracts to Parquet with pyarrow's defaults and has no

@@ -32,7 +32,7 @@ from warehouse.settings import (
 from warehouse.sources import declared_sources
 
 from . import unchanged
-from .destination import make_pipeline, prune_loaded_packages
+from .destination import make_pipeline, prune_load_history
 from .kinds import follows, kind_function, kind_module, source_options
 from .kinds.common import Flag, stored_name, tables_present
 from .rejected import REJECTED_TABLE, drop_replaced_rejects, keep_on_refresh
@@ -168,9 +168,9 @@ def run_source(name: str, args: argparse.Namespace, backend: Any = None) -> Sour
         elif inputs is not None:
             inputs.record(pipeline, report.files_ignored)
         try:
-            prune_loaded_packages(pipeline)
-        except OSError:  # the load committed; an old record left costs only disk
-            logging.getLogger(__name__).debug("loaded packages not pruned", exc_info=True)
+            prune_load_history(pipeline)
+        except Exception:  # noqa: BLE001 - the load committed; an old record left costs only disk
+            logging.getLogger(__name__).debug("load history not pruned", exc_info=True)
     except Exception as exc:  # one line per failed source; the others still load
         if backend is not None:
             backend.discard()

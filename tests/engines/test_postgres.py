@@ -123,3 +123,42 @@ def test_a_dev_target_writes_its_own_schemas_not_production(
     assert schemas & PRODUCTION_SCHEMAS == set()
     assert {f"dev_alice_{s}" for s in PRODUCTION_SCHEMAS} <= schemas
     assert dev_users > 0
+
+
+def test_only_the_newest_loads_keep_their_states_in_postgres(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same pruning as on DuckDB (tests/ingestion/test_destination.py), in SQL the
+    server runs: the states of the older loads go, every load and row stays."""
+    import dlt
+    import psycopg2
+
+    from ingestion.destination import make_pipeline, prune_load_history
+
+    for name, value in {**cluster.env, "WAREHOUSE_DESTINATION": "postgres"}.items():
+        monkeypatch.setenv(name, value)
+    pipeline = make_pipeline("prune_probe", tmp_path / "warehouse.duckdb")
+
+    @dlt.resource(name="probe", write_disposition="append")
+    def probe(number: int) -> Iterator[dict[str, int]]:
+        dlt.current.resource_state()["position"] = number  # a new state every load
+        yield {"n": number}
+
+    for number in range(4):
+        pipeline.run(probe(number))
+    loads = sorted(pipeline.list_completed_load_packages(), key=float)
+    prune_load_history(pipeline, keep=2)
+
+    with (
+        psycopg2.connect(
+            host=cluster.host, port=cluster.port, user=cluster.user, dbname=cluster.database
+        ) as con,
+        con.cursor() as cursor,
+    ):
+        cursor.execute(
+            "select (select count(*) from raw.probe), (select count(*) from raw._dlt_loads"
+            " where schema_name = %s), (select array_agg(_dlt_load_id order by _dlt_load_id)"
+            " from raw._dlt_pipeline_state where pipeline_name = %s)",
+            [pipeline.default_schema_name, pipeline.pipeline_name],
+        )
+        assert cursor.fetchall() == [(4, 4, loads[2:])]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dlt
 import duckdb
@@ -12,7 +15,7 @@ import pyarrow.parquet as pq
 from ingestion.destination import (
     PARQUET_DICTIONARY_PAGE_LIMIT,
     make_pipeline,
-    prune_loaded_packages,
+    prune_load_history,
 )
 
 
@@ -39,20 +42,42 @@ def test_the_parquet_files_dlt_extracts_bound_their_dictionaries(tmp_path: Path)
     assert pq.read_table(written).select(["row_key", "country"]).equals(table)
 
 
-def test_only_the_newest_load_records_stay_in_dlts_folder(tmp_path: Path) -> None:
-    """Each load leaves dlt's record of it; older ones go, the warehouse keeps every load."""
+def test_only_the_newest_loads_keep_their_records_and_states(tmp_path: Path) -> None:
+    """Each load leaves dlt's record of it and a copy of the state; the older ones go, the
+    warehouse keeps every load and dlt restores the newest state."""
     warehouse = tmp_path / "warehouse.duckdb"
     pipeline = make_pipeline("prune_probe", warehouse)
+
+    @dlt.resource(name="probe", write_disposition="append")
+    def probe(number: int) -> Iterator[dict[str, int]]:
+        dlt.current.resource_state()["position"] = number  # a new state every load
+        yield {"n": number}
+
     for number in range(4):
-        pipeline.run(dlt.resource([{"n": number}], name="probe", write_disposition="append"))
+        pipeline.run(probe(number))
     loads = sorted(pipeline.list_completed_load_packages(), key=float)
     assert len(loads) == 4
     folder = Path(pipeline.working_dir) / "load" / "loaded"
     assert not list(folder.rglob("completed_jobs/*.*"))  # their files went at each load
 
-    assert prune_loaded_packages(pipeline, keep=2) == 2
+    def stored() -> list[tuple[Any, ...]]:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            return con.execute(
+                "select (select count(*) from raw.probe), (select count(*) from raw._dlt_loads),"
+                " list(_dlt_load_id order by _dlt_load_id) from raw._dlt_pipeline_state"
+            ).fetchall()
+
+    assert stored() == [(4, 4, loads)]
+    prune_load_history(pipeline, keep=2)
     assert sorted(p.name for p in folder.iterdir()) == loads[2:]
-    assert prune_loaded_packages(pipeline, keep=2) == 0
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from raw.probe").fetchall() == [(4,)]
-        assert con.execute("select count(*) from raw._dlt_loads").fetchall() == [(4,)]
+    assert stored() == [(4, 4, loads[2:])]
+    prune_load_history(pipeline, keep=2)
+    assert stored() == [(4, 4, loads[2:])]
+
+    # dlt restores the newest state from the warehouse into a new working folder
+    restored = make_pipeline("prune_probe", warehouse)
+    shutil.rmtree(restored.working_dir)
+    restored = make_pipeline("prune_probe", warehouse)
+    restored.sync_destination()
+    (source,) = restored.state["sources"].values()
+    assert source["resources"]["probe"]["position"] == 3

@@ -10,7 +10,7 @@ import pytest
 from realtime_helpers import Follower, Stream, run_command
 
 from demo.produce import MALFORMED_EVERY, MALFORMED_OFFSET, RESEND_EVERY
-from ingestion.destination import KEEP_LOADED_PACKAGES, make_pipeline
+from ingestion.destination import KEEP_LOADS, make_pipeline
 from ingestion.kinds import declared_source
 from ingestion.kinds.redis_stream import (
     FAULT_ENV,
@@ -206,10 +206,13 @@ def test_producer_faster_than_consumer_lag_reported_and_drained(stream: Stream) 
     assert stream.query("select count(*), count(distinct event_id) from raw.events") == [
         (4000, 4000)
     ]
-    # a batch a load: dlt's folder keeps the newest loads' records, not one per batch
-    assert len(batches) > KEEP_LOADED_PACKAGES
+    # a batch a load: the newest loads keep dlt's records and states, not every batch
+    assert len(batches) > KEEP_LOADS
     loaded = Path(make_pipeline("events", stream.warehouse).working_dir) / "load" / "loaded"
-    assert len(list(loaded.iterdir())) == KEEP_LOADED_PACKAGES
+    assert len(list(loaded.iterdir())) == KEEP_LOADS
+    assert stream.query(
+        "select count(*) from raw._dlt_pipeline_state where pipeline_name = 'ml_warehouse_events'"
+    ) == [(KEEP_LOADS,)]
 
 
 def test_files_backend_follow_polls_new_segments(stream: Stream, tmp_path: Path) -> None:
