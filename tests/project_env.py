@@ -10,8 +10,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,19 @@ def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path
             build(folder)
             built.touch()
     return folder
+
+
+def loads_with_new_states(pipeline: Any, count: int) -> list[str]:
+    """`count` loads of one row each through a dlt pipeline, each storing a new state (the
+    resource's position), as every load of a file or stream source does: their load ids,
+    oldest first."""
+    import dlt
+
+    @dlt.resource(name="probe", write_disposition="append")
+    def probe(number: int) -> Iterator[dict[str, int]]:
+        dlt.current.resource_state()["position"] = number
+        yield {"n": number}
+
+    for number in range(count):
+        pipeline.run(probe(number))
+    return sorted(pipeline.list_completed_load_packages(), key=float)

@@ -4,14 +4,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_compare import Table, base_env, compare, dbt_build, ingest, make_table, read_all
+from project_env import loads_with_new_states
 
 from scale.pg_cluster import Cluster, running_cluster
 
 pytestmark = pytest.mark.postgres
+
+
+@contextmanager
+def cursor_of(cluster: Cluster, database: str | None = None) -> Iterator[Any]:
+    """A cursor on the cluster's database (or `database`), committed on success."""
+    import psycopg2
+
+    with (
+        psycopg2.connect(
+            host=cluster.host,
+            port=cluster.port,
+            user=cluster.user,
+            dbname=database or cluster.database,
+        ) as con,
+        con.cursor() as cursor,
+    ):
+        yield cursor
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +42,6 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def postgres_marts(engine_inbox: Path, cluster: Cluster) -> dict[str, Table]:
-    import psycopg2
-
     env = {
         **base_env(engine_inbox.parent / "postgres"),
         **cluster.env,
@@ -33,12 +51,7 @@ def postgres_marts(engine_inbox: Path, cluster: Cluster) -> dict[str, Table]:
     dbt_build("postgres", env)
     # Again: the incremental model takes its merge path (watermark, MERGE on a 3-column key).
     dbt_build("postgres", env)
-    with (
-        psycopg2.connect(
-            host=cluster.host, port=cluster.port, user=cluster.user, dbname=cluster.database
-        ) as con,
-        con.cursor() as cursor,
-    ):
+    with cursor_of(cluster) as cursor:
 
         def tables(schema: str) -> list[str]:
             cursor.execute(
@@ -56,14 +69,7 @@ def postgres_marts(engine_inbox: Path, cluster: Cluster) -> dict[str, Table]:
 
 
 def test_raw_lands_in_postgres(cluster: Cluster, postgres_marts: dict[str, Table]) -> None:
-    import psycopg2
-
-    with (
-        psycopg2.connect(
-            host=cluster.host, port=cluster.port, user=cluster.user, dbname=cluster.database
-        ) as con,
-        con.cursor() as cursor,
-    ):
+    with cursor_of(cluster) as cursor:
         cursor.execute(
             "select table_name from information_schema.tables where table_schema = 'raw'"
         )
@@ -110,12 +116,7 @@ def test_a_dev_target_writes_its_own_schemas_not_production(
     }
     ingest(engine_inbox, env)
     dbt_build("postgres_dev", env)
-    with (
-        psycopg2.connect(
-            host=cluster.host, port=cluster.port, user=cluster.user, dbname="devcheck"
-        ) as con,
-        con.cursor() as cursor,
-    ):
+    with cursor_of(cluster, "devcheck") as cursor:
         cursor.execute("select schema_name from information_schema.schemata")
         schemas = {row[0] for row in cursor.fetchall()}
         cursor.execute("select count(*) from dev_alice_marts.dim_users")
@@ -130,31 +131,15 @@ def test_only_the_newest_loads_keep_their_states_in_postgres(
 ) -> None:
     """The same pruning as on DuckDB (tests/ingestion/test_destination.py), in SQL the
     server runs: the states of the older loads go, every load and row stays."""
-    import dlt
-    import psycopg2
-
     from ingestion.destination import make_pipeline, prune_load_history
 
     for name, value in {**cluster.env, "WAREHOUSE_DESTINATION": "postgres"}.items():
         monkeypatch.setenv(name, value)
     pipeline = make_pipeline("prune_probe", tmp_path / "warehouse.duckdb")
-
-    @dlt.resource(name="probe", write_disposition="append")
-    def probe(number: int) -> Iterator[dict[str, int]]:
-        dlt.current.resource_state()["position"] = number  # a new state every load
-        yield {"n": number}
-
-    for number in range(4):
-        pipeline.run(probe(number))
-    loads = sorted(pipeline.list_completed_load_packages(), key=float)
+    loads = loads_with_new_states(pipeline, 4)
     prune_load_history(pipeline, keep=2)
 
-    with (
-        psycopg2.connect(
-            host=cluster.host, port=cluster.port, user=cluster.user, dbname=cluster.database
-        ) as con,
-        con.cursor() as cursor,
-    ):
+    with cursor_of(cluster) as cursor:
         cursor.execute(
             "select (select count(*) from raw.probe), (select count(*) from raw._dlt_loads"
             " where schema_name = %s), (select array_agg(_dlt_load_id order by _dlt_load_id)"

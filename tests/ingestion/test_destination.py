@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import dlt
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from project_env import loads_with_new_states
 
 from ingestion.destination import (
     PARQUET_DICTIONARY_PAGE_LIMIT,
@@ -47,15 +47,7 @@ def test_only_the_newest_loads_keep_their_records_and_states(tmp_path: Path) -> 
     warehouse keeps every load and dlt restores the newest state."""
     warehouse = tmp_path / "warehouse.duckdb"
     pipeline = make_pipeline("prune_probe", warehouse)
-
-    @dlt.resource(name="probe", write_disposition="append")
-    def probe(number: int) -> Iterator[dict[str, int]]:
-        dlt.current.resource_state()["position"] = number  # a new state every load
-        yield {"n": number}
-
-    for number in range(4):
-        pipeline.run(probe(number))
-    loads = sorted(pipeline.list_completed_load_packages(), key=float)
+    loads = loads_with_new_states(pipeline, 4)
     assert len(loads) == 4
     folder = Path(pipeline.working_dir) / "load" / "loaded"
     assert not list(folder.rglob("completed_jobs/*.*"))  # their files went at each load
